@@ -1,0 +1,644 @@
+//! Answering: from a question and a client network to the records PowerDNS
+//! gets. Owns the coprocess's view of the store (topology, node states), the
+//! bounded in-process decision cache, and the seen-networks counter.
+//!
+//! The store is read through prepared statements only; the topology is
+//! reloaded when `apply` or a drain bumps the generation (checked through
+//! `PRAGMA data_version` at most every [`CHECK_EVERY`]).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::cache::{DecisionKey, SharedCache};
+use crate::metrics;
+use crate::net::Prefix;
+use crate::pipe::proto::{self, Data};
+use crate::policy::{self, Candidate, Decision, Input, Latency, NodeView};
+use crate::site::Policy;
+use crate::store::{NodeStateRows, Store};
+use crate::topology::{Entry, Topology};
+
+/// How often the coprocess asks SQLite whether another process committed.
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How often a missing or broken database is tried again.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// How often seen client networks are written.
+const SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// Bound of the seen-networks counter between two flushes.
+const SEEN_MAX: usize = 4096;
+/// Bound of the decision cache.
+const DECISIONS_MAX: usize = 4096;
+/// SQLite page cache of a coprocess, KiB.
+const PAGE_CACHE_KIB: i64 = 512;
+
+/// What a dynamic name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    Service(usize),
+    Pool(usize),
+}
+
+/// A decision with the details `explain` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Detail {
+    pub decision: Decision,
+    /// Per node index: the latency entry used, with its prefix and age.
+    pub latency: HashMap<usize, (Latency, String, i64)>,
+    pub views: Vec<NodeView>,
+    /// Where the decision came from: "computed", "cache", "memcached".
+    pub origin: &'static str,
+}
+
+/// The answering engine of one coprocess (or of `explain`).
+pub struct Engine {
+    db_path: PathBuf,
+    store: Option<Store>,
+    file_id: Option<(u64, u64)>,
+    pub topo: Rc<Topology>,
+    pub states: NodeStateRows,
+    data_version: i64,
+    generation: i64,
+    health_epoch: i64,
+    last_check: Option<Instant>,
+    last_open_try: Option<Instant>,
+    last_file_check: Instant,
+    decisions: HashMap<DecisionKey, (Rc<Decision>, Instant)>,
+    seen: HashMap<Prefix, u32>,
+    seen_dropped: u64,
+    last_seen_flush: Instant,
+    name_buf: String,
+    /// Optional cache shared between processes (memcached).
+    pub shared: Option<Box<dyn SharedCache>>,
+    /// Whether to use the in-process decision cache (off for `explain`).
+    pub use_cache: bool,
+    /// Whether to record seen client networks (off for `explain`).
+    pub record_seen: bool,
+    last_error_log: Option<Instant>,
+}
+
+impl Engine {
+    /// An engine on the database at `path`, which may not exist yet.
+    pub fn new(path: &Path) -> Engine {
+        Engine {
+            db_path: path.to_path_buf(),
+            store: None,
+            file_id: None,
+            topo: Rc::new(Topology::default()),
+            states: NodeStateRows::default(),
+            data_version: -1,
+            generation: -1,
+            health_epoch: -1,
+            last_check: None,
+            last_open_try: None,
+            last_file_check: Instant::now(),
+            decisions: HashMap::new(),
+            seen: HashMap::new(),
+            seen_dropped: 0,
+            last_seen_flush: Instant::now(),
+            name_buf: String::new(),
+            shared: None,
+            use_cache: true,
+            record_seen: true,
+            last_error_log: None,
+        }
+    }
+
+    /// The store, if open.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Counters of the shared cache, if one is configured.
+    pub fn shared_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.shared.as_ref().map(|c| c.stats())
+    }
+
+    /// The topology generation and health epoch the answers are built on.
+    pub fn version(&self) -> (i64, i64) {
+        (self.generation, self.health_epoch)
+    }
+
+    fn log_error(&mut self, what: &str, e: &anyhow::Error) {
+        let now = Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            self.last_error_log = Some(now);
+            log::error!("{what}: {e:#}");
+        }
+    }
+
+    /// Brings the view of the store up to date, cheaply: called before every
+    /// question; does real work at most every [`CHECK_EVERY`].
+    pub fn refresh(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_check = Some(now);
+        if self.store.is_some() && now.duration_since(self.last_file_check) >= REOPEN_EVERY {
+            self.last_file_check = now;
+            if file_id(&self.db_path) != self.file_id {
+                log::warn!(
+                    "the database {} was replaced or removed; reopening",
+                    self.db_path.display()
+                );
+                self.store = None;
+            }
+        }
+        if self.store.is_none() {
+            if self
+                .last_open_try
+                .is_some_and(|t| now.duration_since(t) < REOPEN_EVERY)
+            {
+                return;
+            }
+            self.last_open_try = Some(now);
+            match Store::open_existing(&self.db_path, Duration::from_millis(5))
+                .and_then(|s| s.limit_cache(PAGE_CACHE_KIB).map(|_| s))
+            {
+                Ok(s) => {
+                    log::info!("database {} open", self.db_path.display());
+                    self.file_id = file_id(&self.db_path);
+                    self.store = Some(s);
+                    self.data_version = -1;
+                    self.generation = -1;
+                }
+                Err(e) => {
+                    self.log_error("no database yet; answering with no data", &e);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.reload() {
+            self.log_error("cannot read the database; keeping the last topology", &e);
+            if !crate::store::is_busy(&e) {
+                self.store = None;
+            }
+        }
+    }
+
+    fn reload(&mut self) -> anyhow::Result<()> {
+        let store = self.store.as_ref().expect("store open");
+        let dv = store.data_version()?;
+        if dv == self.data_version {
+            return Ok(());
+        }
+        let generation = store.meta("generation")?;
+        let health_epoch = store.meta("health_epoch")?;
+        if generation != self.generation {
+            let (site, ids) = store.load_site()?;
+            self.topo = Rc::new(Topology::build(site, &ids, generation));
+            log::info!(
+                "topology generation {generation}: {} zones, {} nodes, {} services, {} pools",
+                self.topo.zones.len(),
+                self.topo.nodes.len(),
+                self.topo.services.len(),
+                self.topo.pools.len()
+            );
+        }
+        self.states = store.node_states()?;
+        if generation != self.generation || health_epoch != self.health_epoch {
+            self.decisions.clear();
+        }
+        self.generation = generation;
+        self.health_epoch = health_epoch;
+        self.data_version = dv;
+        Ok(())
+    }
+
+    /// Work that may wait until after an answer was sent: writing the seen
+    /// client networks (dropped, not delayed, when the database is busy).
+    pub fn housekeeping(&mut self) {
+        if self.last_seen_flush.elapsed() >= SEEN_FLUSH_EVERY {
+            self.housekeeping_now();
+        }
+    }
+
+    /// [`Engine::housekeeping`] without waiting for its interval (at exit).
+    pub fn housekeeping_now(&mut self) {
+        self.last_seen_flush = Instant::now();
+        if self.seen.is_empty() {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            self.seen.clear();
+            return;
+        };
+        let batch: Vec<(Prefix, u32)> = self.seen.drain().collect();
+        if let Err(e) = store.record_seen(&batch, metrics::now()) {
+            log::debug!(
+                "seen client networks dropped ({} networks): {e:#}",
+                batch.len()
+            );
+        }
+        if self.seen_dropped > 0 {
+            log::debug!(
+                "{} client networks not counted (counter full)",
+                self.seen_dropped
+            );
+            self.seen_dropped = 0;
+        }
+    }
+
+    /// Answers one question: DATA lines into `out`, then END.
+    pub fn answer(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
+        let topo = Rc::clone(&self.topo);
+        let mut name = std::mem::take(&mut self.name_buf);
+        name.clear();
+        name.push_str(q.qname);
+        name.make_ascii_lowercase();
+        if let Some(entries) = topo.names.get(&name) {
+            for &e in entries {
+                self.answer_entry(&topo, e, q, abi, out);
+            }
+        }
+        self.name_buf = name;
+        proto::write_end(out);
+    }
+
+    fn answer_entry(
+        &mut self,
+        topo: &Topology,
+        e: Entry,
+        q: &proto::Query,
+        abi: u8,
+        out: &mut Vec<u8>,
+    ) {
+        let qtype = q.qtype;
+        let any = qtype.eq_ignore_ascii_case("ANY");
+        let want = |t: &str| any || qtype.eq_ignore_ascii_case(t);
+        let soa_question = qtype.eq_ignore_ascii_case("SOA");
+        let data = |qtype: &'static str, ttl: u32, id: i64, scope: u8, prio: Option<u16>| Data {
+            scope,
+            qname: q.qname,
+            qtype,
+            ttl,
+            id,
+            prio,
+        };
+        match e {
+            Entry::Apex(z) => {
+                let zone = &topo.zones[z];
+                if want("SOA") {
+                    proto::write_data(
+                        out,
+                        abi,
+                        &data("SOA", zone.def.ttl, zone.id, 0, None),
+                        |o| o.extend_from_slice(zone.soa.as_bytes()),
+                    );
+                }
+                if want("NS") && !soa_question {
+                    for ns in &zone.def.ns {
+                        proto::write_data(
+                            out,
+                            abi,
+                            &data("NS", zone.def.ttl, zone.id, 0, None),
+                            |o| o.extend_from_slice(ns.as_bytes()),
+                        );
+                    }
+                }
+            }
+            _ if soa_question => {}
+            Entry::Host(n) => {
+                let node = &topo.nodes[n];
+                let Some(z) = topo.zone_of(&node.def.host) else {
+                    return;
+                };
+                let zone = &topo.zones[z];
+                write_addresses(out, abi, &node.def, any, qtype, |t| {
+                    data(t, zone.def.ttl, zone.id, 0, None)
+                });
+            }
+            Entry::Record(r) => {
+                let rec = &topo.records[r];
+                if !any && !qtype.eq_ignore_ascii_case(&rec.def.rtype) {
+                    return;
+                }
+                let zone = &topo.zones[rec.zone];
+                let d = Data {
+                    scope: 0,
+                    qname: q.qname,
+                    qtype: &rec.def.rtype,
+                    ttl: rec.def.ttl,
+                    id: zone.id,
+                    prio: rec.prio,
+                };
+                proto::write_data(out, abi, &d, |o| o.extend_from_slice(rec.rest.as_bytes()));
+            }
+            Entry::Ent(z) => {
+                if any {
+                    let zone = &topo.zones[z];
+                    proto::write_data(
+                        out,
+                        abi,
+                        &data("TYPE65534", zone.def.ttl, zone.id, 0, None),
+                        |o| o.extend_from_slice(b"\\# 0"),
+                    );
+                }
+            }
+            Entry::Service(s) => {
+                if !want("SRV") {
+                    return;
+                }
+                let svc = &topo.services[s];
+                let zone_id = topo.zones[svc.zone].id;
+                let client = q.client();
+                self.note_seen(&client, svc.policy);
+                let d = self.decide(topo, Target::Service(s), &client);
+                for r in &d.ranked {
+                    let host = &topo.nodes[r.node].def.host;
+                    proto::write_data(
+                        out,
+                        abi,
+                        &data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)),
+                        |o| {
+                            let _ = write!(o, "{} {} {}", r.weight, svc.port, host);
+                        },
+                    );
+                }
+            }
+            Entry::Pool(p) => {
+                let pool = &topo.pools[p];
+                if !(want("A") || want("AAAA")) {
+                    return;
+                }
+                let zone_id = topo.zones[pool.zone].id;
+                let client = q.client();
+                self.note_seen(&client, pool.policy);
+                let d = self.decide(topo, Target::Pool(p), &client);
+                let take = if d.failed_open {
+                    d.ranked.len()
+                } else {
+                    pool.answers as usize
+                };
+                for r in d.ranked.iter().take(take) {
+                    write_addresses(out, abi, &topo.nodes[r.node].def, any, qtype, |t| {
+                        data(t, pool.ttl, zone_id, d.scope, None)
+                    });
+                }
+            }
+        }
+    }
+
+    fn note_seen(&mut self, client: &Prefix, policy: Policy) {
+        if !self.record_seen || policy == Policy::Static || client.addr.is_unspecified() {
+            return;
+        }
+        let key = client.truncate(client.family().fine());
+        if let Some(n) = self.seen.get_mut(&key) {
+            *n += 1;
+        } else if self.seen.len() < SEEN_MAX {
+            self.seen.insert(key, 1);
+        } else {
+            self.seen_dropped += 1;
+        }
+    }
+
+    /// The decision for a dynamic name and a client, from the in-process
+    /// cache, the shared cache, or computed.
+    pub fn decide(&mut self, topo: &Topology, target: Target, client: &Prefix) -> Rc<Decision> {
+        let (policy, _) = target_of(topo, target);
+        let fine_scope = client.family().fine().min(client.len);
+        // Decisions are made per client network at the fine level: a more
+        // specific source prefix tells nothing more.
+        let client = &client.truncate(fine_scope);
+        let key = DecisionKey::new(target, policy, client);
+        let now = Instant::now();
+        if self.use_cache
+            && let Some((d, until)) = self.decisions.get(&key)
+            && *until > now
+        {
+            return Rc::clone(d);
+        }
+        let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
+        let version = (self.generation, self.health_epoch);
+        let shared_hit = match self.shared.as_mut() {
+            Some(c) if self.use_cache => c.get(&key, version, topo),
+            _ => None,
+        };
+        let d = match shared_hit {
+            Some(d) => Rc::new(d),
+            None => {
+                let d = Rc::new(self.compute(topo, target, client, fine_scope).decision);
+                if self.use_cache
+                    && let Some(c) = self.shared.as_mut()
+                {
+                    c.put(&key, version, topo, &d);
+                }
+                d
+            }
+        };
+        if self.use_cache {
+            if self.decisions.len() >= DECISIONS_MAX {
+                self.decisions.retain(|_, (_, until)| *until > now);
+                if self.decisions.len() >= DECISIONS_MAX {
+                    self.decisions.clear();
+                }
+            }
+            self.decisions.insert(key, (Rc::clone(&d), now + ttl));
+        }
+        d
+    }
+
+    /// Computes a decision from the store, with the details `explain` shows.
+    pub fn compute(
+        &mut self,
+        topo: &Topology,
+        target: Target,
+        client: &Prefix,
+        fine_scope: u8,
+    ) -> Detail {
+        let (policy, candidates) = target_of(topo, target);
+        let now = metrics::now();
+        let cfg = &topo.policy;
+        let views = node_views(topo, &self.states, now);
+        let mut latency: Vec<Option<Latency>> = vec![None; candidates.len()];
+        let mut detail_lat = HashMap::new();
+        let mut prefer: &[usize] = &[];
+        if policy == Policy::Latency {
+            let fresh_after = now - cfg.latency_max_age_s;
+            // node index -> (entry, prefix label, age)
+            let mut found: HashMap<usize, (Latency, String, i64)> = HashMap::new();
+            let mut lookups: Vec<(i64, i64, u8, u8, String)> = client
+                .levels()
+                .map(|p| (p.family().code(), p.net_key(), p.len, p.len, p.to_string()))
+                .collect();
+            let mut best_named: Option<(u8, usize)> = None;
+            for (ni, len) in topo.networks_of(client) {
+                let net = &topo.networks[ni];
+                lookups.push((0, net.id, 0, len, format!("network {}", net.name)));
+                if !net.prefer.is_empty() && best_named.is_none_or(|(l, _)| len > l) {
+                    best_named = Some((len, ni));
+                }
+            }
+            lookups.sort_by(|a, b| b.3.cmp(&a.3));
+            if let Some((_, ni)) = best_named {
+                prefer = &topo.networks[ni].prefer;
+            }
+            if let Some(store) = self.store.as_ref() {
+                let mut res = Ok(());
+                for (family, net, plen, len, label) in &lookups {
+                    if found.len() == candidates.len() {
+                        break;
+                    }
+                    res = store.latency_at(*family, *net, *plen, fresh_after, |row| {
+                        if let Some(&n) = topo.node_index.get(&row.node_id) {
+                            found.entry(n).or_insert((
+                                Latency {
+                                    ms: row.avg_ms,
+                                    prefix_len: *len,
+                                },
+                                label.clone(),
+                                now - row.updated,
+                            ));
+                        }
+                    });
+                    if res.is_err() {
+                        break;
+                    }
+                }
+                if let Err(e) = res {
+                    self.log_error("latency lookup failed; answering without latency", &e);
+                }
+            }
+            for (i, c) in candidates.iter().enumerate() {
+                latency[i] = found.get(&c.node).map(|x| x.0);
+            }
+            detail_lat = found;
+        }
+        let decision = policy::rank(&Input {
+            policy,
+            config: cfg,
+            candidates,
+            views: &views,
+            latency: &latency,
+            prefer,
+            fine_scope,
+        });
+        if decision.failed_open {
+            let name = match target {
+                Target::Service(s) => &topo.services[s].name,
+                Target::Pool(p) => &topo.pools[p].name,
+            };
+            log::warn!("{name}: every node is down or drained; answering all of them (fail open)");
+        }
+        Detail {
+            decision,
+            latency: detail_lat,
+            views,
+            origin: "computed",
+        }
+    }
+
+    /// Answers a whole zone for AXFR: static data, and dynamic names in the
+    /// site file's order.
+    pub fn axfr(&mut self, id: i64, zone: Option<&str>, abi: u8, out: &mut Vec<u8>) -> bool {
+        let topo = Rc::clone(&self.topo);
+        let z = match zone {
+            Some(name) => {
+                let n = name.trim_end_matches('.').to_ascii_lowercase();
+                topo.zones.iter().position(|z| z.def.name == n)
+            }
+            None => topo.zones.iter().position(|z| z.id == id),
+        };
+        let Some(z) = z else { return false };
+        let apex = topo.zones[z].def.name.clone();
+        let mut names: Vec<(&String, &Vec<Entry>)> = topo
+            .names
+            .iter()
+            .filter(|(n, _)| topo.zone_of(n) == Some(z))
+            .collect();
+        names.sort_by(|a, b| (a.0 != &apex, a.0).cmp(&(b.0 != &apex, b.0)));
+        let record_seen = std::mem::replace(&mut self.record_seen, false);
+        for (name, entries) in names {
+            let q = proto::Query {
+                qname: name,
+                qclass: "IN",
+                qtype: "ANY",
+                id,
+                remote: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                local: None,
+                subnet: None,
+            };
+            for &e in entries {
+                if matches!(e, Entry::Ent(_)) {
+                    continue;
+                }
+                self.answer_entry(&topo, e, &q, abi, out);
+            }
+        }
+        self.record_seen = record_seen;
+        // AXFR carries no client: dynamic answers above use static scope 0.
+        true
+    }
+}
+
+fn target_of(topo: &Topology, t: Target) -> (Policy, &[Candidate]) {
+    match t {
+        Target::Service(s) => (topo.services[s].policy, &topo.services[s].candidates),
+        Target::Pool(p) => (topo.pools[p].policy, &topo.pools[p].candidates),
+    }
+}
+
+/// Judges the stored node states for freshness, per node index.
+pub fn node_views(topo: &Topology, states: &NodeStateRows, now: i64) -> Vec<NodeView> {
+    let cfg = &topo.policy;
+    topo.nodes
+        .iter()
+        .map(|n| NodeView {
+            health: states
+                .health
+                .get(&n.id)
+                .filter(|h| now - h.updated <= cfg.health_max_age_s)
+                .map(|h| h.state),
+            drained: states.drained.contains_key(&n.id),
+            load: states
+                .load
+                .get(&n.id)
+                .filter(|l| now - l.updated <= cfg.load_max_age_s)
+                .map(|l| policy::Load {
+                    sessions: l.sessions,
+                    max_sessions: l.max_sessions,
+                    idle_cpu: l.idle_cpu,
+                }),
+            site_max_sessions: n.def.max_sessions,
+        })
+        .collect()
+}
+
+fn write_addresses<'a>(
+    out: &mut Vec<u8>,
+    abi: u8,
+    node: &crate::site::Node,
+    any: bool,
+    qtype: &str,
+    data: impl Fn(&'static str) -> Data<'a>,
+) {
+    if any || qtype.eq_ignore_ascii_case("A") {
+        for a in &node.ipv4 {
+            proto::write_data(out, abi, &data("A"), |o| {
+                let _ = write!(o, "{a}");
+            });
+        }
+    }
+    if any || qtype.eq_ignore_ascii_case("AAAA") {
+        for a in &node.ipv6 {
+            proto::write_data(out, abi, &data("AAAA"), |o| {
+                let _ = write!(o, "{a}");
+            });
+        }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}

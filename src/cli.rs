@@ -1,0 +1,343 @@
+//! The command line: argument parsing and one function per subcommand. Each
+//! handler is thin; the work is in the modules it calls.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::answer::Engine;
+use crate::metrics::{self, Metric};
+use crate::net::Prefix;
+use crate::site;
+use crate::store::{self, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "pdns-ha",
+    version,
+    about = "PowerDNS pipe backend that answers SIP lookups with the best VoIP servers for each client"
+)]
+pub struct Cli {
+    /// The SQLite database (default: $PDNS_HA_DB).
+    #[arg(long, global = true, env = "PDNS_HA_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The coprocess PowerDNS runs (pipe-command); speaks pipe ABI 1 to 5.
+    Pipe {
+        /// memcached servers shared by every coprocess: HOST:PORT[,HOST:PORT...]
+        #[arg(long, value_name = "HOST:PORT[,...]")]
+        memcached: Option<String>,
+    },
+    /// Creates or migrates the database and makes its topology equal to SITE.
+    Apply {
+        site: PathBuf,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Reads metric lines from FILE (or stdin) and stores them.
+    Ingest {
+        file: Option<PathBuf>,
+        /// How long to wait for another writer's lock before giving up (ms).
+        #[arg(long, default_value_t = 10_000, value_name = "MS")]
+        busy_timeout_ms: u64,
+    },
+    /// The collector: FreeSWITCH event sockets and SIP OPTIONS probes.
+    Collect,
+    /// Prints the answer PowerDNS would get for CLIENT, and why.
+    Explain {
+        qname: String,
+        #[arg(default_value = "ANY")]
+        qtype: String,
+        /// The client: IP or IP/LEN (as an ECS subnet).
+        #[arg(long, value_name = "IP[/LEN]")]
+        client: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Nodes with health, load, latency coverage; seen client networks.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Same as --format json.
+        #[arg(long)]
+        json: bool,
+        /// Same as --format prometheus (for node_exporter's textfile collector).
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Operator override: drain or undrain a node (effective at the next query).
+    Node {
+        #[arg(value_enum)]
+        action: NodeAction,
+        node: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Prometheus,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum NodeAction {
+    Drain,
+    Undrain,
+}
+
+/// Runs the command; the exit status is 0 on success.
+pub fn run(cli: Cli) -> Result<i32> {
+    let db = cli
+        .db
+        .context("no database: give --db PATH or set PDNS_HA_DB")?;
+    match cli.command {
+        Command::Pipe { memcached } => pipe(&db, memcached.as_deref()),
+        Command::Apply { site, dry_run } => apply(&db, &site, dry_run),
+        Command::Ingest {
+            file,
+            busy_timeout_ms,
+        } => ingest(&db, file.as_deref(), Duration::from_millis(busy_timeout_ms)),
+        Command::Collect => crate::collect::run(&db),
+        Command::Explain {
+            qname,
+            qtype,
+            client,
+            json,
+        } => explain(&db, &qname, &qtype, &client, json),
+        Command::Status {
+            format,
+            json,
+            prometheus,
+        } => {
+            let f = if json {
+                Format::Json
+            } else if prometheus {
+                Format::Prometheus
+            } else {
+                format
+            };
+            status(&db, f)
+        }
+        Command::Node { action, node } => drain(&db, &node, matches!(action, NodeAction::Drain)),
+    }
+}
+
+fn pipe(db: &Path, memcached: Option<&str>) -> Result<i32> {
+    let mut engine = Engine::new(db);
+    if let Some(servers) = memcached {
+        engine.shared = Some(crate::cache::memcached::connect(servers)?);
+    }
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    crate::pipe::server::serve(&mut engine, &mut stdin.lock(), &mut stdout.lock())?;
+    Ok(0)
+}
+
+fn apply(db: &Path, site_path: &Path, dry_run: bool) -> Result<i32> {
+    let text = std::fs::read_to_string(site_path)
+        .with_context(|| format!("cannot read the site file {}", site_path.display()))?;
+    let site = match site::parse(&site_path.display().to_string(), &text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("nothing was changed");
+            return Ok(1);
+        }
+    };
+    for n in &site.nodes {
+        if let Some(f) = &n.esl_password_file
+            && std::fs::metadata(f).is_err()
+        {
+            eprintln!(
+                "warning: node {}: esl_password_file {f} is not readable here (the collector reads it)",
+                n.name
+            );
+        }
+    }
+    let changes = if dry_run {
+        let existing = if db.exists() {
+            Some(Store::open_existing(db, Duration::from_secs(5))?)
+        } else {
+            None
+        };
+        store::diff_site(existing.as_ref(), &site)?
+    } else {
+        let mut s = Store::open_or_create(db)?;
+        store::apply_site(&mut s, &site)?
+    };
+    for c in &changes {
+        println!("{c}");
+    }
+    match (changes.len(), dry_run) {
+        (0, _) => println!(
+            "no change: {} already matches {}",
+            db.display(),
+            site_path.display()
+        ),
+        (n, true) => println!(
+            "dry run: {n} change(s) would be applied to {}; nothing written",
+            db.display()
+        ),
+        (n, false) => println!("{n} change(s) applied to {}", db.display()),
+    }
+    Ok(0)
+}
+
+/// Lines are stored in batches: at most this many per transaction...
+const INGEST_BATCH: usize = 5000;
+/// ... and a line waits at most this long before its batch is written.
+const INGEST_LINGER: Duration = Duration::from_millis(500);
+
+fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
+    let mut store = Store::open_existing(db, busy)?;
+    let source = file.map_or("stdin".to_string(), |f| f.display().to_string());
+    let input: Box<dyn Read + Send> = match file {
+        Some(f) => Box::new(
+            std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    // A reader thread, so that a batch is written after INGEST_LINGER even
+    // when the next line is slow to come (an agent piping into ingest).
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<String>>(INGEST_BATCH);
+    std::thread::spawn(move || {
+        for line in BufReader::new(input).lines() {
+            let stop = line.is_err();
+            if tx.send(line).is_err() || stop {
+                break;
+            }
+        }
+    });
+    let mut nodes = store.node_ids()?;
+    let (mut lineno, mut bad, mut stored) = (0usize, 0usize, 0usize);
+    let mut batch: Vec<Metric> = Vec::new();
+    let mut first_line_of_batch = 1;
+    let mut since: Option<Instant> = None;
+    let mut eof = false;
+    while !eof {
+        let wait = since.map_or(Duration::from_secs(3600), |t| {
+            INGEST_LINGER.saturating_sub(t.elapsed())
+        });
+        match rx.recv_timeout(wait) {
+            Ok(Ok(line)) => {
+                lineno += 1;
+                match metrics::parse_line(&line, metrics::now()) {
+                    Ok(None) => {}
+                    Ok(Some(m)) => {
+                        if !nodes.contains_key(m.node()) {
+                            nodes = store.node_ids()?;
+                        }
+                        if nodes.contains_key(m.node()) {
+                            if batch.is_empty() {
+                                first_line_of_batch = lineno;
+                                since = Some(Instant::now());
+                            }
+                            batch.push(m);
+                        } else {
+                            bad += 1;
+                            eprintln!(
+                                "{source}:{lineno}: unknown node \"{}\": not in the site (see pdns-ha status)",
+                                m.node()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("{source}:{lineno}: {e}");
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                eprintln!("{source}:{}: cannot read: {e}", lineno + 1);
+                bad += 1;
+                eof = true;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => eof = true,
+        }
+        let due = since.is_some_and(|t| t.elapsed() >= INGEST_LINGER);
+        if !batch.is_empty() && (eof || due || batch.len() >= INGEST_BATCH) {
+            match store.write_metrics(&batch, "ingest", None, metrics::now()) {
+                Ok(o) => {
+                    stored += o.stored;
+                    for (node, state) in o.health_changes {
+                        log::info!("node {node} is now {state}");
+                    }
+                }
+                Err(e) => {
+                    let why = if store::is_busy(&e) {
+                        format!(
+                            "the database is locked by another writer for more than {} ms",
+                            busy.as_millis()
+                        )
+                    } else {
+                        format!("{e:#}")
+                    };
+                    eprintln!(
+                        "error: {why}: lines {first_line_of_batch}-{lineno} of {source} were NOT stored ({} metrics); {stored} metrics before them were stored. Send those lines again.",
+                        batch.len()
+                    );
+                    return Ok(2);
+                }
+            }
+            batch.clear();
+            since = None;
+        }
+    }
+    eprintln!("{stored} metric(s) stored, {bad} bad line(s)");
+    Ok(if bad > 0 { 1 } else { 0 })
+}
+
+fn explain(db: &Path, qname: &str, qtype: &str, client: &str, json: bool) -> Result<i32> {
+    let client: Prefix = client
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--client: {e}"))?;
+    Store::open_existing(db, Duration::from_secs(5))?;
+    let mut engine = Engine::new(db);
+    let e = crate::report::explain(&mut engine, qname, qtype, &client);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        for l in e.text() {
+            println!("{l}");
+        }
+    }
+    Ok(0)
+}
+
+fn status(db: &Path, format: Format) -> Result<i32> {
+    let store = Store::open_existing(db, Duration::from_secs(5))?;
+    let mut engine = Engine::new(db);
+    engine.refresh();
+    let shared = crate::cache::memcached::stats_from_store(&store)?;
+    let s = crate::report::status(&store, &engine.topo, shared)?;
+    match format {
+        Format::Text => s.text().iter().for_each(|l| println!("{l}")),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+        Format::Prometheus => print!("{}", s.prometheus()),
+    }
+    Ok(0)
+}
+
+fn drain(db: &Path, node: &str, drained: bool) -> Result<i32> {
+    let mut store = Store::open_existing(db, Duration::from_secs(10))?;
+    if !store.set_drain(node, drained, metrics::now())? {
+        bail!("unknown node \"{node}\": see `pdns-ha status` for the nodes of the site");
+    }
+    println!(
+        "node {node} {}; answers change from the next query",
+        if drained { "drained" } else { "undrained" }
+    );
+    Ok(0)
+}

@@ -1,0 +1,17 @@
+//! pdns-ha: a PowerDNS pipe backend that answers SIP service lookups with the
+//! VoIP servers that are best for the asking client. See ARCHITECTURE.md.
+
+pub mod answer;
+pub mod cache;
+pub mod cli;
+pub mod collect;
+pub mod collector;
+pub mod dnsname;
+pub mod metrics;
+pub mod net;
+pub mod pipe;
+pub mod policy;
+pub mod report;
+pub mod site;
+pub mod store;
+pub mod topology;

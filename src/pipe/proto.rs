@@ -1,0 +1,346 @@
+//! The PowerDNS pipe protocol, ABI 1 to 5: parsing the lines PowerDNS sends
+//! and writing the lines it accepts. Pure; no I/O beyond a byte buffer.
+//!
+//! Every field written is checked: a tab, newline or other control character
+//! (or an empty field, which PowerDNS would collapse) never reaches the pipe.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use crate::net::Prefix;
+
+/// One line from PowerDNS.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request<'a> {
+    Helo(u8),
+    Query(Query<'a>),
+    /// `AXFR id` (ABI 1-3) or `AXFR id zone` (ABI 4+).
+    Axfr {
+        id: i64,
+        zone: Option<&'a str>,
+    },
+    /// `CMD text` (ABI 5).
+    Cmd(&'a str),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query<'a> {
+    /// As asked (case kept).
+    pub qname: &'a str,
+    pub qclass: &'a str,
+    pub qtype: &'a str,
+    pub id: i64,
+    pub remote: IpAddr,
+    pub local: Option<IpAddr>,
+    /// The ECS subnet (ABI 3+): the client's network, or `remote/32`.
+    pub subnet: Option<Prefix>,
+}
+
+impl Query<'_> {
+    /// The client's network: the ECS subnet if any, else the remote address.
+    pub fn client(&self) -> Prefix {
+        self.subnet.unwrap_or_else(|| Prefix::host(self.remote))
+    }
+}
+
+/// Parses one line (without its newline). `abi` is the version from HELO
+/// (0 before it).
+pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, String> {
+    let mut f = line.split('\t');
+    let verb = f.next().unwrap_or("");
+    match verb {
+        "HELO" => {
+            let v = f.next().ok_or("HELO without an ABI version")?;
+            let v: u8 = v
+                .parse()
+                .map_err(|_| format!("HELO with a bad ABI version '{v}'"))?;
+            Ok(Request::Helo(v))
+        }
+        "Q" => {
+            if abi == 0 {
+                return Err("Q before HELO".into());
+            }
+            let fields: Vec<&str> = f.collect();
+            let want = match abi {
+                1 => 5,
+                2 => 6,
+                _ => 7,
+            };
+            if fields.len() != want {
+                return Err(format!(
+                    "Q with {} fields, ABI {abi} sends {want}",
+                    fields.len()
+                ));
+            }
+            let qname = fields[0];
+            if qname.is_empty() || !printable(qname.as_bytes()) {
+                return Err("Q with an empty or unprintable qname".into());
+            }
+            let id: i64 = fields[3]
+                .parse()
+                .map_err(|_| format!("Q with a bad id '{}'", fields[3]))?;
+            let remote: IpAddr = fields[4]
+                .parse()
+                .map_err(|_| format!("Q with a bad remote address '{}'", fields[4]))?;
+            let local = if abi >= 2 {
+                Some(
+                    fields[5]
+                        .parse()
+                        .map_err(|_| format!("Q with a bad local address '{}'", fields[5]))?,
+                )
+            } else {
+                None
+            };
+            let subnet = if abi >= 3 {
+                Some(
+                    fields[6]
+                        .parse::<Prefix>()
+                        .map_err(|e| format!("Q with a bad edns-subnet: {e}"))?,
+                )
+            } else {
+                None
+            };
+            if fields[2].is_empty() || !printable(fields[2].as_bytes()) {
+                return Err("Q with an empty qtype".into());
+            }
+            Ok(Request::Query(Query {
+                qname,
+                qclass: fields[1],
+                qtype: fields[2],
+                id,
+                remote,
+                local,
+                subnet,
+            }))
+        }
+        "AXFR" => {
+            let id = f.next().ok_or("AXFR without a zone id")?;
+            let id: i64 = id
+                .parse()
+                .map_err(|_| format!("AXFR with a bad id '{id}'"))?;
+            let zone = f.next().filter(|z| !z.is_empty());
+            Ok(Request::Axfr { id, zone })
+        }
+        "CMD" => {
+            if abi < 5 {
+                return Err(format!("CMD needs pipe ABI 5, this is {abi}"));
+            }
+            Ok(Request::Cmd(f.next().unwrap_or("")))
+        }
+        "" => Err("empty line".into()),
+        other => Err(format!(
+            "unknown verb '{}'",
+            other
+                .escape_debug()
+                .to_string()
+                .chars()
+                .take(20)
+                .collect::<String>()
+        )),
+    }
+}
+
+/// True if every byte is printable (no control characters, no DEL).
+pub fn printable(b: &[u8]) -> bool {
+    b.iter().all(|&c| c >= 0x20 && c != 0x7f)
+}
+
+/// One record to write. `content` excludes the MX/SRV priority, which goes
+/// in `prio`.
+#[derive(Clone, Copy, Debug)]
+pub struct Data<'a> {
+    pub scope: u8,
+    pub qname: &'a str,
+    pub qtype: &'a str,
+    pub ttl: u32,
+    pub id: i64,
+    pub prio: Option<u16>,
+}
+
+/// Writes a DATA line for `abi` into `out`, with the content produced by
+/// `content`. Returns false (and writes nothing) if any field would be empty
+/// or hold a control character.
+pub fn write_data(
+    out: &mut Vec<u8>,
+    abi: u8,
+    d: &Data,
+    content: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    let start = out.len();
+    out.extend_from_slice(b"DATA\t");
+    if abi >= 3 {
+        let _ = write!(out, "{}\t1\t", d.scope);
+    }
+    let _ = write!(out, "{}\tIN\t{}\t{}\t{}\t", d.qname, d.qtype, d.ttl, d.id);
+    if let Some(p) = d.prio {
+        let _ = write!(out, "{p}\t");
+    }
+    let content_start = out.len();
+    content(out);
+    let ok = out.len() > content_start
+        && printable(&out[content_start..])
+        && printable_fields(&out[start..content_start - 1]);
+    if ok {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
+    }
+    ok
+}
+
+/// The fields before the content: tabs separate them, but no field may be
+/// empty (PowerDNS collapses consecutive tabs) or hold a control character.
+fn printable_fields(b: &[u8]) -> bool {
+    b.split(|&c| c == b'\t')
+        .all(|f| !f.is_empty() && printable(f))
+}
+
+pub fn write_end(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"END\n");
+}
+
+pub fn write_fail(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"FAIL\n");
+}
+
+/// A `LOG` line; the message is cleaned of control characters.
+pub fn write_log(out: &mut Vec<u8>, msg: &str) {
+    out.extend_from_slice(b"LOG\t");
+    out.extend(
+        msg.bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
+    );
+    out.push(b'\n');
+}
+
+/// A free-form line of a CMD answer; control characters are replaced, and a
+/// line that would read as the end marker is indented.
+pub fn write_cmd_line(out: &mut Vec<u8>, line: &str) {
+    if line == "END" || line == "FAIL" {
+        out.push(b' ');
+    }
+    out.extend(
+        line.bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
+    );
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_abi() {
+        let q1 = parse("Q\twww.Example.com\tIN\tANY\t-1\t192.0.2.1", 1).unwrap();
+        let Request::Query(q) = q1 else { panic!() };
+        assert_eq!((q.qname, q.qtype, q.id), ("www.Example.com", "ANY", -1));
+        assert_eq!(q.local, None);
+        assert_eq!(q.client().to_string(), "192.0.2.1/32");
+
+        let Request::Query(q) = parse("Q\ta.b\tIN\tSOA\t3\t192.0.2.1\t198.51.100.1", 2).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(q.local, Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(q.subnet, None);
+
+        for abi in 3..=5 {
+            let Request::Query(q) = parse(
+                "Q\t_sip._udp.x\tIN\tANY\t0\t192.0.2.1\t0.0.0.0\t24.64.3.0/24",
+                abi,
+            )
+            .unwrap() else {
+                panic!()
+            };
+            assert_eq!(q.client().to_string(), "24.64.3.0/24");
+            let Request::Query(q) =
+                parse("Q\tx\tIN\tANY\t0\t::1\t::1\t2001:db8:1234::/48", abi).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(q.client().len, 48);
+        }
+        assert_eq!(parse("HELO\t5", 0), Ok(Request::Helo(5)));
+        assert_eq!(parse("AXFR\t7", 3), Ok(Request::Axfr { id: 7, zone: None }));
+        assert_eq!(
+            parse("AXFR\t7\texample.com", 4),
+            Ok(Request::Axfr {
+                id: 7,
+                zone: Some("example.com")
+            })
+        );
+        assert_eq!(parse("CMD\tstatus", 5), Ok(Request::Cmd("status")));
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        for (line, abi) in [
+            ("Q\tx\tIN\tANY\t0\t192.0.2.1", 3),          // too few for ABI 3
+            ("Q\tx\tIN\tANY\t0\t192.0.2.1\t0.0.0.0", 1), // too many for ABI 1
+            ("Q\tx\tIN\tANY\tzero\t192.0.2.1", 1),       // bad id
+            ("Q\tx\tIN\tANY\t0\tnot-an-ip", 1),          // bad remote
+            ("Q\tx\tIN\tANY\t0\t1.2.3.4\t0.0.0.0\t1.2.3.0/99", 3), // bad subnet
+            ("Q\tx\tIN\tANY\t0\t1.2.3.4", 0),            // before HELO
+            ("CMD\tstatus", 4),
+            ("PING", 5),
+            ("", 5),
+            ("HELO\tfive", 0),
+            ("AXFR\tx", 5),
+        ] {
+            assert!(parse(line, abi).is_err(), "{line:?} abi {abi}");
+        }
+    }
+
+    fn data(abi: u8, prio: Option<u16>, content: &str) -> String {
+        let mut out = Vec::new();
+        let d = Data {
+            scope: 24,
+            qname: "_sip._UDP.example.com",
+            qtype: "SRV",
+            ttl: 30,
+            id: 1,
+            prio,
+        };
+        write_data(&mut out, abi, &d, |o| {
+            o.extend_from_slice(content.as_bytes())
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn writes_data_lines_per_abi() {
+        assert_eq!(
+            data(1, Some(10), "60 5060 sip1.example.com"),
+            "DATA\t_sip._UDP.example.com\tIN\tSRV\t30\t1\t10\t60 5060 sip1.example.com\n"
+        );
+        assert_eq!(
+            data(3, Some(0), "60 5060 sip1.example.com"),
+            "DATA\t24\t1\t_sip._UDP.example.com\tIN\tSRV\t30\t1\t0\t60 5060 sip1.example.com\n"
+        );
+    }
+
+    #[test]
+    fn never_writes_control_characters_or_empty_content() {
+        assert_eq!(data(5, None, "evil\nDATA\tinjected"), "");
+        assert_eq!(data(5, None, "tab\there"), "");
+        assert_eq!(data(5, None, ""), "");
+        let mut out = Vec::new();
+        let d = Data {
+            scope: 0,
+            qname: "a\u{1}b",
+            qtype: "A",
+            ttl: 1,
+            id: 1,
+            prio: None,
+        };
+        assert!(!write_data(&mut out, 5, &d, |o| o.extend_from_slice(b"192.0.2.1")));
+        assert!(out.is_empty());
+        let mut out = Vec::new();
+        write_log(&mut out, "bad\tline\nhere");
+        assert_eq!(out, b"LOG\tbad line here\n");
+        let mut out = Vec::new();
+        write_cmd_line(&mut out, "END");
+        assert_eq!(out, b" END\n");
+    }
+}

@@ -1,0 +1,546 @@
+//! Reports for people and monitoring: `status` (text, JSON, Prometheus text
+//! exposition) and `explain` (the answer for one client, node by node).
+//! Shared by the CLI and the pipe's `CMD` verb.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::answer::{self, Engine, Target};
+use crate::cache::CacheStats;
+use crate::metrics;
+use crate::net::Prefix;
+use crate::pipe::proto;
+use crate::policy;
+use crate::store::Store;
+use crate::topology::{Entry, Topology};
+
+#[derive(Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub host: String,
+    /// up, down, overloaded, or unknown (none, or older than health_max_age_s).
+    pub health: String,
+    pub health_source: Option<String>,
+    pub health_since: Option<i64>,
+    pub health_age_s: Option<i64>,
+    pub probe_rtt_ms: Option<f64>,
+    pub drained: bool,
+    pub sessions: Option<u32>,
+    pub max_sessions: Option<u32>,
+    pub idle_cpu: Option<f64>,
+    pub load_age_s: Option<i64>,
+    pub free_capacity: Option<f64>,
+    /// Fresh latency entries at the fine level (/24, /48).
+    pub latency_networks_fresh: i64,
+    pub latency_entries: i64,
+}
+
+#[derive(Serialize)]
+pub struct SeenNetwork {
+    pub prefix: String,
+    pub queries: i64,
+    pub last_seen_age_s: i64,
+}
+
+#[derive(Serialize)]
+pub struct Status {
+    pub generation: i64,
+    pub now: i64,
+    pub collector_heartbeat_age_s: Option<i64>,
+    pub nodes: Vec<NodeStatus>,
+    pub seen_networks: i64,
+    pub top_seen_networks: Vec<SeenNetwork>,
+    pub memcached: Option<CacheStatsReport>,
+}
+
+#[derive(Serialize)]
+pub struct CacheStatsReport {
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+    pub rejected: u64,
+    pub backing_off: bool,
+}
+
+impl From<CacheStats> for CacheStatsReport {
+    fn from(s: CacheStats) -> Self {
+        CacheStatsReport {
+            hits: s.hits,
+            misses: s.misses,
+            errors: s.errors,
+            rejected: s.rejected,
+            backing_off: s.backing_off,
+        }
+    }
+}
+
+/// Gathers the status of every node.
+pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Result<Status> {
+    let now = metrics::now();
+    let states = store.node_states()?;
+    let views = answer::node_views(topo, &states, now);
+    let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
+    let hb = store.meta("collector_heartbeat")?;
+    let mut nodes = Vec::new();
+    for (i, n) in topo.nodes.iter().enumerate() {
+        let h = states.health.get(&n.id);
+        let l = states.load.get(&n.id);
+        let v = &views[i];
+        let (fresh, all) = counts.latency_entries.get(&n.id).copied().unwrap_or((0, 0));
+        nodes.push(NodeStatus {
+            name: n.def.name.clone(),
+            host: n.def.host.clone(),
+            health: v.health.map_or("unknown".into(), |h| h.to_string()),
+            health_source: h.map(|h| h.source.clone()),
+            health_since: h.map(|h| h.since),
+            health_age_s: h.map(|h| now - h.updated),
+            probe_rtt_ms: h.and_then(|h| h.probe_rtt_ms),
+            drained: v.drained,
+            sessions: l.map(|l| l.sessions),
+            max_sessions: n.def.max_sessions.or(l.map(|l| l.max_sessions)),
+            idle_cpu: l.and_then(|l| l.idle_cpu),
+            load_age_s: l.map(|l| now - l.updated),
+            free_capacity: policy::free_capacity(v),
+            latency_networks_fresh: fresh,
+            latency_entries: all,
+        });
+    }
+    let top = store
+        .top_seen(10)?
+        .into_iter()
+        .map(|s| SeenNetwork {
+            prefix: s.prefix.to_string(),
+            queries: s.queries,
+            last_seen_age_s: now - s.last_seen,
+        })
+        .collect();
+    Ok(Status {
+        generation: topo.generation,
+        now,
+        collector_heartbeat_age_s: (hb > 0).then(|| now - hb),
+        nodes,
+        seen_networks: counts.seen_networks,
+        top_seen_networks: top,
+        memcached: shared.map(Into::into),
+    })
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+impl Status {
+    pub fn text(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "generation {}; collector {}",
+            self.generation,
+            self.collector_heartbeat_age_s
+                .map_or("never seen".into(), |a| format!("last seen {a} s ago"))
+        )];
+        out.push(format!(
+            "{:<12} {:<11} {:>8} {:>7} {:>17} {:>9} {:>10} {:>16}",
+            "NODE", "HEALTH", "PROBE", "DRAIN", "SESSIONS", "IDLE CPU", "FREE", "LATENCY NETS"
+        ));
+        for n in &self.nodes {
+            out.push(format!(
+                "{:<12} {:<11} {:>8} {:>7} {:>17} {:>9} {:>10} {:>16}",
+                n.name,
+                n.health,
+                n.probe_rtt_ms.map_or("-".into(), |r| format!("{r:.1}ms")),
+                if n.drained { "drained" } else { "-" },
+                format!("{}/{}", opt(n.sessions), opt(n.max_sessions)),
+                n.idle_cpu.map_or("-".into(), |c| format!("{c:.1}%")),
+                n.free_capacity.map_or("-".into(), |f| format!("{f:.0}")),
+                format!("{}/{}", n.latency_networks_fresh, n.latency_entries),
+            ));
+        }
+        out.push(format!("seen client networks: {}", self.seen_networks));
+        for s in &self.top_seen_networks {
+            out.push(format!(
+                "  {:<24} {:>10} queries, last {} s ago",
+                s.prefix, s.queries, s.last_seen_age_s
+            ));
+        }
+        if let Some(m) = &self.memcached {
+            out.push(format!(
+                "memcached: {} hits, {} misses, {} errors, {} rejected{}",
+                m.hits,
+                m.misses,
+                m.errors,
+                m.rejected,
+                if m.backing_off { ", backing off" } else { "" }
+            ));
+        }
+        out
+    }
+
+    pub fn prometheus(&self) -> String {
+        let mut s = String::new();
+        let mut metric = |name: &str, help: &str, kind: &str, rows: Vec<(String, f64)>| {
+            let _ = writeln!(
+                s,
+                "# HELP pdns_ha_{name} {help}\n# TYPE pdns_ha_{name} {kind}"
+            );
+            for (labels, v) in rows {
+                let _ = writeln!(s, "pdns_ha_{name}{labels} {v}");
+            }
+        };
+        let node = |n: &NodeStatus| format!("{{node=\"{}\"}}", n.name);
+        metric(
+            "generation",
+            "Topology generation.",
+            "gauge",
+            vec![(String::new(), self.generation as f64)],
+        );
+        if let Some(a) = self.collector_heartbeat_age_s {
+            metric(
+                "collector_heartbeat_age_seconds",
+                "Seconds since the collector last wrote.",
+                "gauge",
+                vec![(String::new(), a as f64)],
+            );
+        }
+        metric(
+            "node_health",
+            "1 for the node's current health state.",
+            "gauge",
+            self.nodes
+                .iter()
+                .flat_map(|n| {
+                    ["up", "down", "overloaded", "unknown"]
+                        .into_iter()
+                        .map(move |st| {
+                            (
+                                format!("{{node=\"{}\",state=\"{st}\"}}", n.name),
+                                f64::from(u8::from(n.health == st)),
+                            )
+                        })
+                })
+                .collect(),
+        );
+        metric(
+            "node_drained",
+            "1 if the operator drained the node.",
+            "gauge",
+            self.nodes
+                .iter()
+                .map(|n| (node(n), f64::from(u8::from(n.drained))))
+                .collect(),
+        );
+        let opt_rows = |f: &dyn Fn(&NodeStatus) -> Option<f64>| -> Vec<(String, f64)> {
+            self.nodes
+                .iter()
+                .filter_map(|n| f(n).map(|v| (node(n), v)))
+                .collect()
+        };
+        metric(
+            "node_probe_rtt_milliseconds",
+            "SIP OPTIONS round trip.",
+            "gauge",
+            opt_rows(&|n| n.probe_rtt_ms),
+        );
+        metric(
+            "node_sessions",
+            "Current sessions.",
+            "gauge",
+            opt_rows(&|n| n.sessions.map(f64::from)),
+        );
+        metric(
+            "node_max_sessions",
+            "Session limit.",
+            "gauge",
+            opt_rows(&|n| n.max_sessions.map(f64::from)),
+        );
+        metric(
+            "node_idle_cpu_percent",
+            "Idle CPU.",
+            "gauge",
+            opt_rows(&|n| n.idle_cpu),
+        );
+        metric(
+            "node_free_capacity",
+            "Free capacity used by the load policy.",
+            "gauge",
+            opt_rows(&|n| n.free_capacity),
+        );
+        metric(
+            "node_load_age_seconds",
+            "Age of the load figures.",
+            "gauge",
+            opt_rows(&|n| n.load_age_s.map(|a| a as f64)),
+        );
+        metric(
+            "node_health_age_seconds",
+            "Age of the health state.",
+            "gauge",
+            opt_rows(&|n| n.health_age_s.map(|a| a as f64)),
+        );
+        metric(
+            "node_latency_networks",
+            "Client networks with fresh latency at the fine level.",
+            "gauge",
+            opt_rows(&|n| Some(n.latency_networks_fresh as f64)),
+        );
+        metric(
+            "seen_networks",
+            "Client networks seen by the coprocesses.",
+            "gauge",
+            vec![(String::new(), self.seen_networks as f64)],
+        );
+        if let Some(m) = &self.memcached {
+            metric(
+                "memcached_hits_total",
+                "Decisions read from memcached.",
+                "counter",
+                vec![(String::new(), m.hits as f64)],
+            );
+            metric(
+                "memcached_misses_total",
+                "Decisions not found in memcached.",
+                "counter",
+                vec![(String::new(), m.misses as f64)],
+            );
+            metric(
+                "memcached_errors_total",
+                "memcached errors and timeouts.",
+                "counter",
+                vec![(String::new(), m.errors as f64)],
+            );
+            metric(
+                "memcached_rejected_total",
+                "Values from memcached refused as invalid.",
+                "counter",
+                vec![(String::new(), m.rejected as f64)],
+            );
+            metric(
+                "memcached_backing_off",
+                "1 while memcached is not asked after an error.",
+                "gauge",
+                vec![(String::new(), f64::from(u8::from(m.backing_off)))],
+            );
+        }
+        s
+    }
+}
+
+/// One record of an answer, as PowerDNS would get it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct RecordOut {
+    pub name: String,
+    pub ttl: u32,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// With the MX/SRV priority first, as in a zone file.
+    pub content: String,
+    pub scope: u8,
+}
+
+#[derive(Serialize)]
+pub struct NodeExplain {
+    pub node: String,
+    pub health: String,
+    pub drained: bool,
+    pub latency_ms: Option<f64>,
+    pub latency_entry: Option<String>,
+    pub latency_age_s: Option<i64>,
+    pub free_capacity: Option<f64>,
+    pub sessions: Option<u32>,
+    pub tier: Option<u16>,
+    pub weight: Option<u16>,
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+pub struct DynamicExplain {
+    pub name: String,
+    pub kind: &'static str,
+    pub policy: &'static str,
+    pub scope: u8,
+    pub failed_open: bool,
+    pub nodes: Vec<NodeExplain>,
+}
+
+#[derive(Serialize)]
+pub struct Explain {
+    pub qname: String,
+    pub qtype: String,
+    pub client: String,
+    pub records: Vec<RecordOut>,
+    pub dynamic: Vec<DynamicExplain>,
+}
+
+/// The records the coprocess would send for this question and client, and
+/// for each dynamic name, every node's place and why. Uses no cache.
+pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -> Explain {
+    let (use_cache, record_seen) = (engine.use_cache, engine.record_seen);
+    engine.use_cache = false;
+    engine.record_seen = false;
+    engine.refresh();
+    let qtype_uc = qtype.to_ascii_uppercase();
+    let q = proto::Query {
+        qname,
+        qclass: "IN",
+        qtype: &qtype_uc,
+        id: -1,
+        remote: client.addr,
+        local: None,
+        subnet: Some(*client),
+    };
+    let mut out = Vec::new();
+    engine.answer(&q, 5, &mut out);
+    let records = parse_data_lines(&out);
+    let topo = std::rc::Rc::clone(&engine.topo);
+    let mut dynamic = Vec::new();
+    let lower = qname.trim_end_matches('.').to_ascii_lowercase();
+    for e in topo.names.get(&lower).into_iter().flatten() {
+        let (target, name, kind, pol) = match *e {
+            Entry::Service(s) => (
+                Target::Service(s),
+                &topo.services[s].name,
+                "service",
+                topo.services[s].policy,
+            ),
+            Entry::Pool(p) => (
+                Target::Pool(p),
+                &topo.pools[p].name,
+                "pool",
+                topo.pools[p].policy,
+            ),
+            _ => continue,
+        };
+        let fine_scope = client.family().fine().min(client.len);
+        let d = engine.compute(&topo, target, &client.truncate(fine_scope), fine_scope);
+        let candidates = match target {
+            Target::Service(s) => &topo.services[s].candidates,
+            Target::Pool(p) => &topo.pools[p].candidates,
+        };
+        let mut nodes = Vec::new();
+        for c in candidates {
+            let v = &d.views[c.node];
+            let ranked = d.decision.ranked.iter().find(|r| r.node == c.node);
+            let left = d.decision.left_out.iter().find(|(n, _)| *n == c.node);
+            let lat = d.latency.get(&c.node);
+            nodes.push(NodeExplain {
+                node: topo.nodes[c.node].def.name.clone(),
+                health: v.health.map_or("unknown".into(), |h| h.to_string()),
+                drained: v.drained,
+                latency_ms: lat.map(|l| l.0.ms),
+                latency_entry: lat.map(|l| l.1.clone()),
+                latency_age_s: lat.map(|l| l.2),
+                free_capacity: policy::free_capacity(v),
+                sessions: v.load.map(|l| l.sessions),
+                tier: ranked.map(|r| r.tier),
+                weight: ranked.map(|r| r.weight),
+                reason: ranked
+                    .map(|r| r.reason)
+                    .or(left.map(|l| l.1))
+                    .map_or("-".into(), |r| r.describe()),
+            });
+        }
+        // Answer order first, then the nodes left out.
+        let pos = |n: &NodeExplain| (n.tier.is_none(), n.tier, std::cmp::Reverse(n.weight));
+        nodes.sort_by_key(|n| pos(n));
+        dynamic.push(DynamicExplain {
+            name: name.clone(),
+            kind,
+            policy: pol.as_str(),
+            scope: d.decision.scope,
+            failed_open: d.decision.failed_open,
+            nodes,
+        });
+    }
+    engine.use_cache = use_cache;
+    engine.record_seen = record_seen;
+    Explain {
+        qname: qname.to_string(),
+        qtype: qtype_uc,
+        client: client.to_string(),
+        records,
+        dynamic,
+    }
+}
+
+/// Reads back ABI 5 DATA lines.
+fn parse_data_lines(out: &[u8]) -> Vec<RecordOut> {
+    let text = String::from_utf8_lossy(out);
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.first() != Some(&"DATA") || f.len() < 9 {
+                return None;
+            }
+            Some(RecordOut {
+                scope: f[1].parse().unwrap_or(0),
+                name: f[3].to_string(),
+                rtype: f[5].to_string(),
+                ttl: f[6].parse().unwrap_or(0),
+                content: f[8..].join(" "),
+            })
+        })
+        .collect()
+}
+
+impl Explain {
+    pub fn text(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "; {} {} for client {}",
+            self.qname, self.qtype, self.client
+        )];
+        if self.records.is_empty() {
+            out.push("; no records (NXDOMAIN or NODATA)".into());
+        }
+        for r in &self.records {
+            out.push(format!(
+                "{}\t{}\tIN\t{}\t{}\t; scope /{}",
+                r.name, r.ttl, r.rtype, r.content, r.scope
+            ));
+        }
+        for d in &self.dynamic {
+            out.push(String::new());
+            out.push(format!(
+                "; {} {} policy={} scope=/{}{}",
+                d.kind,
+                d.name,
+                d.policy,
+                d.scope,
+                if d.failed_open { " FAIL-OPEN" } else { "" }
+            ));
+            out.push(format!(
+                "{:<12} {:<11} {:>5} {:>6} {:>9} {:<24} {:>7} {:>9}  {}",
+                "NODE",
+                "HEALTH",
+                "TIER",
+                "WEIGHT",
+                "LATENCY",
+                "ENTRY (AGE)",
+                "FREE",
+                "SESSIONS",
+                "REASON"
+            ));
+            for n in &d.nodes {
+                out.push(format!(
+                    "{:<12} {:<11} {:>5} {:>6} {:>9} {:<24} {:>7} {:>9}  {}",
+                    n.node,
+                    if n.drained {
+                        "drained".to_string()
+                    } else {
+                        n.health.clone()
+                    },
+                    opt(n.tier),
+                    opt(n.weight),
+                    n.latency_ms.map_or("-".into(), |m| format!("{m:.1}ms")),
+                    match (&n.latency_entry, n.latency_age_s) {
+                        (Some(e), Some(a)) => format!("{e} ({a}s)"),
+                        _ => "-".into(),
+                    },
+                    n.free_capacity.map_or("-".into(), |f| format!("{f:.0}")),
+                    opt(n.sessions),
+                    n.reason
+                ));
+            }
+        }
+        out
+    }
+}

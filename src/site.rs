@@ -1,0 +1,965 @@
+//! The site file (TOML): parsing and validation into a normalized [`Site`].
+//!
+//! Pure: reads text, returns either a whole valid site or the first error
+//! with the line it is on. Nothing here touches the database; `store::apply`
+//! makes the database equal to a `Site`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::collector::CollectorConfig;
+use crate::dnsname;
+use crate::net::Prefix;
+
+/// How a service or pool orders its nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Static,
+    Latency,
+    Load,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Static => "static",
+            Policy::Latency => "latency",
+            Policy::Load => "load",
+        }
+    }
+}
+
+/// Tunables of the latency and load policies (`[policy]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Nodes within this many milliseconds of a tier's best share its priority.
+    pub latency_tolerance_ms: f64,
+    /// ... or within this share (percent) of the tier's best latency.
+    pub latency_tolerance_pct: f64,
+    /// Nodes whose free capacity is within this share (percent) of a tier's
+    /// best share its priority.
+    pub load_tolerance_pct: f64,
+    /// Latency entries older than this (seconds) count as absent.
+    pub latency_max_age_s: i64,
+    /// Load older than this (seconds) counts as unknown.
+    pub load_max_age_s: i64,
+    /// Health older than this (seconds) counts as unknown (fail open).
+    pub health_max_age_s: i64,
+    /// Weight of a new sample in the latency moving average (0 < a <= 1).
+    pub latency_alpha: f64,
+    /// How long a coprocess reuses a decision (milliseconds).
+    pub decision_cache_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            latency_tolerance_ms: 5.0,
+            latency_tolerance_pct: 10.0,
+            load_tolerance_pct: 10.0,
+            latency_max_age_s: 900,
+            load_max_age_s: 90,
+            health_max_age_s: 60,
+            latency_alpha: 0.3,
+            decision_cache_ms: 1000,
+        }
+    }
+}
+
+impl PolicyConfig {
+    fn validate(&self) -> Result<(), String> {
+        let pos = |v: f64, n: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("policy.{n} must be a number >= 0"))
+            }
+        };
+        pos(self.latency_tolerance_ms, "latency_tolerance_ms")?;
+        pos(self.latency_tolerance_pct, "latency_tolerance_pct")?;
+        pos(self.load_tolerance_pct, "load_tolerance_pct")?;
+        if !(self.latency_alpha > 0.0 && self.latency_alpha <= 1.0) {
+            return Err("policy.latency_alpha must be in (0, 1]".into());
+        }
+        for (v, n) in [
+            (self.latency_max_age_s, "latency_max_age_s"),
+            (self.load_max_age_s, "load_max_age_s"),
+            (self.health_max_age_s, "health_max_age_s"),
+        ] {
+            if v <= 0 {
+                return Err(format!("policy.{n} must be > 0 seconds"));
+            }
+        }
+        if self.decision_cache_ms > 2000 {
+            return Err("policy.decision_cache_ms must be at most 2000".into());
+        }
+        Ok(())
+    }
+}
+
+/// A zone served by pdns-ha.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Zone {
+    pub name: String,
+    pub ns: Vec<String>,
+    pub hostmaster: String,
+    pub ttl: u32,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub minimum: u32,
+}
+
+/// A VoIP server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub host: String,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+    pub esl: Option<String>,
+    pub esl_password: Option<String>,
+    pub esl_password_file: Option<String>,
+    pub esl_profiles: Vec<String>,
+    pub sip_probe: Option<String>,
+    pub max_sessions: Option<u32>,
+}
+
+/// A node's place in a service or pool, as the site file gives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub node: String,
+    pub priority: u16,
+    pub weight: u16,
+}
+
+/// An SRV name (`_sip._udp.example.com`) answered with nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub policy: Policy,
+    pub port: u16,
+    pub ttl: u32,
+    pub nodes: Vec<Member>,
+}
+
+/// An A/AAAA name answered with the addresses of the best `answers` nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    pub policy: Policy,
+    pub ttl: u32,
+    pub answers: u16,
+    pub nodes: Vec<Member>,
+}
+
+/// Any static record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    pub rtype: String,
+    pub ttl: u32,
+    pub content: String,
+}
+
+impl Record {
+    /// The identity of a record within the site (records have no name of
+    /// their own).
+    pub fn key(&self) -> String {
+        format!("{} {} {}", self.name, self.rtype, self.content)
+    }
+}
+
+/// A named client network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub prefixes: Vec<Prefix>,
+    pub prefer: Vec<String>,
+}
+
+/// A whole, valid site.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Site {
+    pub zones: Vec<Zone>,
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub pools: Vec<Pool>,
+    pub records: Vec<Record>,
+    pub networks: Vec<Network>,
+    pub policy: PolicyConfig,
+    pub collector: CollectorConfig,
+}
+
+// Prefix is stored as text in JSON.
+impl Serialize for Prefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// ---- raw TOML shapes ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    #[serde(default)]
+    zone: BTreeMap<String, Spanned<RawZone>>,
+    #[serde(default)]
+    node: BTreeMap<String, Spanned<RawNode>>,
+    #[serde(default)]
+    service: BTreeMap<String, Spanned<RawService>>,
+    #[serde(default)]
+    pool: BTreeMap<String, Spanned<RawPool>>,
+    #[serde(default)]
+    record: Vec<Spanned<RawRecord>>,
+    #[serde(default)]
+    network: BTreeMap<String, Spanned<RawNetwork>>,
+    #[serde(default)]
+    policy: Option<Spanned<PolicyConfig>>,
+    #[serde(default)]
+    collector: Option<Spanned<CollectorConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    ns: Vec<String>,
+    hostmaster: String,
+    #[serde(default = "default_zone_ttl")]
+    ttl: u32,
+    #[serde(default = "default_refresh")]
+    refresh: u32,
+    #[serde(default = "default_retry")]
+    retry: u32,
+    #[serde(default = "default_expire")]
+    expire: u32,
+    #[serde(default = "default_minimum")]
+    minimum: u32,
+}
+
+fn default_zone_ttl() -> u32 {
+    3600
+}
+fn default_refresh() -> u32 {
+    10800
+}
+fn default_retry() -> u32 {
+    3600
+}
+fn default_expire() -> u32 {
+    604800
+}
+fn default_minimum() -> u32 {
+    60
+}
+fn default_dynamic_ttl() -> u32 {
+    30
+}
+fn default_answers() -> u16 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    host: String,
+    #[serde(default)]
+    ipv4: Vec<Spanned<String>>,
+    #[serde(default)]
+    ipv6: Vec<Spanned<String>>,
+    esl: Option<String>,
+    esl_password: Option<String>,
+    esl_password_file: Option<String>,
+    esl_profiles: Option<Vec<String>>,
+    sip_probe: Option<String>,
+    max_sessions: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    policy: Policy,
+    port: u16,
+    #[serde(default = "default_dynamic_ttl")]
+    ttl: u32,
+    nodes: Vec<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    policy: Policy,
+    #[serde(default = "default_dynamic_ttl")]
+    ttl: u32,
+    #[serde(default = "default_answers")]
+    answers: u16,
+    nodes: Vec<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    content: String,
+    ttl: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    prefixes: Vec<String>,
+    #[serde(default)]
+    prefer: Vec<String>,
+}
+
+/// Record types a static `[[record]]` may have.
+pub const STATIC_TYPES: &[&str] = &[
+    "A", "AAAA", "CAA", "CNAME", "DS", "HINFO", "LOC", "MX", "NAPTR", "NS", "PTR", "RP", "SPF",
+    "SRV", "SSHFP", "TLSA", "TXT", "URI",
+];
+
+/// Parses and validates a site file. `path` is only used in error messages.
+/// The error names the file, the line and the reason.
+pub fn parse(path: &str, text: &str) -> Result<Site, String> {
+    let raw: RawSite = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        format!("{path}:{line}: {}", e.message())
+    })?;
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        format!("{path}:{}: {msg}", line_of(text, span.start))
+    };
+    build(raw).map_err(|(span, msg)| at(span, msg))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+type Span = std::ops::Range<usize>;
+type BuildResult<T> = Result<T, (Span, String)>;
+
+fn build(raw: RawSite) -> BuildResult<Site> {
+    let mut site = Site::default();
+    let mut owners: HashSet<String> = HashSet::new();
+
+    if let Some(p) = raw.policy {
+        let span = p.span();
+        site.policy = p.into_inner();
+        site.policy.validate().map_err(|e| (span, e))?;
+    }
+    if let Some(c) = raw.collector {
+        let span = c.span();
+        site.collector = c.into_inner();
+        site.collector.validate().map_err(|e| (span, e))?;
+    }
+
+    for (name, z) in raw.zone {
+        let span = z.span();
+        let z = z.into_inner();
+        let err = |m: String| (span.clone(), format!("zone \"{name}\": {m}"));
+        let zname = dnsname::normalize(&name).map_err(err)?;
+        if !owners.insert(zname.clone()) {
+            return Err(err("defined twice (names are case-insensitive)".into()));
+        }
+        if z.ns.is_empty() {
+            return Err(err("ns must list at least one name server".into()));
+        }
+        let ns =
+            z.ns.iter()
+                .map(|n| dnsname::normalize(n).map_err(|e| err(format!("ns: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+        let hostmaster =
+            dnsname::normalize(&z.hostmaster).map_err(|e| err(format!("hostmaster: {e}")))?;
+        site.zones.push(Zone {
+            name: zname,
+            ns,
+            hostmaster,
+            ttl: z.ttl,
+            refresh: z.refresh,
+            retry: z.retry,
+            expire: z.expire,
+            minimum: z.minimum,
+        });
+    }
+    let in_zone = |n: &str| site_zone_of(&site.zones, n).is_some();
+
+    let mut node_names = HashSet::new();
+    for (name, n) in raw.node {
+        let span = n.span();
+        let n = n.into_inner();
+        let err = |m: String| (span.clone(), format!("node \"{name}\": {m}"));
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(err(
+                "a node name uses letters, digits, '-', '_' and '.' only".into(),
+            ));
+        }
+        let host = dnsname::normalize(&n.host).map_err(|e| err(format!("host: {e}")))?;
+        let ipv4 = n
+            .ipv4
+            .iter()
+            .map(|a| {
+                a.get_ref().parse::<Ipv4Addr>().map_err(|_| {
+                    (
+                        a.span(),
+                        format!(
+                            "node \"{name}\": ipv4: '{}' is not an IPv4 address",
+                            a.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ipv6 = n
+            .ipv6
+            .iter()
+            .map(|a| {
+                a.get_ref().parse::<Ipv6Addr>().map_err(|_| {
+                    (
+                        a.span(),
+                        format!(
+                            "node \"{name}\": ipv6: '{}' is not an IPv6 address",
+                            a.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if in_zone(&host) && ipv4.is_empty() && ipv6.is_empty() {
+            return Err(err(format!(
+                "host {host} is inside a served zone but has no ipv4 or ipv6 address to answer with"
+            )));
+        }
+        if let Some(e) = &n.esl {
+            check_host_port(e).map_err(|m| err(format!("esl: {m}")))?;
+            if n.esl_password.is_some() && n.esl_password_file.is_some() {
+                return Err(err(
+                    "give esl_password or esl_password_file, not both".into()
+                ));
+            }
+        }
+        if let Some(p) = &n.sip_probe {
+            let rest = p
+                .strip_prefix("udp:")
+                .or_else(|| p.strip_prefix("tcp:"))
+                .ok_or_else(|| {
+                    err(format!(
+                        "sip_probe: '{p}' must be udp:HOST:PORT or tcp:HOST:PORT"
+                    ))
+                })?;
+            check_host_port(rest).map_err(|m| err(format!("sip_probe: {m}")))?;
+        }
+        for s in [&n.esl_password, &n.esl_password_file]
+            .into_iter()
+            .flatten()
+        {
+            if s.chars().any(|c| c.is_control()) {
+                return Err(err(
+                    "esl password (file) contains a control character".into()
+                ));
+            }
+        }
+        let profiles = n
+            .esl_profiles
+            .unwrap_or_else(|| vec!["internal".to_string()]);
+        for p in &profiles {
+            if p.is_empty()
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(err(format!(
+                    "esl_profiles: '{p}' is not a sofia profile name"
+                )));
+            }
+        }
+        node_names.insert(name.clone());
+        site.nodes.push(Node {
+            name,
+            host,
+            ipv4,
+            ipv6,
+            esl: n.esl,
+            esl_password: n.esl_password,
+            esl_password_file: n.esl_password_file,
+            esl_profiles: profiles,
+            sip_probe: n.sip_probe,
+            max_sessions: n.max_sessions,
+        });
+    }
+
+    for (name, s) in raw.service {
+        let span = s.span();
+        let s = s.into_inner();
+        let err = |m: String| (span.clone(), format!("service \"{name}\": {m}"));
+        let sname = owned_name(&name, &site.zones, &mut owners).map_err(err)?;
+        let nodes = members(&s.nodes, &node_names).map_err(err)?;
+        site.services.push(Service {
+            name: sname,
+            policy: s.policy,
+            port: s.port,
+            ttl: s.ttl,
+            nodes,
+        });
+    }
+
+    for (name, p) in raw.pool {
+        let span = p.span();
+        let p = p.into_inner();
+        let err = |m: String| (span.clone(), format!("pool \"{name}\": {m}"));
+        let pname = owned_name(&name, &site.zones, &mut owners).map_err(err)?;
+        let nodes = members(&p.nodes, &node_names).map_err(err)?;
+        if p.answers == 0 {
+            return Err(err("answers must be at least 1".into()));
+        }
+        site.pools.push(Pool {
+            name: pname,
+            policy: p.policy,
+            ttl: p.ttl,
+            answers: p.answers,
+            nodes,
+        });
+    }
+
+    let dynamic: HashSet<String> = owners
+        .iter()
+        .filter(|n| !site.zones.iter().any(|z| &&z.name == n))
+        .cloned()
+        .collect();
+    let mut seen_records = HashSet::new();
+    for r in raw.record {
+        let span = r.span();
+        let r = r.into_inner();
+        let err = |m: String| {
+            (
+                span.clone(),
+                format!("record \"{} {}\": {m}", r.name, r.rtype),
+            )
+        };
+        let name = dnsname::normalize(&r.name).map_err(err)?;
+        let zone = site_zone_of(&site.zones, &name)
+            .ok_or_else(|| err("the name is outside every [zone]".into()))?;
+        if dynamic.contains(&name) {
+            return Err(err("the name is already a service or pool".into()));
+        }
+        let rtype = r.rtype.to_ascii_uppercase();
+        if !STATIC_TYPES.contains(&rtype.as_str()) {
+            return Err(err(format!(
+                "type must be one of {}",
+                STATIC_TYPES.join(", ")
+            )));
+        }
+        let content = check_content(&rtype, r.content.trim()).map_err(err)?;
+        let rec = Record {
+            ttl: r.ttl.unwrap_or(site.zones[zone].ttl),
+            name,
+            rtype,
+            content,
+        };
+        if !seen_records.insert(rec.key()) {
+            return Err(err("the same record is listed twice".into()));
+        }
+        site.records.push(rec);
+    }
+    for r in &site.records {
+        if r.rtype == "CNAME"
+            && (site.records.iter().filter(|o| o.name == r.name).count() > 1
+                || site.nodes.iter().any(|n| n.host == r.name)
+                || site.zones.iter().any(|z| z.name == r.name))
+        {
+            return Err((
+                0..0,
+                format!(
+                    "record \"{} CNAME\": a CNAME cannot share its name with other data",
+                    r.name
+                ),
+            ));
+        }
+    }
+
+    for (name, n) in raw.network {
+        let span = n.span();
+        let n = n.into_inner();
+        let err = |m: String| (span.clone(), format!("network \"{name}\": {m}"));
+        if n.prefixes.is_empty() {
+            return Err(err("prefixes must list at least one prefix".into()));
+        }
+        let prefixes = n
+            .prefixes
+            .iter()
+            .map(|p| {
+                p.parse::<Prefix>()
+                    .map_err(|e| err(format!("prefixes: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in &n.prefer {
+            if !node_names.contains(p) {
+                return Err(err(format!("prefer: unknown node \"{p}\"")));
+            }
+        }
+        site.networks.push(Network {
+            name,
+            prefixes,
+            prefer: n.prefer,
+        });
+    }
+    Ok(site)
+}
+
+/// Index of the zone that contains `name` (the longest matching apex).
+pub fn site_zone_of(zones: &[Zone], name: &str) -> Option<usize> {
+    zones
+        .iter()
+        .enumerate()
+        .filter(|(_, z)| dnsname::is_within(name, &z.name))
+        .max_by_key(|(_, z)| z.name.len())
+        .map(|(i, _)| i)
+}
+
+fn owned_name(name: &str, zones: &[Zone], owners: &mut HashSet<String>) -> Result<String, String> {
+    let n = dnsname::normalize(name)?;
+    if site_zone_of(zones, &n).is_none() {
+        return Err("the name is outside every [zone]".into());
+    }
+    if zones.iter().any(|z| z.name == n) {
+        return Err("the name is a zone apex; use a name below it".into());
+    }
+    if !owners.insert(n.clone()) {
+        return Err(
+            "the name is defined twice (as a service or pool; names are case-insensitive)".into(),
+        );
+    }
+    Ok(n)
+}
+
+fn members(values: &[toml::Value], nodes: &HashSet<String>) -> Result<Vec<Member>, String> {
+    if values.is_empty() {
+        return Err("nodes must list at least one node".into());
+    }
+    let mut out: Vec<Member> = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let m = match v {
+            toml::Value::String(s) => Member {
+                node: s.clone(),
+                priority: i as u16,
+                weight: 100,
+            },
+            toml::Value::Table(t) => {
+                for k in t.keys() {
+                    if !["node", "priority", "weight"].contains(&k.as_str()) {
+                        return Err(format!(
+                            "nodes[{i}]: unknown key \"{k}\" (node, priority, weight)"
+                        ));
+                    }
+                }
+                let node = t
+                    .get("node")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| format!("nodes[{i}]: needs node = \"NAME\""))?;
+                let num = |k: &str, d: u16| -> Result<u16, String> {
+                    match t.get(k) {
+                        None => Ok(d),
+                        Some(v) => v
+                            .as_integer()
+                            .and_then(|n| u16::try_from(n).ok())
+                            .ok_or_else(|| {
+                                format!("nodes[{i}]: {k} must be a whole number from 0 to 65535")
+                            }),
+                    }
+                };
+                Member {
+                    node: node.to_string(),
+                    priority: num("priority", i as u16)?,
+                    weight: num("weight", 100)?,
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "nodes[{i}]: a node name or {{ node = \"NAME\", priority = N, weight = N }}"
+                ));
+            }
+        };
+        if !nodes.contains(&m.node) {
+            return Err(format!("unknown node \"{}\"", m.node));
+        }
+        if out.iter().any(|o| o.node == m.node) {
+            return Err(format!("node \"{}\" is listed twice", m.node));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (h, p) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' must be HOST:PORT"))?;
+    if h.is_empty() || p.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
+        return Err(format!("'{s}' must be HOST:PORT"));
+    }
+    Ok(())
+}
+
+/// Checks a static record's content for its type; returns it normalized.
+fn check_content(rtype: &str, content: &str) -> Result<String, String> {
+    if content.is_empty() {
+        return Err("content is empty".into());
+    }
+    if content.chars().any(|c| c.is_control()) {
+        return Err("content contains a tab, newline or other control character".into());
+    }
+    let words: Vec<&str> = content.split_whitespace().collect();
+    let name = |s: &str| dnsname::normalize(s).map(|_| ());
+    let prio = |s: &str| {
+        s.parse::<u16>()
+            .map(|_| ())
+            .map_err(|_| format!("'{s}' is not a priority from 0 to 65535"))
+    };
+    match rtype {
+        "A" => content
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("'{content}' is not an IPv4 address")),
+        "AAAA" => content
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("'{content}' is not an IPv6 address")),
+        "CNAME" | "NS" | "PTR" => {
+            if words.len() != 1 {
+                return Err("content must be one domain name".into());
+            }
+            name(content)
+        }
+        "MX" => {
+            if words.len() != 2 {
+                return Err("content must be 'PRIORITY HOST'".into());
+            }
+            prio(words[0])?;
+            name(words[1])
+        }
+        "SRV" => {
+            if words.len() != 4 {
+                return Err("content must be 'PRIORITY WEIGHT PORT TARGET'".into());
+            }
+            prio(words[0])?;
+            prio(words[1])?;
+            prio(words[2])?;
+            name(words[3])
+        }
+        "NAPTR" => {
+            if words.len() < 6 {
+                return Err(
+                    "content must be 'ORDER PREF \"FLAGS\" \"SERVICE\" \"REGEXP\" REPLACEMENT'"
+                        .into(),
+                );
+            }
+            prio(words[0])?;
+            prio(words[1])
+        }
+        "TXT" | "SPF" => {
+            if !(content.starts_with('"') && content.ends_with('"') && content.len() >= 2) {
+                return Err("content must be quoted: '\"text\"'".into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }?;
+    Ok(words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const EXAMPLE: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com", "ns2.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+ttl = 3600
+
+[node.mtl1]
+host = "mtl1.voip.example.com"
+ipv4 = ["198.51.100.10"]
+ipv6 = ["2001:db8:10::10"]
+esl = "198.51.100.10:8021"
+esl_password = "ClueCon"
+sip_probe = "udp:198.51.100.10:5060"
+max_sessions = 1000
+
+[node.van1]
+host = "van1.voip.example.com"
+ipv4 = ["203.0.113.20"]
+
+[service."_sip._udp.voip.example.com"]
+policy = "latency"
+port = 5060
+ttl = 30
+nodes = ["mtl1", "van1"]
+
+[service."_sip._tcp.voip.example.com"]
+policy = "static"
+port = 5060
+nodes = [{ node = "mtl1", priority = 10, weight = 60 }, { node = "van1", priority = 20 }]
+
+[pool."sip.voip.example.com"]
+policy = "load"
+nodes = ["mtl1", "van1"]
+answers = 1
+
+[[record]]
+name = "voip.example.com"
+type = "NAPTR"
+content = '10 50 "s" "SIP+D2U" "" _sip._udp.voip.example.com.'
+
+[network.vancouver]
+prefixes = ["24.64.0.0/13"]
+prefer = ["van1"]
+"#;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let s = parse("site.toml", EXAMPLE).unwrap();
+        assert_eq!(s.zones.len(), 1);
+        assert_eq!(
+            s.zones[0].ns,
+            ["ns1.voip.example.com", "ns2.voip.example.com"]
+        );
+        assert_eq!(s.nodes.len(), 2);
+        assert_eq!(s.nodes[0].esl_profiles, ["internal"]);
+        let tcp = s.services.iter().find(|x| x.name.contains("_tcp")).unwrap();
+        assert_eq!(tcp.ttl, 30);
+        assert_eq!(
+            tcp.nodes,
+            [
+                Member {
+                    node: "mtl1".into(),
+                    priority: 10,
+                    weight: 60
+                },
+                Member {
+                    node: "van1".into(),
+                    priority: 20,
+                    weight: 100
+                }
+            ]
+        );
+        let udp = s.services.iter().find(|x| x.name.contains("_udp")).unwrap();
+        assert_eq!(udp.nodes[1].priority, 1);
+        assert_eq!(
+            s.records[0].content,
+            "10 50 \"s\" \"SIP+D2U\" \"\" _sip._udp.voip.example.com."
+        );
+        assert_eq!(s.networks[0].prefixes[0].to_string(), "24.64.0.0/13");
+        assert_eq!(s.policy, PolicyConfig::default());
+    }
+
+    fn err_of(text: &str) -> String {
+        parse("site.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn refuses_wrong_files_with_line_and_reason() {
+        let e = err_of(&EXAMPLE.replace(
+            "nodes = [\"mtl1\", \"van1\"]\nanswers",
+            "nodes = [\"mtl1\", \"ghost\"]\nanswers",
+        ));
+        assert!(e.starts_with("site.toml:"), "{e}");
+        assert!(e.contains("unknown node \"ghost\""), "{e}");
+        let e = err_of(&EXAMPLE.replace("203.0.113.20", "203.0.113.300"));
+        assert!(
+            e.contains("not an IPv4 address") && e.contains("site.toml:18:"),
+            "{e}"
+        );
+        let e =
+            err_of(&EXAMPLE.replace("_sip._tcp.voip.example.com", "_sip._tcp.other.example.net"));
+        assert!(e.contains("outside every [zone]"), "{e}");
+        let e = err_of(&EXAMPLE.replace("type = \"NAPTR\"", "type = \"A\""));
+        assert!(e.contains("not an IPv4 address"), "{e}");
+        let e = err_of(&EXAMPLE.replace("policy = \"load\"", "policy = \"fastest\""));
+        assert!(e.contains("site.toml:3"), "{e}");
+        let e = err_of(
+            &(EXAMPLE.to_string()
+                + "[pool.\"_SIP._udp.voip.example.com\"]\npolicy=\"static\"\nnodes=[\"mtl1\"]\n"),
+        );
+        assert!(e.contains("defined twice"), "{e}");
+        let e = err_of(
+            "[zone.\"a.example\"]\nns = [\"ns.a.example\"]\nhostmaster = \"h.a.example\"\nbogus = 1\n",
+        );
+        assert!(e.contains("site.toml:4") && e.contains("bogus"), "{e}");
+        let e = err_of("this is = not toml [");
+        assert!(e.starts_with("site.toml:1:"), "{e}");
+        let e = err_of(&EXAMPLE.replace("content = '10 50", "content = '10\t50"));
+        assert!(e.contains("control character"), "{e}");
+        let e = err_of(&(EXAMPLE.to_string() + "[policy]\nlatency_alpha = 0\n"));
+        assert!(e.contains("latency_alpha"), "{e}");
+    }
+}
+
+/// Checks a site read back from the database: every name and content that
+/// can reach the pipe is validated again, so a hand-edited database cannot
+/// put a tab, a newline or a bad name on the wire.
+pub fn revalidate(site: &Site) -> Result<(), String> {
+    let name = |n: &str| match dnsname::normalize(n) {
+        Ok(x) if x == n => Ok(()),
+        Ok(_) => Err(format!("'{n}' is not normalized")),
+        Err(e) => Err(e),
+    };
+    for z in &site.zones {
+        name(&z.name)?;
+        name(&z.hostmaster)?;
+        z.ns.iter().try_for_each(|n| name(n))?;
+    }
+    for n in &site.nodes {
+        name(&n.host)?;
+    }
+    for s in &site.services {
+        name(&s.name)?;
+    }
+    for p in &site.pools {
+        name(&p.name)?;
+    }
+    for r in &site.records {
+        name(&r.name)?;
+        if !STATIC_TYPES.contains(&r.rtype.as_str()) {
+            return Err(format!("record type '{}' is not allowed", r.rtype));
+        }
+        let c = check_content(&r.rtype, &r.content)?;
+        if c != r.content {
+            return Err(format!("record content '{}' is not normalized", r.content));
+        }
+    }
+    let nodes: HashSet<&str> = site.nodes.iter().map(|n| n.name.as_str()).collect();
+    for m in site
+        .services
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .chain(site.pools.iter().flat_map(|p| &p.nodes))
+    {
+        if !nodes.contains(m.node.as_str()) {
+            return Err(format!("unknown node \"{}\"", m.node));
+        }
+    }
+    Ok(())
+}

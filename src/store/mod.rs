@@ -1,0 +1,282 @@
+//! The SQLite store: schema and migrations, the topology (`apply`), and the
+//! metrics (latency, load, health, drains, seen client networks).
+//!
+//! Every process opens its own connection; the database is in WAL mode so
+//! the coprocesses read while the collector or `ingest` writes. The schema
+//! version is `PRAGMA user_version`; only `pdns-ha apply` creates or migrates.
+
+mod apply;
+mod metrics;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::site::{self, Site};
+
+pub use apply::{Change, apply_site, diff_site};
+pub use metrics::{
+    HealthRow, LatencyRow, LoadRow, NodeStateRows, SeenRow, StatusCounts, WriteOutcome,
+};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES ('generation', 0), ('health_epoch', 0), ('collector_heartbeat', 0);
+CREATE TABLE topology(
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    def TEXT NOT NULL,
+    UNIQUE(kind, name)
+);
+CREATE TABLE latency(
+    family INTEGER NOT NULL,   -- 4, 6, or 0 for a named network (net = its id)
+    net INTEGER NOT NULL,
+    plen INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    avg_ms REAL NOT NULL,
+    dev_ms REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY(family, net, plen, node_id)
+) WITHOUT ROWID;
+CREATE INDEX latency_node ON latency(node_id);
+CREATE TABLE load(
+    node_id INTEGER PRIMARY KEY,
+    sessions INTEGER NOT NULL,
+    max_sessions INTEGER NOT NULL,
+    idle_cpu REAL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE health(
+    node_id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    probe_rtt_ms REAL
+);
+CREATE TABLE drain(node_id INTEGER PRIMARY KEY, since INTEGER NOT NULL);
+CREATE TABLE seen_network(
+    family INTEGER NOT NULL,
+    net INTEGER NOT NULL,
+    plen INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY(family, net, plen)
+) WITHOUT ROWID;
+";
+
+/// A connection to the pdns-ha database.
+pub struct Store {
+    pub(crate) conn: Connection,
+}
+
+impl Store {
+    /// Opens the database for `apply`: creates it if missing and migrates
+    /// the schema to [`SCHEMA_VERSION`].
+    pub fn open_or_create(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open or create the database {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let store = Store { conn };
+        store.pragmas()?;
+        store
+            .migrate()
+            .with_context(|| format!("cannot migrate {}", path.display()))?;
+        Ok(store)
+    }
+
+    /// Opens an existing database whose schema is current. `busy` is how long
+    /// a statement waits for another writer's lock.
+    pub fn open_existing(path: &Path, busy: Duration) -> Result<Store> {
+        if !path.exists() {
+            bail!(
+                "the database {} does not exist: create it with `pdns-ha apply SITE.toml --db {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+        conn.busy_timeout(busy)?;
+        let store = Store { conn };
+        store.pragmas()?;
+        let v = store.schema_version()?;
+        if v != SCHEMA_VERSION {
+            bail!(
+                "the database {} has schema version {v}, this pdns-ha uses {SCHEMA_VERSION}: run `pdns-ha apply SITE.toml --db {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        Ok(store)
+    }
+
+    fn pragmas(&self) -> Result<()> {
+        // WAL needs a write the first time; a read-only or busy database keeps
+        // its mode, which is fine for readers.
+        let _ = self.conn.pragma_update(None, "journal_mode", "WAL");
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(())
+    }
+
+    /// Bounds this connection's page cache (the coprocess keeps it small so
+    /// its memory does not grow with the data).
+    pub fn limit_cache(&self, kib: i64) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -kib)?;
+        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let v = self.schema_version()?;
+        if v > SCHEMA_VERSION {
+            bail!(
+                "the database has schema version {v}, newer than this pdns-ha ({SCHEMA_VERSION}): upgrade pdns-ha"
+            );
+        }
+        if v == 0 {
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA_V1)?;
+            tx.pragma_update(None, "user_version", 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Changes whenever another connection commits (cheap: no disk access).
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// A counter from the `meta` table (`generation`, `health_epoch`, ...).
+    pub fn meta(&self, key: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// The topology as stored, with the database id of every object.
+    pub fn load_site(&self) -> Result<(Site, Ids)> {
+        let mut site = Site::default();
+        let mut ids = Ids::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, kind, name, def FROM topology ORDER BY kind, name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, kind, name, def) = row?;
+            let bad = |e: serde_json::Error| {
+                anyhow::anyhow!(
+                    "stored {kind} \"{name}\" is unreadable ({e}): run `pdns-ha apply` again"
+                )
+            };
+            match kind.as_str() {
+                "zone" => {
+                    ids.zones.push(id);
+                    site.zones.push(serde_json::from_str(&def).map_err(bad)?)
+                }
+                "node" => {
+                    ids.nodes.push(id);
+                    site.nodes.push(serde_json::from_str(&def).map_err(bad)?)
+                }
+                "service" => site.services.push(serde_json::from_str(&def).map_err(bad)?),
+                "pool" => site.pools.push(serde_json::from_str(&def).map_err(bad)?),
+                "record" => site.records.push(serde_json::from_str(&def).map_err(bad)?),
+                "network" => {
+                    ids.networks.push(id);
+                    site.networks.push(serde_json::from_str(&def).map_err(bad)?)
+                }
+                "settings" if name == "policy" => {
+                    site.policy = serde_json::from_str(&def).map_err(bad)?
+                }
+                "settings" if name == "collector" => {
+                    site.collector = serde_json::from_str(&def).map_err(bad)?
+                }
+                _ => log::warn!("ignoring unknown stored object {kind} \"{name}\""),
+            }
+        }
+        // Stored objects went through the same validation once; check the
+        // parts that reach the DNS again, so a hand-edited database cannot
+        // put bad content on the pipe.
+        site::revalidate(&site).map_err(|e| {
+            anyhow::anyhow!("stored topology is invalid: {e}: run `pdns-ha apply` again")
+        })?;
+        Ok((site, ids))
+    }
+
+    /// Sets or clears the operator's drain on a node. Returns false if the
+    /// node does not exist.
+    pub fn set_drain(&mut self, node: &str, drained: bool, now: i64) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM topology WHERE kind = 'node' AND name = ?1",
+                [node],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(false) };
+        if drained {
+            tx.execute(
+                "INSERT OR IGNORE INTO drain(node_id, since) VALUES (?1, ?2)",
+                params![id, now],
+            )?;
+        } else {
+            tx.execute("DELETE FROM drain WHERE node_id = ?1", [id])?;
+        }
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
+/// Database ids of the objects of a loaded [`Site`], index for index.
+#[derive(Clone, Debug, Default)]
+pub struct Ids {
+    pub zones: Vec<i64>,
+    pub nodes: Vec<i64>,
+    pub networks: Vec<i64>,
+}
+
+/// True if the error is SQLite's "database is locked/busy".
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked
+        )
+    })
+}
