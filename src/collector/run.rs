@@ -1,0 +1,710 @@
+//! The runtime behind [`super::run`]: one ESL worker thread per node with an
+//! event socket, one prober thread for every `sip_probe`, and the writer loop
+//! in the calling thread. Workers and prober send [`Metric`]s over a channel;
+//! the writer batches them into `sink.store` and keeps what it could not store.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use log::{debug, error, info, warn};
+
+use super::esl::{EslClient, EslError};
+use super::freeswitch;
+use super::health::HealthTracker;
+use super::sip::{self, ProbeOutcome, SipTarget};
+use super::{CollectorConfig, EslTarget, MetricSink, Target};
+use crate::metrics::{Health, Metric, now};
+use crate::net::Prefix;
+
+/// How often `reload` is asked whether the site changed.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// With nothing to write, the store still gets the heartbeat this often.
+const IDLE_HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// Longest a thread sleeps or blocks before looking at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// How long shutdown waits for threads before leaving them to exit alone.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(1000);
+/// Longest a worker waits for an event before looking at its timers.
+const EVENT_WAIT: Duration = Duration::from_millis(250);
+
+pub(super) fn run_collector(
+    config: CollectorConfig,
+    targets: Vec<Target>,
+    reload: &mut dyn FnMut() -> anyhow::Result<Option<(CollectorConfig, Vec<Target>)>>,
+    sink: &mut dyn MetricSink,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|e| anyhow!(e))
+        .context("the [collector] table of the site file is invalid")?;
+    let (tx, rx) = mpsc::channel();
+    let mut writer = Writer::new(config.max_pending_samples);
+    let mut fleet = Fleet::new(config, tx);
+    fleet.apply(fleet.config.clone(), targets);
+    info!("collector started: {}", fleet.summary());
+
+    let mut next_flush = Instant::now() + fleet.config.batch_interval();
+    let mut next_reload = Instant::now() + RELOAD_EVERY;
+    while !stop.load(Ordering::SeqCst) {
+        let wait = next_flush
+            .min(next_reload)
+            .saturating_duration_since(Instant::now());
+        writer.receive(&rx, wait.min(STOP_CHECK), &fleet.nodes);
+        let t = Instant::now();
+        if t >= next_flush {
+            writer.flush_due(sink);
+            next_flush = t + fleet.config.batch_interval();
+        }
+        if t >= next_reload {
+            match reload() {
+                Ok(Some((config, targets))) => {
+                    if let Err(e) = config.validate() {
+                        error!(
+                            "site changed but its [collector] table is invalid ({e}); keeping the running configuration"
+                        );
+                    } else {
+                        fleet.apply(config, targets);
+                        writer.set_limit(fleet.config.max_pending_samples);
+                        writer.forget_other_nodes(&fleet.nodes);
+                        info!("site changed: {}", fleet.summary());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!("cannot reload the site ({e:#}); keeping the running configuration")
+                }
+            }
+            next_reload = t + RELOAD_EVERY;
+        }
+    }
+    info!("collector stopping");
+    fleet.shutdown();
+    writer.receive(&rx, Duration::ZERO, &fleet.nodes);
+    writer.final_flush(sink);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Writer: batches and keeps unstored samples.
+
+struct Writer {
+    pending: VecDeque<Metric>,
+    limit: usize,
+    dropped: u64,
+    last_drop_warning: Option<Instant>,
+    failing: bool,
+    last_store: Instant,
+}
+
+impl Writer {
+    fn new(limit: usize) -> Writer {
+        Writer {
+            pending: VecDeque::new(),
+            limit,
+            dropped: 0,
+            last_drop_warning: None,
+            failing: false,
+            last_store: Instant::now(),
+        }
+    }
+
+    fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+        self.enforce_limit();
+    }
+
+    /// Waits up to `wait` for samples, then takes all that are queued.
+    fn receive(&mut self, rx: &Receiver<Metric>, wait: Duration, nodes: &HashSet<String>) {
+        let first = match rx.recv_timeout(wait) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return,
+        };
+        for m in std::iter::once(first).chain(rx.try_iter()) {
+            // A worker being retired may still report a node that left the site.
+            if nodes.contains(m.node()) {
+                self.pending.push_back(m);
+            }
+        }
+        self.enforce_limit();
+    }
+
+    fn forget_other_nodes(&mut self, nodes: &HashSet<String>) {
+        self.pending.retain(|m| nodes.contains(m.node()));
+    }
+
+    fn enforce_limit(&mut self) {
+        let excess = self.pending.len().saturating_sub(self.limit);
+        if excess == 0 {
+            return;
+        }
+        self.pending.drain(..excess);
+        self.dropped += excess as u64;
+        let due = self
+            .last_drop_warning
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due {
+            warn!(
+                "the store keeps failing: dropped the {} oldest samples so far (keeping at most {}, \
+                 set by max_pending_samples)",
+                self.dropped, self.limit
+            );
+            self.last_drop_warning = Some(Instant::now());
+        }
+    }
+
+    /// Stores pending samples, or an empty batch when the heartbeat is due.
+    fn flush_due(&mut self, sink: &mut dyn MetricSink) {
+        if !self.pending.is_empty() || self.last_store.elapsed() >= IDLE_HEARTBEAT_EVERY {
+            self.flush(sink);
+        }
+    }
+
+    fn flush(&mut self, sink: &mut dyn MetricSink) -> bool {
+        self.last_store = Instant::now();
+        let n = self.pending.len();
+        match sink.store(self.pending.make_contiguous(), now()) {
+            Ok(()) => {
+                self.pending.clear();
+                if self.failing {
+                    info!("the store works again: wrote {n} kept samples");
+                    self.failing = false;
+                }
+                true
+            }
+            Err(e) => {
+                if !self.failing {
+                    error!(
+                        "cannot write {n} samples to the store: {e:#}; keeping them and retrying"
+                    );
+                } else {
+                    debug!("store still failing ({n} samples kept): {e:#}");
+                }
+                self.failing = true;
+                false
+            }
+        }
+    }
+
+    fn final_flush(&mut self, sink: &mut dyn MetricSink) {
+        let n = self.pending.len();
+        if self.flush(sink) {
+            info!("collector stopped after writing its last {n} samples");
+        } else {
+            error!("collector stopped with {n} samples it could not write to the store");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fleet: the running workers and prober, reconfigured on reload.
+
+struct Worker {
+    esl: EslTarget,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+#[derive(Clone, Default)]
+struct ProbePlan {
+    config: CollectorConfig,
+    targets: Vec<(String, SipTarget)>,
+}
+
+struct Fleet {
+    config: CollectorConfig,
+    nodes: HashSet<String>,
+    workers: HashMap<String, Worker>,
+    retired: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
+    plan: Arc<Mutex<ProbePlan>>,
+    prober: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    tx: Sender<Metric>,
+}
+
+/// The settings an ESL worker runs with; a change restarts the workers.
+fn esl_settings(c: &CollectorConfig) -> [u64; 7] {
+    [
+        c.esl_connect_timeout_ms,
+        c.esl_reply_timeout_ms,
+        c.heartbeat_wait_ms,
+        c.registration_poll_interval_ms,
+        c.reconnect_min_ms,
+        c.reconnect_max_ms,
+        c.auth_retry_ms,
+    ]
+}
+
+impl Fleet {
+    fn new(config: CollectorConfig, tx: Sender<Metric>) -> Fleet {
+        Fleet {
+            plan: Arc::new(Mutex::new(ProbePlan {
+                config: config.clone(),
+                targets: Vec::new(),
+            })),
+            config,
+            nodes: HashSet::new(),
+            workers: HashMap::new(),
+            retired: Vec::new(),
+            prober: None,
+            tx,
+        }
+    }
+
+    fn summary(&self) -> String {
+        let probes = lock(&self.plan).targets.len();
+        format!(
+            "{} nodes, {} event sockets, {} SIP probes",
+            self.nodes.len(),
+            self.workers.len(),
+            probes
+        )
+    }
+
+    /// Makes the running workers and probe plan match `targets`.
+    fn apply(&mut self, config: CollectorConfig, targets: Vec<Target>) {
+        let restart_all = esl_settings(&config) != esl_settings(&self.config);
+        self.config = config;
+        let mut esl = HashMap::new();
+        let mut probes = Vec::new();
+        self.nodes.clear();
+        for t in targets {
+            if !self.nodes.insert(t.node.clone()) {
+                warn!("node {} is listed twice; using its last entry", t.node);
+                probes.retain(|(n, _): &(String, SipTarget)| *n != t.node);
+            }
+            if let Some(e) = t.esl {
+                match e.validate() {
+                    Ok(()) => {
+                        esl.insert(t.node.clone(), e);
+                    }
+                    Err(why) => error!(
+                        "node {}: not collecting from its event socket: {why}",
+                        t.node
+                    ),
+                }
+            }
+            if let Some(p) = t.sip_probe {
+                match p.parse::<SipTarget>() {
+                    Ok(s) => probes.push((t.node.clone(), s)),
+                    Err(why) => error!("node {}: not probing: {why}", t.node),
+                }
+            }
+        }
+        self.apply_workers(esl, restart_all);
+        *lock(&self.plan) = ProbePlan {
+            config: self.config.clone(),
+            targets: probes,
+        };
+        self.ensure_prober();
+        self.reap_retired();
+    }
+
+    fn apply_workers(&mut self, wanted: HashMap<String, EslTarget>, restart_all: bool) {
+        let stale: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(node, w)| restart_all || wanted.get(*node) != Some(&w.esl))
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in stale {
+            if let Some(w) = self.workers.remove(&node) {
+                debug!("node {node}: stopping its event-socket worker");
+                w.stop.store(true, Ordering::SeqCst);
+                self.retired.push((w.stop, w.handle));
+            }
+        }
+        for (node, esl) in wanted {
+            if self.workers.contains_key(&node) {
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let ctx = WorkerCtx {
+                node: node.clone(),
+                esl: esl.clone(),
+                config: self.config.clone(),
+                tx: self.tx.clone(),
+                stop: stop.clone(),
+            };
+            match std::thread::Builder::new()
+                .name(format!("esl-{node}"))
+                .spawn(move || ctx.run())
+            {
+                Ok(handle) => {
+                    self.workers.insert(node, Worker { esl, stop, handle });
+                }
+                Err(e) => error!("node {node}: cannot start its event-socket worker thread: {e}"),
+            }
+        }
+    }
+
+    fn ensure_prober(&mut self) {
+        if self.prober.is_some() {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (plan, tx, s) = (self.plan.clone(), self.tx.clone(), stop.clone());
+        match std::thread::Builder::new()
+            .name("sip-prober".into())
+            .spawn(move || prober_loop(plan, tx, s))
+        {
+            Ok(h) => self.prober = Some((stop, h)),
+            Err(e) => error!("cannot start the SIP prober thread: {e}"),
+        }
+    }
+
+    fn reap_retired(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) =
+            self.retired.drain(..).partition(|(_, h)| h.is_finished());
+        for (_, h) in done {
+            let _ = h.join();
+        }
+        self.retired = running;
+    }
+
+    /// Tells every thread to stop and waits a bounded time for them.
+    fn shutdown(&mut self) {
+        let mut all: Vec<(Arc<AtomicBool>, JoinHandle<()>)> = self.retired.drain(..).collect();
+        all.extend(self.workers.drain().map(|(_, w)| (w.stop, w.handle)));
+        all.extend(self.prober.take());
+        for (stop, _) in &all {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while Instant::now() < deadline && !all.iter().all(|(_, h)| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut left = 0;
+        for (_, h) in all {
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            debug!("{left} collector threads still finishing a network call; not waiting for them");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sleeps `d`, waking early when `stop` is set. True if stopped.
+fn sleep_or_stop(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(left.min(STOP_CHECK));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Prober: one round over every sip_probe per probe interval.
+
+struct NodeHealth {
+    target: SipTarget,
+    thresholds: (u32, u32),
+    tracker: HealthTracker,
+}
+
+fn prober_loop(plan: Arc<Mutex<ProbePlan>>, tx: Sender<Metric>, stop: Arc<AtomicBool>) {
+    let mut health: HashMap<String, NodeHealth> = HashMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let round_start = Instant::now();
+        let ProbePlan { config, targets } = lock(&plan).clone();
+        let sips: Vec<SipTarget> = targets.iter().map(|(_, s)| s.clone()).collect();
+        let outcomes = sip::probe_all(&sips, config.probe_timeout());
+        let ts = now();
+        for ((node, target), outcome) in targets.iter().zip(outcomes) {
+            if let Some(m) = record_probe(&mut health, &config, node, target, &outcome, ts) {
+                let _ = tx.send(m);
+            }
+        }
+        health.retain(|node, _| targets.iter().any(|(n, _)| n == node));
+        let next = round_start + config.probe_interval();
+        if sleep_or_stop(next.saturating_duration_since(Instant::now()), &stop) {
+            break;
+        }
+    }
+}
+
+/// Feeds one outcome to the node's tracker, logs state changes, and returns
+/// the health sample (none while the state is still unknown).
+fn record_probe(
+    health: &mut HashMap<String, NodeHealth>,
+    config: &CollectorConfig,
+    node: &str,
+    target: &SipTarget,
+    outcome: &ProbeOutcome,
+    ts: i64,
+) -> Option<Metric> {
+    let thresholds = (config.down_after, config.up_after);
+    let h = health
+        .entry(node.to_string())
+        .or_insert_with(|| NodeHealth {
+            target: target.clone(),
+            thresholds,
+            tracker: HealthTracker::new(thresholds.0, thresholds.1),
+        });
+    if h.target != *target || h.thresholds != thresholds {
+        *h = NodeHealth {
+            target: target.clone(),
+            thresholds,
+            tracker: HealthTracker::new(thresholds.0, thresholds.1),
+        };
+    }
+    let change = h.tracker.observe(outcome.result());
+    let detail = match outcome {
+        ProbeOutcome::Answered { status, rtt_ms } => {
+            format!("{target} answered {status} in {rtt_ms:.1} ms")
+        }
+        ProbeOutcome::Overloaded { rtt_ms } => format!("{target} answered 503 in {rtt_ms:.1} ms"),
+        ProbeOutcome::Failed(why) => format!("{why} ({} failed in a row)", h.tracker.failures()),
+    };
+    match change {
+        Some(t) => {
+            let from = t.from.map_or("unknown", Health::as_str);
+            info!("node {node}: {from} -> {} ({detail})", t.to);
+        }
+        None => debug!("node {node}: probe: {detail}"),
+    }
+    h.tracker.state().map(|state| Metric::Health {
+        node: node.to_string(),
+        state,
+        ts,
+        probe_rtt_ms: outcome.rtt_ms(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// ESL worker: one per node with an event socket.
+
+struct WorkerCtx {
+    node: String,
+    esl: EslTarget,
+    config: CollectorConfig,
+    tx: Sender<Metric>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WorkerCtx {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Connects, collects, and reconnects with back-off until stopped.
+    fn run(self) {
+        let mut backoff = self.config.reconnect_min();
+        while !self.stopped() {
+            let mut authenticated = false;
+            let Err(e) = self.session(&mut authenticated) else {
+                break;
+            };
+            if self.stopped() {
+                break;
+            }
+            if authenticated {
+                backoff = self.config.reconnect_min();
+            }
+            let delay = match e.downcast_ref::<EslError>() {
+                Some(EslError::AuthRejected(_)) => {
+                    let d = self.config.auth_retry();
+                    error!("{e:#}; trying again in {} s", d.as_secs_f64());
+                    d
+                }
+                _ => {
+                    let d = backoff;
+                    error!("{e:#}; reconnecting in {:.1} s", d.as_secs_f64());
+                    backoff = (backoff * 2).min(self.config.reconnect_max());
+                    d
+                }
+            };
+            if sleep_or_stop(delay, &self.stop) {
+                break;
+            }
+        }
+        debug!("node {}: event-socket worker stopped", self.node);
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "node {}: FreeSWITCH event socket {}",
+            self.node, self.esl.addr
+        )
+    }
+
+    /// One connection: returns Ok only when stopped.
+    fn session(&self, authenticated: &mut bool) -> anyhow::Result<()> {
+        let c = &self.config;
+        let mut client = EslClient::connect(
+            &self.esl.addr,
+            &self.esl.password,
+            c.esl_connect_timeout(),
+            c.esl_reply_timeout(),
+        )
+        .with_context(|| self.context())?;
+        *authenticated = true;
+        client
+            .subscribe("HEARTBEAT")
+            .with_context(|| self.context())?;
+        info!(
+            "node {}: connected to FreeSWITCH event socket {}",
+            self.node, self.esl.addr
+        );
+
+        // Poll once right away so the store has a load before the first heartbeat.
+        let mut load_due = Instant::now();
+        let mut reg_due = Instant::now();
+        let mut heartbeats = 0u64;
+        loop {
+            if self.stopped() {
+                client.exit();
+                return Ok(());
+            }
+            let t = Instant::now();
+            if t >= load_due {
+                if heartbeats > 0 {
+                    debug!(
+                        "node {}: no HEARTBEAT for {:?}; polling api status",
+                        self.node,
+                        c.heartbeat_wait()
+                    );
+                }
+                self.poll_load(&mut client)?;
+                load_due = Instant::now() + c.heartbeat_wait();
+            }
+            if t >= reg_due {
+                self.poll_registrations(&mut client)?;
+                reg_due = Instant::now() + c.registration_poll_interval();
+            }
+            let wait = load_due
+                .min(reg_due)
+                .saturating_duration_since(Instant::now())
+                .min(EVENT_WAIT);
+            let event = client.next_event(wait).with_context(|| self.context())?;
+            if let Some(ev) = event.filter(|e| e.name() == "HEARTBEAT") {
+                match freeswitch::heartbeat_load(|n| ev.header(n)) {
+                    Ok(load) => {
+                        heartbeats += 1;
+                        self.send_load(load);
+                        load_due = Instant::now() + c.heartbeat_wait();
+                    }
+                    Err(e) => warn!("node {}: ignoring a HEARTBEAT: {e}", self.node),
+                }
+            }
+        }
+    }
+
+    fn send(&self, m: Metric) {
+        // The writer only goes away at shutdown; a lost send then is expected.
+        let _ = self.tx.send(m);
+    }
+
+    fn send_load(&self, load: freeswitch::Load) {
+        self.send(Metric::Load {
+            node: self.node.clone(),
+            sessions: load.sessions,
+            max_sessions: load.max_sessions.unwrap_or(0),
+            idle_cpu: load.idle_cpu,
+            ts: now(),
+        });
+    }
+
+    /// `api status`; if that gives nothing usable, `show calls count` and
+    /// `fsctl max_sessions`. Only connection errors are returned.
+    fn poll_load(&self, client: &mut EslClient) -> anyhow::Result<()> {
+        let status = match client.api("status") {
+            Ok(body) => freeswitch::status_load(&body),
+            Err(EslError::Api(e)) => Err(e),
+            Err(e) => return Err(anyhow::Error::new(e).context(self.context())),
+        };
+        let why = match status {
+            Ok(load) => {
+                self.send_load(load);
+                return Ok(());
+            }
+            Err(why) => why,
+        };
+        let sessions = match client.api("show calls count") {
+            Ok(body) => freeswitch::calls_count(&body),
+            Err(EslError::Api(e)) => Err(e),
+            Err(e) => return Err(anyhow::Error::new(e).context(self.context())),
+        };
+        let max = match client.api("fsctl max_sessions") {
+            Ok(body) => freeswitch::fsctl_max_sessions(&body).ok(),
+            Err(EslError::Api(_)) => None,
+            Err(e) => return Err(anyhow::Error::new(e).context(self.context())),
+        };
+        match sessions {
+            Ok(sessions) => self.send_load(freeswitch::Load {
+                sessions,
+                max_sessions: max,
+                idle_cpu: None,
+            }),
+            Err(e2) => warn!(
+                "node {}: no load from FreeSWITCH: api status: {why}; show calls count: {e2}",
+                self.node
+            ),
+        }
+        Ok(())
+    }
+
+    /// One `sofia xmlstatus profile P reg` per profile; each Reachable
+    /// registration becomes a latency sample.
+    fn poll_registrations(&self, client: &mut EslClient) -> anyhow::Result<()> {
+        for profile in &self.esl.profiles {
+            let body = match client.api(&format!("sofia xmlstatus profile {profile} reg")) {
+                Ok(b) => b,
+                Err(EslError::Api(e)) => {
+                    warn!(
+                        "node {}: sofia profile '{profile}': {}",
+                        self.node,
+                        e.trim()
+                    );
+                    continue;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(self.context())),
+            };
+            let regs = match freeswitch::xmlstatus_registrations(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(
+                        "node {}: sofia profile '{profile}': {e} (check esl_profiles)",
+                        self.node
+                    );
+                    continue;
+                }
+            };
+            debug!(
+                "node {}: profile {profile}: {} reachable, {} unreachable, {} without ping time",
+                self.node,
+                regs.reachable.len(),
+                regs.unreachable,
+                regs.unusable
+            );
+            let ts = now();
+            for r in regs.reachable {
+                self.send(Metric::Latency {
+                    node: self.node.clone(),
+                    client: Prefix::host(r.ip),
+                    rtt_ms: r.ping_ms,
+                    ts,
+                });
+            }
+        }
+        Ok(())
+    }
+}

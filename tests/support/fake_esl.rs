@@ -1,0 +1,585 @@
+//! A fake FreeSWITCH inbound event socket for tests, speaking exactly what
+//! shared/freeswitch-esl.md describes: `auth/request` on connect, `auth`,
+//! `api`, `event plain HEARTBEAT`, `exit`, wrong password -> `-ERR invalid` +
+//! disconnect notice + close, events with Content-Length first. Misbehaviour
+//! modes: byte-by-byte frames, coalesced frames, hang, close mid-frame, slow,
+//! ACL rejection. Listens on 127.0.0.1, port 0; stopped on drop.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Normal,
+    /// Every frame is written one byte per write.
+    ByteByByte,
+    /// Events are held back and written in one write together with the next
+    /// command reply (events before and after the reply).
+    Coalesce,
+    /// Accepts and never sends a byte.
+    HangAfterAccept,
+    /// Authenticates, then answers the first `api` with half a frame and closes.
+    CloseMidFrame,
+    /// Waits this long before every write.
+    Slow(Duration),
+    /// `text/rude-rejection` on connect, then close.
+    RudeRejection,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heartbeat {
+    pub session_count: u32,
+    pub max_sessions: u32,
+    pub idle_cpu: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeEslConfig {
+    pub password: String,
+    /// `None`: this FreeSWITCH sends no heartbeats (the collector must poll).
+    pub heartbeat: Option<Heartbeat>,
+    pub heartbeat_every: Duration,
+    pub status_body: String,
+    pub calls_count_body: String,
+    pub max_sessions_body: String,
+    /// `(profile, body)` for `sofia xmlstatus profile P reg`.
+    pub xmlstatus: Vec<(String, String)>,
+    pub mode: Mode,
+    /// Header lines end with `\r\n` instead of `\n`.
+    pub crlf: bool,
+}
+
+pub const STATUS_BODY: &str = "UP 0 years, 2 days, 3 hours, 4 minutes, 5 seconds, 6 milliseconds, 7 microseconds\n\
+FreeSWITCH (Version 1.10.12-release 64bit) is ready\n\
+1234 session(s) since startup\n\
+17 session(s) - peak 40, last 5min 21 \n\
+2 session(s) per Sec out of max 30, peak 9, last 5min 3 \n\
+1000 session(s) max\n\
+min idle cpu 0.00/97.53\n\
+Current Stack Size/Max 240K/8192K\n";
+
+/// A status body with the given figures (singular forms, no stack line when `short`).
+pub fn status_body(sessions: u32, max: u32, idle: f64) -> String {
+    format!(
+        "UP 0 years, 1 day, 1 hour, 1 minute, 1 second, 1 millisecond, 1 microsecond\n\
+FreeSWITCH (Version 1.10.12-release 64bit) is ready\n\
+99 session(s) since startup\n\
+{sessions} session(s) - peak 40, last 5min 21 \n\
+1 session(s) per Sec out of max 30, peak 9, last 5min 3 \n\
+{max} session(s) max\n\
+min idle cpu 0.00/{idle:.2}\n"
+    )
+}
+
+/// One `<registration>` element as mod_sofia writes it.
+pub fn registration_xml(user: &str, ip: &str, ping_status: &str, ping_ms: f64) -> String {
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!(
+        "    <registration>\n\
+        <call-id>{user}-call-id@{host}</call-id>\n\
+        <user>{user}@voip.example.com</user>\n\
+        <contact>&quot;{user}&quot; &lt;sip:{user}@{host}:5060;fs_nat=yes&gt;</contact>\n\
+        <agent>Yealink SIP-T46S</agent>\n\
+        <status>Registered(UDP-NAT)(unknown) exp(2030-01-01 12:00:00) expsecs(300)</status>\n\
+        <ping-status>{ping_status}</ping-status>\n\
+        <ping-time>{ping_ms:.2}</ping-time>\n\
+        <host>fs1</host>\n\
+        <network-ip>{ip}</network-ip>\n\
+        <network-port>5060</network-port>\n\
+        <sip-auth-user>{user}</sip-auth-user>\n\
+        <sip-auth-realm>voip.example.com</sip-auth-realm>\n\
+        <mwi-account>{user}@voip.example.com</mwi-account>\n\
+    </registration>\n"
+    )
+}
+
+/// A whole `sofia xmlstatus profile P reg` answer.
+pub fn xmlstatus_body(registrations: &[String]) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<profile>\n  <registrations>\n{}  </registrations>\n</profile>\n",
+        registrations.concat()
+    )
+}
+
+impl Default for FakeEslConfig {
+    fn default() -> Self {
+        FakeEslConfig {
+            password: "ClueCon".into(),
+            heartbeat: Some(Heartbeat {
+                session_count: 17,
+                max_sessions: 1000,
+                idle_cpu: 97.533333,
+            }),
+            heartbeat_every: Duration::from_secs(1),
+            status_body: STATUS_BODY.into(),
+            calls_count_body: "\n17 total.\n".into(),
+            max_sessions_body: "+OK max sessions: 1000\n".into(),
+            xmlstatus: vec![(
+                "internal".into(),
+                xmlstatus_body(&[
+                    registration_xml("alice", "24.64.1.7", "Reachable", 23.45),
+                    registration_xml("bob", "2001:db8::7", "Reachable", 8.0),
+                    registration_xml("carol", "198.51.100.3", "Unreachable", 1999.99),
+                ]),
+            )],
+            mode: Mode::Normal,
+            crlf: false,
+        }
+    }
+}
+
+/// What the server saw.
+#[derive(Default)]
+pub struct Stats {
+    pub connections: AtomicUsize,
+    pub open_connections: AtomicUsize,
+    pub auth_ok: AtomicUsize,
+    pub auth_failed: AtomicUsize,
+    pub commands: Mutex<Vec<String>>,
+}
+
+pub struct FakeEsl {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FakeEsl {
+    pub fn start(config: FakeEslConfig) -> FakeEsl {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake ESL listener");
+        let addr = listener.local_addr().expect("listener address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let (s, st) = (stop.clone(), stats.clone());
+        let accept = std::thread::spawn(move || accept_loop(listener, config, s, st));
+        FakeEsl {
+            addr,
+            stats,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.stats.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.stats.open_connections.load(Ordering::SeqCst)
+    }
+
+    pub fn commands(&self) -> Vec<String> {
+        self.stats
+            .commands
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn count_commands(&self, prefix: &str) -> usize {
+        self.commands()
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .count()
+    }
+
+    pub fn stop(&mut self) {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for FakeEsl {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    config: FakeEslConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) {
+    let mut conns = Vec::new();
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        stats.connections.fetch_add(1, Ordering::SeqCst);
+        stats.open_connections.fetch_add(1, Ordering::SeqCst);
+        let mut conn = Conn {
+            stream,
+            config: config.clone(),
+            stop: stop.clone(),
+            stats: stats.clone(),
+            held: Vec::new(),
+            subscribed: false,
+            seq: 0,
+        };
+        conns.push(std::thread::spawn(move || {
+            conn.serve();
+            conn.stats.open_connections.fetch_sub(1, Ordering::SeqCst);
+        }));
+        conns.retain(|h| !h.is_finished());
+    }
+    for h in conns {
+        let _ = h.join();
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    config: FakeEslConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    /// Frames held back in Coalesce mode.
+    held: Vec<u8>,
+    subscribed: bool,
+    seq: u64,
+}
+
+/// Why a connection ends.
+struct Close;
+
+impl Conn {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn serve(&mut self) {
+        let _ = self.stream.set_nodelay(true);
+        let _ = self.stream.set_write_timeout(Some(Duration::from_secs(2)));
+        match self.config.mode {
+            Mode::HangAfterAccept => return self.hang(),
+            Mode::RudeRejection => {
+                let _ = self.send(&frame(
+                    &[("Content-Type", "text/rude-rejection")],
+                    "Access Denied, go away.\n",
+                    self.config.crlf,
+                ));
+                return;
+            }
+            _ => {}
+        }
+        if self
+            .send(&frame(
+                &[("Content-Type", "auth/request")],
+                "",
+                self.config.crlf,
+            ))
+            .is_err()
+        {
+            return;
+        }
+        let _ = self.command_loop();
+    }
+
+    fn hang(&mut self) {
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(20)));
+        let mut buf = [0u8; 1024];
+        while !self.stopped() {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn command_loop(&mut self) -> Result<(), Close> {
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(20)));
+        let mut input: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut authed = false;
+        let mut next_heartbeat = Instant::now() + self.config.heartbeat_every;
+        while !self.stopped() {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(Close),
+                Ok(n) => input.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return Err(Close),
+            }
+            while let Some((cmd, used)) = split_command(&input) {
+                input.drain(..used);
+                self.stats
+                    .commands
+                    .lock()
+                    .map_err(|_| Close)?
+                    .push(cmd.clone());
+                if !authed {
+                    authed = self.auth(&cmd)?;
+                } else {
+                    self.command(&cmd)?;
+                }
+            }
+            if self.subscribed && Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + self.config.heartbeat_every;
+                self.heartbeat()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn auth(&mut self, cmd: &str) -> Result<bool, Close> {
+        let crlf = self.config.crlf;
+        match cmd.strip_prefix("auth ") {
+            Some(pw) if pw == self.config.password => {
+                self.stats.auth_ok.fetch_add(1, Ordering::SeqCst);
+                self.reply("+OK accepted")?;
+                Ok(true)
+            }
+            Some(_) => {
+                self.stats.auth_failed.fetch_add(1, Ordering::SeqCst);
+                self.reply("-ERR invalid")?;
+                self.send(&disconnect_notice(crlf))?;
+                Err(Close)
+            }
+            None => {
+                self.reply("-ERR command not found")?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: &str) -> Result<(), Close> {
+        if let Some(api) = cmd.strip_prefix("api ") {
+            let body = self.api_body(api.trim());
+            if self.config.mode == Mode::CloseMidFrame {
+                let f = frame(&[("Content-Type", "api/response")], &body, self.config.crlf);
+                let _ = self.send(&f[..f.len() - body.len() / 2]);
+                return Err(Close);
+            }
+            let f = frame(&[("Content-Type", "api/response")], &body, self.config.crlf);
+            return self.respond(f);
+        }
+        if let Some(ev) = cmd.strip_prefix("event plain ") {
+            if ev
+                .split_whitespace()
+                .any(|e| e == "HEARTBEAT" || e == "ALL")
+            {
+                self.subscribed = true;
+            }
+            return self.reply("+OK event listener enabled plain");
+        }
+        if cmd == "exit" {
+            self.reply("+OK bye")?;
+            self.send(&disconnect_notice(self.config.crlf))?;
+            return Err(Close);
+        }
+        self.reply("-ERR command not found")
+    }
+
+    fn api_body(&self, api: &str) -> String {
+        let words: Vec<&str> = api.split_whitespace().collect();
+        match words.as_slice() {
+            ["status"] => self.config.status_body.clone(),
+            ["show", "calls", "count"] => self.config.calls_count_body.clone(),
+            ["fsctl", "max_sessions"] => self.config.max_sessions_body.clone(),
+            ["sofia", "xmlstatus", "profile", p, "reg"] => self
+                .config
+                .xmlstatus
+                .iter()
+                .find(|(name, _)| name == p)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_else(|| "Invalid Profile!\n".into()),
+            [first, ..] => format!("-ERR {first} Command not found!\n"),
+            [] => "-ERR no command\n".into(),
+        }
+    }
+
+    fn reply(&mut self, text: &str) -> Result<(), Close> {
+        let f = frame(
+            &[("Content-Type", "command/reply"), ("Reply-Text", text)],
+            "",
+            self.config.crlf,
+        );
+        self.respond(f)
+    }
+
+    /// A command reply: in Coalesce mode together with held events and a
+    /// fresh event after it, in one write.
+    fn respond(&mut self, reply: Vec<u8>) -> Result<(), Close> {
+        if self.config.mode != Mode::Coalesce {
+            return self.send(&reply);
+        }
+        let mut all = std::mem::take(&mut self.held);
+        all.extend_from_slice(&reply);
+        if self.subscribed
+            && let Some(ev) = self.heartbeat_frame()
+        {
+            all.extend_from_slice(&ev);
+        }
+        self.send(&all)
+    }
+
+    fn heartbeat(&mut self) -> Result<(), Close> {
+        let Some(ev) = self.heartbeat_frame() else {
+            return Ok(());
+        };
+        if self.config.mode == Mode::Coalesce {
+            self.held.extend_from_slice(&ev);
+            if self.held.len() < 3 * ev.len() {
+                return Ok(());
+            }
+            let all = std::mem::take(&mut self.held);
+            return self.send(&all);
+        }
+        self.send(&ev)
+    }
+
+    fn heartbeat_frame(&mut self) -> Option<Vec<u8>> {
+        let hb = self.config.heartbeat.clone()?;
+        self.seq += 1;
+        let body = heartbeat_body(&hb, self.seq);
+        // Events carry Content-Length first.
+        let head = format!(
+            "Content-Length: {}\nContent-Type: text/event-plain\n\n",
+            body.len()
+        );
+        let mut f = eol(&head, self.config.crlf).into_bytes();
+        f.extend_from_slice(body.as_bytes());
+        Some(f)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Close> {
+        match self.config.mode {
+            Mode::Slow(d) => std::thread::sleep(d),
+            Mode::ByteByByte => {
+                for b in bytes {
+                    self.stream
+                        .write_all(std::slice::from_ref(b))
+                        .map_err(|_| Close)?;
+                    self.stream.flush().map_err(|_| Close)?;
+                    std::thread::sleep(Duration::from_micros(30));
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.stream.write_all(bytes).map_err(|_| Close)
+    }
+}
+
+/// A complete command (`line\n\n`); tolerates `\r\n`.
+fn split_command(input: &[u8]) -> Option<(String, usize)> {
+    let text = std::str::from_utf8(input).ok()?;
+    let (end, sep) = [("\n\n", 2), ("\r\n\r\n", 4)]
+        .iter()
+        .filter_map(|(pat, len)| text.find(pat).map(|p| (p, *len)))
+        .min()?;
+    Some((text[..end].trim().to_string(), end + sep))
+}
+
+fn eol(s: &str, crlf: bool) -> String {
+    if crlf {
+        s.replace('\n', "\r\n")
+    } else {
+        s.to_string()
+    }
+}
+
+/// A frame: headers (plus Content-Length when there is a body), empty line, body.
+pub fn frame(headers: &[(&str, &str)], body: &str, crlf: bool) -> Vec<u8> {
+    let mut head = String::new();
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\n", body.len()));
+    }
+    head.push('\n');
+    let mut f = eol(&head, crlf).into_bytes();
+    f.extend_from_slice(body.as_bytes());
+    f
+}
+
+fn disconnect_notice(crlf: bool) -> Vec<u8> {
+    frame(
+        &[("Content-Type", "text/disconnect-notice")],
+        "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n",
+        crlf,
+    )
+}
+
+/// The body of a HEARTBEAT event in plain format (URL-encoded values).
+pub fn heartbeat_body(hb: &Heartbeat, seq: u64) -> String {
+    let headers: Vec<(&str, String)> = vec![
+        ("Event-Name", "HEARTBEAT".into()),
+        ("Core-UUID", "5b2a4f3e-0c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+        ("FreeSWITCH-Hostname", "fs1.example.com".into()),
+        ("FreeSWITCH-Switchname", "fs1.example.com".into()),
+        ("FreeSWITCH-IPv4", "127.0.0.1".into()),
+        ("FreeSWITCH-IPv6", "::1".into()),
+        ("Event-Date-Local", "2030-01-01 12:00:00".into()),
+        ("Event-Date-GMT", "Tue, 01 Jan 2030 12:00:00 GMT".into()),
+        ("Event-Date-Timestamp", "1893499200000000".into()),
+        ("Event-Calling-File", "switch_core.c".into()),
+        ("Event-Calling-Function", "send_heartbeat".into()),
+        ("Event-Calling-Line-Number", "79".into()),
+        ("Event-Sequence", seq.to_string()),
+        ("Event-Info", "System Ready".into()),
+        (
+            "Up-Time",
+            "0 years, 2 days, 3 hours, 4 minutes, 5 seconds, 6 milliseconds, 7 microseconds".into(),
+        ),
+        ("FreeSWITCH-Version", "1.10.12-release~64bit".into()),
+        ("Uptime-msec", "183845006".into()),
+        ("Session-Count", hb.session_count.to_string()),
+        ("Max-Sessions", hb.max_sessions.to_string()),
+        ("Session-Per-Sec", "30".into()),
+        ("Session-Per-Sec-Last", "2".into()),
+        ("Session-Per-Sec-Max", "9".into()),
+        ("Session-Per-Sec-FiveMin", "3".into()),
+        ("Session-Since-Startup", "1234".into()),
+        ("Session-Peak-Max", "40".into()),
+        ("Session-Peak-FiveMin", "21".into()),
+        ("Idle-CPU", format!("{:.6}", hb.idle_cpu)),
+    ];
+    let mut body = String::new();
+    for (k, v) in headers {
+        body.push_str(&format!("{k}: {}\n", url_encode(&v)));
+    }
+    body.push('\n');
+    body
+}
+
+/// Percent-encodes like switch_url_encode: everything but unreserved characters.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
