@@ -7,6 +7,8 @@
 //! `PRAGMA data_version` at most every [`CHECK_EVERY`]).
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -31,6 +33,8 @@ const SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
 const SEEN_MAX: usize = 4096;
 /// Bound of the decision cache.
 const DECISIONS_MAX: usize = 4096;
+/// Bound of the rendered-answer cache.
+const RENDERED_MAX: usize = 4096;
 /// SQLite page cache of a coprocess, KiB.
 const PAGE_CACHE_KIB: i64 = 512;
 
@@ -65,13 +69,21 @@ pub struct Engine {
     last_check: Option<Instant>,
     last_open_try: Option<Instant>,
     last_file_check: Instant,
-    decisions: HashMap<DecisionKey, (Rc<Decision>, Instant)>,
-    seen: HashMap<Prefix, u32>,
+    decisions: FxHashMap<DecisionKey, (Rc<Decision>, Instant)>,
+    /// Whole answers as written, for repeated questions (bounded, short-lived).
+    rendered: FxHashMap<u64, Rendered>,
+    /// While an answer is built: until when it may be reused, and the policy
+    /// of the dynamic name it answered (for the seen networks).
+    building_until: Option<Instant>,
+    building_seen: Option<Policy>,
+    seen: FxHashMap<Prefix, u32>,
     seen_dropped: u64,
     last_seen_flush: Instant,
     name_buf: String,
     /// Optional cache shared between processes (memcached).
     pub shared: Option<Box<dyn SharedCache>>,
+    /// The shared cache's counters last written to the store, and when.
+    shared_stats_written: Option<(crate::cache::CacheStats, Instant)>,
     /// Whether to use the in-process decision cache (off for `explain`).
     pub use_cache: bool,
     /// Whether to record seen client networks (off for `explain`).
@@ -94,12 +106,16 @@ impl Engine {
             last_check: None,
             last_open_try: None,
             last_file_check: Instant::now(),
-            decisions: HashMap::new(),
-            seen: HashMap::new(),
+            decisions: FxHashMap::default(),
+            rendered: FxHashMap::default(),
+            building_until: None,
+            building_seen: None,
+            seen: FxHashMap::default(),
             seen_dropped: 0,
             last_seen_flush: Instant::now(),
             name_buf: String::new(),
             shared: None,
+            shared_stats_written: None,
             use_cache: true,
             record_seen: true,
             last_error_log: None,
@@ -136,9 +152,15 @@ impl Engine {
     /// question; does real work at most every [`CHECK_EVERY`].
     pub fn refresh(&mut self) {
         let now = Instant::now();
-        if self
-            .last_check
-            .is_some_and(|t| now.duration_since(t) < CHECK_EVERY)
+        // Without a database every answer is empty, and PowerDNS caches that
+        // (REFUSED, up to negquery-cache-ttl): while none is open, a database
+        // file that appeared or changed is tried at once (one stat() per
+        // question), not after the intervals below.
+        let missing_changed = self.store.is_none() && file_id(&self.db_path) != self.file_id;
+        if !missing_changed
+            && self
+                .last_check
+                .is_some_and(|t| now.duration_since(t) < CHECK_EVERY)
         {
             return;
         }
@@ -154,13 +176,15 @@ impl Engine {
             }
         }
         if self.store.is_none() {
-            if self
-                .last_open_try
-                .is_some_and(|t| now.duration_since(t) < REOPEN_EVERY)
+            if !missing_changed
+                && self
+                    .last_open_try
+                    .is_some_and(|t| now.duration_since(t) < REOPEN_EVERY)
             {
                 return;
             }
             self.last_open_try = Some(now);
+            self.file_id = file_id(&self.db_path);
             match Store::open_existing(&self.db_path, Duration::from_millis(5))
                 .and_then(|s| s.limit_cache(PAGE_CACHE_KIB).map(|_| s))
             {
@@ -207,6 +231,7 @@ impl Engine {
         self.states = store.node_states()?;
         if generation != self.generation || health_epoch != self.health_epoch {
             self.decisions.clear();
+            self.rendered.clear();
         }
         self.generation = generation;
         self.health_epoch = health_epoch;
@@ -225,6 +250,7 @@ impl Engine {
     /// [`Engine::housekeeping`] without waiting for its interval (at exit).
     pub fn housekeeping_now(&mut self) {
         self.last_seen_flush = Instant::now();
+        self.flush_shared_stats();
         if self.seen.is_empty() {
             return;
         }
@@ -248,8 +274,74 @@ impl Engine {
         }
     }
 
+    /// Writes the shared cache's counters for `status` (dropped when the
+    /// database is busy; skipped when unchanged and written recently).
+    fn flush_shared_stats(&mut self) {
+        let (Some(cache), Some(store)) = (self.shared.as_ref(), self.store.as_mut()) else {
+            return;
+        };
+        let stats = cache.stats();
+        if self
+            .shared_stats_written
+            .is_some_and(|(s, t)| s == stats && t.elapsed() < Duration::from_secs(30))
+        {
+            return;
+        }
+        match store.write_cache_stats(std::process::id(), &stats, metrics::now()) {
+            Ok(()) => self.shared_stats_written = Some((stats, Instant::now())),
+            Err(e) => log::debug!("memcached counters not written: {e:#}"),
+        }
+    }
+
     /// Answers one question: DATA lines into `out`, then END.
+    ///
+    /// A question asked again (same name as written, type, ABI and client
+    /// network) while the decisions it used are still valid gets the bytes
+    /// written the first time: PowerDNS asks the same few names over and
+    /// over, and this skips the lookups and the formatting.
     pub fn answer(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
+        let now = Instant::now();
+        let client = q.client.truncate(q.client.family().fine());
+        let key = Rendered::hash(q, abi, &client);
+        if self.use_cache
+            && let Some(r) = self.rendered.get(&key)
+            && r.until > now
+            && r.matches(q, abi, &client)
+        {
+            out.extend_from_slice(&r.bytes);
+            if let Some(policy) = r.seen {
+                self.note_seen(&q.client, policy);
+            }
+            return;
+        }
+        let start = out.len();
+        self.building_until = None;
+        self.building_seen = None;
+        self.answer_uncached(q, abi, out);
+        if self.use_cache {
+            if self.rendered.len() >= RENDERED_MAX {
+                self.rendered.retain(|_, r| r.until > now);
+                if self.rendered.len() >= RENDERED_MAX {
+                    self.rendered.clear();
+                }
+            }
+            let ttl = Duration::from_millis(self.topo.policy.decision_cache_ms);
+            self.rendered.insert(
+                key,
+                Rendered {
+                    qname: q.qname.into(),
+                    qtype: q.qtype.into(),
+                    abi,
+                    client,
+                    until: self.building_until.map_or(now + ttl, |u| u.min(now + ttl)),
+                    seen: self.building_seen,
+                    bytes: out[start..].into(),
+                },
+            );
+        }
+    }
+
+    fn answer_uncached(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
         let topo = Rc::clone(&self.topo);
         let mut name = std::mem::take(&mut self.name_buf);
         name.clear();
@@ -350,7 +442,7 @@ impl Engine {
                 }
                 let svc = &topo.services[s];
                 let zone_id = topo.zones[svc.zone].id;
-                let client = q.client();
+                let client = q.client;
                 self.note_seen(&client, svc.policy);
                 let d = self.decide(topo, Target::Service(s), &client);
                 for r in &d.ranked {
@@ -360,7 +452,11 @@ impl Engine {
                         abi,
                         &data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)),
                         |o| {
-                            let _ = write!(o, "{} {} {}", r.weight, svc.port, host);
+                            proto::push_uint(o, u64::from(r.weight));
+                            o.push(b' ');
+                            proto::push_uint(o, u64::from(svc.port));
+                            o.push(b' ');
+                            o.extend_from_slice(host.as_bytes());
                         },
                     );
                 }
@@ -371,7 +467,7 @@ impl Engine {
                     return;
                 }
                 let zone_id = topo.zones[pool.zone].id;
-                let client = q.client();
+                let client = q.client;
                 self.note_seen(&client, pool.policy);
                 let d = self.decide(topo, Target::Pool(p), &client);
                 let take = if d.failed_open {
@@ -389,6 +485,7 @@ impl Engine {
     }
 
     fn note_seen(&mut self, client: &Prefix, policy: Policy) {
+        self.building_seen = Some(policy);
         if !self.record_seen || policy == Policy::Static || client.addr.is_unspecified() {
             return;
         }
@@ -416,6 +513,7 @@ impl Engine {
             && let Some((d, until)) = self.decisions.get(&key)
             && *until > now
         {
+            self.building_until = Some(self.building_until.map_or(*until, |u| u.min(*until)));
             return Rc::clone(d);
         }
         let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
@@ -444,6 +542,8 @@ impl Engine {
                 }
             }
             self.decisions.insert(key, (Rc::clone(&d), now + ttl));
+            let until = now + ttl;
+            self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
         }
         d
     }
@@ -479,7 +579,7 @@ impl Engine {
                     best_named = Some((len, ni));
                 }
             }
-            lookups.sort_by(|a, b| b.3.cmp(&a.3));
+            lookups.sort_by_key(|l| std::cmp::Reverse(l.3));
             if let Some((_, ni)) = best_named {
                 prefer = &topo.networks[ni].prefer;
             }
@@ -564,9 +664,9 @@ impl Engine {
                 qclass: "IN",
                 qtype: "ANY",
                 id,
-                remote: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                remote: "0.0.0.0",
                 local: None,
-                subnet: None,
+                client: Prefix::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
             };
             for &e in entries {
                 if matches!(e, Entry::Ent(_)) {
@@ -578,6 +678,38 @@ impl Engine {
         self.record_seen = record_seen;
         // AXFR carries no client: dynamic answers above use static scope 0.
         true
+    }
+}
+
+/// An answer as written, with what it answered.
+struct Rendered {
+    qname: Box<str>,
+    qtype: Box<str>,
+    abi: u8,
+    /// The client network at the fine level.
+    client: Prefix,
+    until: Instant,
+    /// The policy of the dynamic name answered, if any.
+    seen: Option<Policy>,
+    bytes: Box<[u8]>,
+}
+
+impl Rendered {
+    fn hash(q: &proto::Query, abi: u8, client: &Prefix) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        q.qname.hash(&mut h);
+        q.qtype.hash(&mut h);
+        abi.hash(&mut h);
+        client.hash(&mut h);
+        h.finish()
+    }
+
+    fn matches(&self, q: &proto::Query, abi: u8, client: &Prefix) -> bool {
+        &*self.qname == q.qname
+            && &*self.qtype == q.qtype
+            && self.abi == abi
+            && self.client == *client
     }
 }
 

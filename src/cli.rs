@@ -36,6 +36,12 @@ pub enum Command {
         /// memcached servers shared by every coprocess: HOST:PORT[,HOST:PORT...]
         #[arg(long, value_name = "HOST:PORT[,...]")]
         memcached: Option<String>,
+        /// Bound of one memcached operation (connect, send, answer), ms.
+        #[arg(long, default_value_t = 3, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        memcached_timeout_ms: u64,
+        /// After a memcached error, the server is not asked for this long, ms.
+        #[arg(long, default_value_t = 5000, value_name = "MS")]
+        memcached_backoff_ms: u64,
     },
     /// Creates or migrates the database and makes its topology equal to SITE.
     Apply {
@@ -102,7 +108,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         .db
         .context("no database: give --db PATH or set PDNS_HA_DB")?;
     match cli.command {
-        Command::Pipe { memcached } => pipe(&db, memcached.as_deref()),
+        Command::Pipe {
+            memcached,
+            memcached_timeout_ms,
+            memcached_backoff_ms,
+        } => pipe(
+            &db,
+            memcached.as_deref(),
+            crate::cache::memcached::Options {
+                timeout: Duration::from_millis(memcached_timeout_ms),
+                backoff: Duration::from_millis(memcached_backoff_ms),
+            },
+        ),
         Command::Apply { site, dry_run } => apply(&db, &site, dry_run),
         Command::Ingest {
             file,
@@ -133,10 +150,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn pipe(db: &Path, memcached: Option<&str>) -> Result<i32> {
+fn pipe(db: &Path, memcached: Option<&str>, opts: crate::cache::memcached::Options) -> Result<i32> {
     let mut engine = Engine::new(db);
     if let Some(servers) = memcached {
-        engine.shared = Some(crate::cache::memcached::connect(servers)?);
+        // Never connects here: the pipe starts with memcached down.
+        engine.shared = Some(crate::cache::memcached::connect_with(servers, opts)?);
     }
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
@@ -272,7 +290,7 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
                 Ok(o) => {
                     stored += o.stored;
                     for (node, state) in o.health_changes {
-                        log::info!("node {node} is now {state}");
+                        eprintln!("node {node} is now {state}");
                     }
                 }
                 Err(e) => {

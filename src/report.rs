@@ -384,9 +384,9 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
         qclass: "IN",
         qtype: &qtype_uc,
         id: -1,
-        remote: client.addr,
+        remote: "",
         local: None,
-        subnet: Some(*client),
+        client: *client,
     };
     let mut out = Vec::new();
     engine.answer(&q, 5, &mut out);

@@ -789,6 +789,53 @@ fn check_content(rtype: &str, content: &str) -> Result<String, String> {
     Ok(words.join(" "))
 }
 
+/// Checks a site read back from the database: every name and content that
+/// can reach the pipe is validated again, so a hand-edited database cannot
+/// put a tab, a newline or a bad name on the wire.
+pub fn revalidate(site: &Site) -> Result<(), String> {
+    let name = |n: &str| match dnsname::normalize(n) {
+        Ok(x) if x == n => Ok(()),
+        Ok(_) => Err(format!("'{n}' is not normalized")),
+        Err(e) => Err(e),
+    };
+    for z in &site.zones {
+        name(&z.name)?;
+        name(&z.hostmaster)?;
+        z.ns.iter().try_for_each(|n| name(n))?;
+    }
+    for n in &site.nodes {
+        name(&n.host)?;
+    }
+    for s in &site.services {
+        name(&s.name)?;
+    }
+    for p in &site.pools {
+        name(&p.name)?;
+    }
+    for r in &site.records {
+        name(&r.name)?;
+        if !STATIC_TYPES.contains(&r.rtype.as_str()) {
+            return Err(format!("record type '{}' is not allowed", r.rtype));
+        }
+        let c = check_content(&r.rtype, &r.content)?;
+        if c != r.content {
+            return Err(format!("record content '{}' is not normalized", r.content));
+        }
+    }
+    let nodes: HashSet<&str> = site.nodes.iter().map(|n| n.name.as_str()).collect();
+    for m in site
+        .services
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .chain(site.pools.iter().flat_map(|p| &p.nodes))
+    {
+        if !nodes.contains(m.node.as_str()) {
+            return Err(format!("unknown node \"{}\"", m.node));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -915,51 +962,4 @@ prefer = ["van1"]
         let e = err_of(&(EXAMPLE.to_string() + "[policy]\nlatency_alpha = 0\n"));
         assert!(e.contains("latency_alpha"), "{e}");
     }
-}
-
-/// Checks a site read back from the database: every name and content that
-/// can reach the pipe is validated again, so a hand-edited database cannot
-/// put a tab, a newline or a bad name on the wire.
-pub fn revalidate(site: &Site) -> Result<(), String> {
-    let name = |n: &str| match dnsname::normalize(n) {
-        Ok(x) if x == n => Ok(()),
-        Ok(_) => Err(format!("'{n}' is not normalized")),
-        Err(e) => Err(e),
-    };
-    for z in &site.zones {
-        name(&z.name)?;
-        name(&z.hostmaster)?;
-        z.ns.iter().try_for_each(|n| name(n))?;
-    }
-    for n in &site.nodes {
-        name(&n.host)?;
-    }
-    for s in &site.services {
-        name(&s.name)?;
-    }
-    for p in &site.pools {
-        name(&p.name)?;
-    }
-    for r in &site.records {
-        name(&r.name)?;
-        if !STATIC_TYPES.contains(&r.rtype.as_str()) {
-            return Err(format!("record type '{}' is not allowed", r.rtype));
-        }
-        let c = check_content(&r.rtype, &r.content)?;
-        if c != r.content {
-            return Err(format!("record content '{}' is not normalized", r.content));
-        }
-    }
-    let nodes: HashSet<&str> = site.nodes.iter().map(|n| n.name.as_str()).collect();
-    for m in site
-        .services
-        .iter()
-        .flat_map(|s| &s.nodes)
-        .chain(site.pools.iter().flat_map(|p| &p.nodes))
-    {
-        if !nodes.contains(m.node.as_str()) {
-            return Err(format!("unknown node \"{}\"", m.node));
-        }
-    }
-    Ok(())
 }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use crate::dnsname;
 use crate::net::Prefix;
 use crate::policy::Candidate;
@@ -84,9 +86,9 @@ pub struct Topology {
     pub networks: Vec<Network>,
     pub policy: PolicyConfig,
     /// Lower-case name -> what is there.
-    pub names: HashMap<String, Vec<Entry>>,
+    pub names: FxHashMap<String, Vec<Entry>>,
     /// node id -> node index.
-    pub node_index: HashMap<i64, usize>,
+    pub node_index: FxHashMap<i64, usize>,
     /// The `generation` this was built from (also the SOA serial).
     pub generation: i64,
 }
@@ -191,7 +193,7 @@ impl Topology {
     }
 
     fn index(&mut self) {
-        let mut names: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut names: FxHashMap<String, Vec<Entry>> = FxHashMap::default();
         for (i, z) in self.zones.iter().enumerate() {
             names
                 .entry(z.def.name.clone())

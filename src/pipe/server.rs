@@ -91,7 +91,10 @@ fn command(engine: &mut Engine, text: &str) -> Vec<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => match engine.store() {
-            Some(store) => report::status(store, &engine.topo, engine.shared_stats())
+            // Every coprocess's memcached counters (pdnsutil runs its own).
+            Some(store) => crate::cache::memcached::stats_from_store(store)
+                .map(|s| s.or_else(|| engine.shared_stats()))
+                .and_then(|shared| report::status(store, &engine.topo, shared))
                 .map(|s| s.text())
                 .unwrap_or_else(|e| vec![format!("error: {e:#}")]),
             None => vec!["error: the database is not open (see the PowerDNS log)".into()],

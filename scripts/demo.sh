@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# pdns-ha demo: installs what it needs (Debian), builds, writes a demo site
+# with three VoIP nodes, starts PowerDNS with pdns-ha on 127.0.0.1:5300 and
+# shows the answers changing with the client's network and the nodes' state.
+# PowerDNS is left running; the last line says how to stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+need_packages pdns-server pdns-backend-pipe bind9-dnsutils
+
+PORT=${PDNS_HA_DEMO_PORT:-5300}
+DIR=${PDNS_HA_DEMO_DIR:-/tmp/pdns-ha-demo}
+cargo build --release --quiet
+BIN=$(pwd)/target/release/pdns-ha
+
+if [ -f "$DIR/pdns.pid" ] && kill -0 "$(cat "$DIR/pdns.pid")" 2>/dev/null; then
+    echo "stopping the previous demo (pid $(cat "$DIR/pdns.pid"))"
+    kill "$(cat "$DIR/pdns.pid")"
+    sleep 1
+fi
+rm -rf "$DIR" && mkdir -p "$DIR"
+DB=$DIR/pdns-ha.db
+
+cat > "$DIR/site.toml" <<'SITE'
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.voip.example.com"
+
+[node.mtl1]
+host = "mtl1.voip.example.com"
+ipv4 = ["198.51.100.10"]
+max_sessions = 1000
+
+[node.van1]
+host = "van1.voip.example.com"
+ipv4 = ["203.0.113.20"]
+max_sessions = 1000
+
+[node.tor1]
+host = "tor1.voip.example.com"
+ipv4 = ["192.0.2.30"]
+max_sessions = 1000
+
+[service."_sip._udp.voip.example.com"]   # phones: nearest server first
+policy = "latency"
+port = 5060
+nodes = ["mtl1", "tor1", "van1"]
+
+[service."_sip._tcp.voip.example.com"]   # least loaded first
+policy = "load"
+port = 5060
+nodes = ["mtl1", "tor1", "van1"]
+
+[pool."sip.voip.example.com"]            # A record: the least loaded node
+policy = "load"
+nodes = ["mtl1", "tor1", "van1"]
+
+[network.vancouver]
+prefixes = ["24.64.0.0/13"]
+prefer = ["van1"]
+SITE
+
+echo "== pdns-ha apply $DIR/site.toml"
+"$BIN" --db "$DB" apply "$DIR/site.toml"
+
+echo "== metrics, as the collector or any agent would send them"
+tee "$DIR/metrics.txt" <<'METRICS'
+latency van1 24.64.1.10 8.5
+latency mtl1 24.64.1.10 71
+latency tor1 24.64.1.10 55
+latency mtl1 184.161.2.20 6
+latency tor1 184.161.2.20 12
+latency van1 184.161.2.20 72
+load mtl1 600 1000 80
+load tor1 150 1000 95
+load van1 300 1000 90
+METRICS
+"$BIN" --db "$DB" ingest "$DIR/metrics.txt"
+
+mkdir -p "$DIR/pdns"
+cat > "$DIR/pdns/pdns.conf" <<CONF
+launch=pipe
+pipe-command=$BIN pipe --db $DB
+pipe-abi-version=5
+zone-cache-refresh-interval=0
+edns-subnet-processing=yes
+local-address=127.0.0.1
+local-port=$PORT
+socket-dir=$DIR/pdns
+CONF
+setsid pdns_server --config-dir="$DIR/pdns" --daemon=no --guardian=no --disable-syslog \
+    >"$DIR/pdns.log" 2>&1 </dev/null &
+echo $! >"$DIR/pdns.pid"
+for _ in $(seq 50); do
+    dig @127.0.0.1 -p "$PORT" +short +time=1 +tries=1 voip.example.com SOA >/dev/null 2>&1 && break
+    sleep 0.2
+done
+
+ask() { # TITLE SUBNET NAME TYPE
+    echo
+    echo "== $1: dig +subnet=$2 $3 $4"
+    dig @127.0.0.1 -p "$PORT" +norec +subnet="$2" "$3" "$4" |
+        awk '/CLIENT-SUBNET/ {print "   ECS " $3 " (scope after the last /)"} /^[^;].*IN/ {print "   " $0}'
+}
+ask "a phone in Vancouver" 24.64.1.0/24 _sip._udp.voip.example.com SRV
+ask "a phone in Montreal" 184.161.2.0/24 _sip._udp.voip.example.com SRV
+ask "a network never measured" 192.0.2.0/24 _sip._udp.voip.example.com SRV
+ask "least loaded, from anywhere" 192.0.2.0/24 _sip._tcp.voip.example.com SRV
+ask "the pool's A record" 192.0.2.0/24 sip.voip.example.com A
+
+echo
+echo "== why, for Vancouver: pdns-ha explain"
+"$BIN" --db "$DB" explain _sip._udp.voip.example.com SRV --client 24.64.1.0/24
+
+echo
+echo "== van1 goes down (as the collector's SIP OPTIONS probe would report)"
+echo "health van1 down" | "$BIN" --db "$DB" ingest
+sleep 1.5
+ask "Vancouver again" 24.64.1.0/24 _sip._udp.voip.example.com SRV
+echo "health van1 up" | "$BIN" --db "$DB" ingest
+
+echo
+echo "PowerDNS with pdns-ha is running on 127.0.0.1:$PORT (log: $DIR/pdns.log)."
+echo "Try: dig @127.0.0.1 -p $PORT +subnet=24.64.1.0/24 _sip._udp.voip.example.com SRV"
+echo "Stop it with: kill $(cat "$DIR/pdns.pid")"

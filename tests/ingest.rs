@@ -1,0 +1,399 @@
+//! `pdns-ha ingest`, `apply` and `status` from the command line, on a real
+//! database file: bad metric lines, a database locked by another writer,
+//! wrong site files refused whole, `--dry-run`, and the status reports.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use support::{Db, assert_ok, stderr, stdout};
+
+const SITE: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+
+[node.mtl1]
+host = "mtl1.voip.example.com"
+ipv4 = ["198.51.100.10"]
+
+[node.van1]
+host = "van1.voip.example.com"
+ipv4 = ["203.0.113.20"]
+max_sessions = 500
+
+[service."_sip._udp.voip.example.com"]
+policy = "latency"
+port = 5060
+nodes = ["mtl1", "van1"]
+
+[pool."sip.voip.example.com"]
+policy = "load"
+nodes = ["mtl1", "van1"]
+"#;
+
+fn db_with_site(tag: &str) -> Db {
+    let db = Db::new(tag);
+    db.apply_ok(SITE);
+    db
+}
+
+fn conn(db: &Db) -> Connection {
+    let c = Connection::open(&db.path).expect("open the test database");
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+fn count(db: &Db, table: &str) -> i64 {
+    conn(db)
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Every stored metric row, as text, for before/after comparisons.
+fn metric_rows(db: &Db) -> Vec<String> {
+    let c = conn(db);
+    let mut out = Vec::new();
+    for (table, cols) in [
+        ("latency", "family, net, plen, node_id, avg_ms, samples"),
+        ("load", "node_id, sessions, max_sessions, idle_cpu"),
+        ("health", "node_id, state, source"),
+    ] {
+        let mut st = c
+            .prepare(&format!("SELECT {cols} FROM {table} ORDER BY 1, 2, 3"))
+            .unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                let mut s = format!("{table}:");
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    s.push_str(&format!(" {v:?}"));
+                }
+                Ok(s)
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+/// The stored topology, as text, plus the generation counter.
+fn topology_rows(db: &Db) -> Vec<String> {
+    let c = conn(db);
+    let mut st = c
+        .prepare("SELECT kind, name, def FROM topology ORDER BY kind, name")
+        .unwrap();
+    let mut rows: Vec<String> = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{} {} {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let g: i64 = c
+        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    rows.push(format!("generation {g}"));
+    rows
+}
+
+fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("node {name} in {status}"))
+}
+
+#[test]
+fn bad_lines_are_reported_and_good_lines_stored() {
+    let db = db_with_site("bad-lines");
+    let input = "\
+latency mtl1 198.51.100.7 12.5
+latency mtl1 nope 3
+# a comment, then a blank line
+
+health van1 sideways
+load ghost 1 10
+health van1 down
+load mtl1 10 100 50
+latency van1 192.0.2.0/24 -4
+";
+    let o = db.ingest(input);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "bad lines make the exit status non-zero"
+    );
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for (line, why) in [
+        (2, "not an IPv4 or IPv6"),
+        (5, "up, down or overloaded"),
+        (6, "unknown node \"ghost\""),
+        (9, "RTT_MS"),
+    ] {
+        let tag = format!("stdin:{line}: ");
+        let l = err
+            .lines()
+            .find(|l| l.starts_with(&tag))
+            .unwrap_or_else(|| panic!("line {line} reported:\n{err}"));
+        assert!(l.contains(why), "line {line}: want '{why}': {l}");
+    }
+    for good in [1, 3, 4, 7, 8] {
+        assert!(
+            !err.contains(&format!("stdin:{good}:")),
+            "line {good} is good:\n{err}"
+        );
+    }
+    assert!(err.contains("3 metric(s) stored, 4 bad line(s)"), "{err}");
+
+    // The good lines are stored.
+    let s = db.status_json();
+    assert_eq!(node(&s, "van1")["health"], "down", "{s}");
+    assert_eq!(node(&s, "mtl1")["sessions"], 10, "{s}");
+    assert_eq!(node(&s, "mtl1")["idle_cpu"], 50.0, "{s}");
+    assert_eq!(node(&s, "mtl1")["latency_networks_fresh"], 1, "{s}");
+    assert_eq!(node(&s, "van1")["latency_entries"], 0, "{s}");
+
+    // From a file: the messages name the file.
+    let f = db.dir.path().join("metrics.txt");
+    std::fs::write(&f, "health mtl1 up\nhealth mtl1 maybe\n").unwrap();
+    let o = db.run(&["ingest", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{}:2: ", f.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(node(&db.status_json(), "mtl1")["health"], "up");
+
+    // All good: exit status 0.
+    let o = db.ingest("load van1 20 500\n");
+    assert_ok("ingest of good lines", &o);
+    assert!(stderr(&o).contains("1 metric(s) stored, 0 bad line(s)"));
+}
+
+#[test]
+fn a_locked_database_stores_nothing_and_says_which_lines() {
+    let db = db_with_site("locked");
+    let lines = "\
+health mtl1 down
+load van1 10 500
+latency mtl1 198.51.100.0/24 20
+latency van1 198.51.100.0/24 30
+";
+    let before = metric_rows(&db);
+    assert!(before.is_empty());
+
+    // Another writer holds the write lock.
+    let holder = conn(&db);
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let t = Instant::now();
+    let o = db.run_stdin(&["ingest", "--busy-timeout-ms", "300"], lines);
+    let took = t.elapsed();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(took < Duration::from_secs(5), "gave up in {took:?}");
+    assert!(err.contains("locked"), "{err}");
+    assert!(err.contains("300 ms"), "{err}");
+    assert!(err.contains("lines 1-4"), "the lines not stored: {err}");
+    assert!(err.contains("NOT stored"), "{err}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(metric_rows(&db), before, "nothing partially stored");
+
+    // Lock released: the same lines again are all stored.
+    let o = db.run_stdin(&["ingest", "--busy-timeout-ms", "300"], lines);
+    assert_ok("ingest after the lock is released", &o);
+    assert_eq!(count(&db, "health"), 1);
+    assert_eq!(count(&db, "load"), 1);
+    // Each latency sample is kept at /24, /16 and /8.
+    assert_eq!(count(&db, "latency"), 6);
+    let s = db.status_json();
+    assert_eq!(node(&s, "mtl1")["health"], "down", "{s}");
+    assert_eq!(node(&s, "van1")["sessions"], 10, "{s}");
+}
+
+#[test]
+fn a_wrong_site_file_is_refused_whole() {
+    let db = db_with_site("wrong-site");
+    let before = topology_rows(&db);
+    let status_before = db.status_json();
+    let site = db.site_path();
+    let site = site.display();
+
+    // Each wrong file also carries valid changes (a new node, a new port)
+    // that must not be applied either.
+    let valid_changes = SITE.replace("port = 5060", "port = 5070")
+        + "\n[node.tor1]\nhost = \"tor1.voip.example.com\"\nipv4 = [\"192.0.2.30\"]\n";
+    // (wrong file, a text on the line the error must name, the reason)
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            valid_changes.replace("203.0.113.20", "203.0.113.300"),
+            "203.0.113.300",
+            "node \"van1\": ipv4: '203.0.113.300' is not an IPv4 address",
+        ),
+        (
+            valid_changes.replace(
+                "nodes = [\"mtl1\", \"van1\"]\n\n[pool",
+                "nodes = [\"mtl1\", \"ghost\"]\n\n[pool",
+            ),
+            "[service.\"_sip._udp.voip.example.com\"]",
+            "service \"_sip._udp.voip.example.com\": unknown node \"ghost\"",
+        ),
+        (
+            valid_changes.replace("policy = \"load\"", "policy = \"fastest\""),
+            "policy = \"fastest\"",
+            "unknown variant `fastest`",
+        ),
+        (
+            valid_changes.clone()
+                + "[zone.\"other.example\"]\nns = []\nhostmaster = \"h.other.example\"\n",
+            "[zone.\"other.example\"]",
+            "zone \"other.example\": ns must list at least one name server",
+        ),
+        (
+            valid_changes.clone() + "this is not = toml [\n",
+            "this is not",
+            "",
+        ),
+    ];
+    for (text, on_line, why) in cases {
+        assert_ne!(text, SITE);
+        let line = 1 + text
+            .lines()
+            .position(|l| l.contains(on_line))
+            .unwrap_or_else(|| panic!("{on_line} in the test's site"));
+        let want = format!("{site}:{line}: {why}");
+        let o = db.apply(&text);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "refused: {text}");
+        assert!(
+            err.lines().any(|l| l.contains(&want)),
+            "want '{want}' in:\n{err}"
+        );
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(topology_rows(&db), before, "database unchanged by:\n{err}");
+    }
+    let status_after = db.status_json();
+    assert_eq!(
+        status_after["nodes"], status_before["nodes"],
+        "status unchanged"
+    );
+    assert_eq!(status_after["generation"], status_before["generation"]);
+
+    // The valid changes alone are applied.
+    let o = db.apply(&valid_changes);
+    assert_ok("apply the valid changes", &o);
+    assert!(stdout(&o).contains("added   node tor1"), "{}", stdout(&o));
+    assert_ne!(topology_rows(&db), before);
+}
+
+#[test]
+fn apply_dry_run_writes_nothing() {
+    // No database yet: nothing is created.
+    let db = Db::new("dry-run");
+    let site = db.site_path();
+    std::fs::write(&site, SITE).unwrap();
+    let o = db.run(&["apply", site.to_str().unwrap(), "--dry-run"]);
+    assert_ok("apply --dry-run on a missing database", &o);
+    let out = stdout(&o);
+    assert!(out.contains("added   node mtl1"), "{out}");
+    assert!(out.contains("dry run"), "{out}");
+    assert!(!db.path.exists(), "--dry-run created {}", db.path.display());
+
+    db.apply_ok(SITE);
+    let before = topology_rows(&db);
+    let changed = SITE.replace("port = 5060", "port = 5070");
+    std::fs::write(&site, &changed).unwrap();
+    let o = db.run(&["apply", site.to_str().unwrap(), "--dry-run"]);
+    assert_ok("apply --dry-run", &o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("changed service _sip._udp.voip.example.com"),
+        "{out}"
+    );
+    assert!(out.contains("nothing written"), "{out}");
+    assert_eq!(topology_rows(&db), before, "--dry-run wrote");
+
+    // Applied for real, then again: idempotent.
+    let o = db.apply(&changed);
+    assert_ok("apply", &o);
+    assert!(
+        stdout(&o).contains("changed service _sip._udp.voip.example.com"),
+        "{}",
+        stdout(&o)
+    );
+    let after = topology_rows(&db);
+    assert_ne!(after, before);
+    let o = db.apply(&changed);
+    assert_ok("apply again", &o);
+    assert!(stdout(&o).contains("no change"), "{}", stdout(&o));
+    assert_eq!(topology_rows(&db), after, "a second apply changes nothing");
+}
+
+#[test]
+fn status_reports_node_health_after_ingest() {
+    let db = db_with_site("status");
+    let s = db.status_json();
+    assert_eq!(node(&s, "mtl1")["health"], "unknown", "{s}");
+
+    db.ingest_ok(
+        "health mtl1 down\nhealth van1 overloaded\nload van1 120 0 75\nlatency mtl1 192.0.2.9 14\n",
+    );
+    let s = db.status_json();
+    let (mtl1, van1) = (node(&s, "mtl1"), node(&s, "van1"));
+    assert_eq!(mtl1["health"], "down", "{s}");
+    assert_eq!(mtl1["health_source"], "ingest", "{s}");
+    assert_eq!(van1["health"], "overloaded", "{s}");
+    assert_eq!(van1["sessions"], 120, "{s}");
+    // The site file's max_sessions wins over an unknown (0) one.
+    assert_eq!(van1["max_sessions"], 500, "{s}");
+    assert_eq!(van1["free_capacity"], 285.0, "(500 - 120) * 75 %: {s}");
+    assert_eq!(mtl1["latency_networks_fresh"], 1, "{s}");
+    assert_eq!(mtl1["drained"], false, "{s}");
+
+    let o = db.run(&["node", "drain", "mtl1"]);
+    assert_ok("drain", &o);
+
+    let o = db.run(&["status", "--prometheus"]);
+    assert_ok("status --prometheus", &o);
+    let p = stdout(&o);
+    for want in [
+        "pdns_ha_node_health{node=\"mtl1\",state=\"down\"} 1",
+        "pdns_ha_node_health{node=\"mtl1\",state=\"up\"} 0",
+        "pdns_ha_node_health{node=\"van1\",state=\"overloaded\"} 1",
+        "pdns_ha_node_drained{node=\"mtl1\"} 1",
+        "pdns_ha_node_drained{node=\"van1\"} 0",
+        "pdns_ha_node_sessions{node=\"van1\"} 120",
+        "pdns_ha_node_max_sessions{node=\"van1\"} 500",
+        "pdns_ha_node_latency_networks{node=\"mtl1\"} 1",
+        "# TYPE pdns_ha_node_health gauge",
+    ] {
+        assert!(p.lines().any(|l| l == want), "want '{want}' in:\n{p}");
+    }
+    // Every sample line parses as `name{labels} number`.
+    for l in p.lines().filter(|l| !l.starts_with('#')) {
+        let (_, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l}"));
+        assert!(v.parse::<f64>().is_ok(), "{l}");
+    }
+
+    let o = db.run(&["status"]);
+    assert_ok("status", &o);
+    let t = stdout(&o);
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("mtl1 "))
+        .expect("mtl1 row");
+    assert!(line.contains("down") && line.contains("drained"), "{line}");
+}

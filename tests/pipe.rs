@@ -1,0 +1,586 @@
+//! The coprocess driven directly over stdin/stdout, as PowerDNS drives it:
+//! every ABI, malformed lines, a missing, late, locked or broken database,
+//! topology changes, content that must never reach the pipe, CMD.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pdns-ha");
+
+const SITE: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.voip.example.com"
+
+[node.mtl1]
+host = "mtl1.voip.example.com"
+ipv4 = ["198.51.100.10"]
+
+[node.van1]
+host = "van1.voip.example.com"
+ipv4 = ["203.0.113.20"]
+ipv6 = ["2001:db8::20"]
+
+[service."_sip._udp.voip.example.com"]
+policy = "latency"
+port = 5060
+nodes = ["mtl1", "van1"]
+
+[service."_sip._tcp.voip.example.com"]
+policy = "static"
+port = 5061
+nodes = [{ node = "mtl1", priority = 10, weight = 60 }, { node = "van1", priority = 20, weight = 40 }]
+
+[[record]]
+name = "voip.example.com"
+type = "MX"
+content = "10 mail.voip.example.com"
+"#;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "pdns-ha-pipe-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("db.sqlite")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pdns_ha(db: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut c = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn apply(dir: &TempDir, site: &str) {
+    let f = dir.0.join("site.toml");
+    std::fs::write(&f, site).unwrap();
+    let out = pdns_ha(&dir.db(), &["apply", f.to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running coprocess.
+struct Pipe {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    abi: u8,
+}
+
+impl Pipe {
+    fn start(db: &Path, abi: u8) -> Pipe {
+        let mut child = Command::new(BIN)
+            .arg("--db")
+            .arg(db)
+            .arg("pipe")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut p = Pipe {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            abi,
+        };
+        let banner = p.exchange(&format!("HELO\t{abi}"));
+        assert_eq!(banner.len(), 1);
+        assert!(banner[0].starts_with("OK\t"), "{banner:?}");
+        p
+    }
+
+    fn send(&mut self, line: &str) {
+        let s = self.stdin.as_mut().unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        s.write_all(b"\n").unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Sends one line; returns the answer lines up to and including END or
+    /// FAIL (or the OK banner).
+    fn exchange(&mut self, line: &str) -> Vec<String> {
+        self.send(line);
+        let mut out = Vec::new();
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_else(|_| panic!("no answer to {line:?} within 2 s (got {out:?})"));
+            let done = l == "END" || l == "FAIL" || l.starts_with("OK\t");
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    fn q(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String> {
+        let line = match self.abi {
+            1 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1"),
+            2 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1\t127.0.0.1"),
+            _ => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1\t127.0.0.1\t{subnet}"),
+        };
+        self.exchange(&line)
+    }
+
+    /// The DATA lines of an answer, without the END.
+    fn data(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String> {
+        let a = self.q(qname, qtype, subnet);
+        assert_eq!(a.last().map(String::as_str), Some("END"), "{a:?}");
+        a[..a.len() - 1].to_vec()
+    }
+
+    /// Polls a question until `ok` holds, for at most `limit`.
+    fn until(
+        &mut self,
+        qname: &str,
+        qtype: &str,
+        limit: Duration,
+        ok: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let d = self.data(qname, qtype, "192.0.2.0/24");
+            if ok(&d) || Instant::now() > deadline {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn close(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the coprocess did not exit on EOF"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fields(line: &str) -> Vec<&str> {
+    line.split('\t').collect()
+}
+
+#[test]
+fn every_abi_answers_with_its_own_line_format() {
+    let dir = TempDir::new("abi");
+    apply(&dir, SITE);
+    for abi in 1..=5u8 {
+        let mut p = Pipe::start(&dir.db(), abi);
+        let d = p.data("_sip._TCP.voip.example.com", "ANY", "24.64.1.0/24");
+        assert_eq!(d.len(), 2, "abi {abi}: {d:?}");
+        let f = fields(&d[0]);
+        if abi >= 3 {
+            // DATA scope auth qname IN SRV ttl id prio content
+            assert_eq!(f.len(), 10, "{f:?}");
+            assert_eq!(
+                (f[1], f[2], f[3], f[5]),
+                ("0", "1", "_sip._TCP.voip.example.com", "SRV")
+            );
+            assert_eq!((f[8], f[9]), ("10", "60 5061 mtl1.voip.example.com"));
+        } else {
+            assert_eq!(f.len(), 8, "{f:?}");
+            assert_eq!((f[1], f[3]), ("_sip._TCP.voip.example.com", "SRV"));
+            assert_eq!((f[6], f[7]), ("10", "60 5061 mtl1.voip.example.com"));
+        }
+        assert!(p.close().success());
+    }
+}
+
+#[test]
+fn answers_each_kind_of_name() {
+    let dir = TempDir::new("names");
+    apply(&dir, SITE);
+    let mut p = Pipe::start(&dir.db(), 5);
+    // SOA questions: only at the apex, never FAIL.
+    let soa = p.data("voip.example.com", "SOA", "0.0.0.0/0");
+    assert_eq!(soa.len(), 1);
+    assert!(soa[0].contains("\tSOA\t3600\t"));
+    assert!(
+        soa[0].ends_with("ns1.voip.example.com hostmaster.voip.example.com 1 10800 3600 604800 60")
+    );
+    assert!(
+        p.data("_sip._udp.voip.example.com", "SOA", "0.0.0.0/0")
+            .is_empty()
+    );
+    assert!(p.data("com", "SOA", "0.0.0.0/0").is_empty());
+    // ANY at the apex: SOA, NS, MX with its priority in its own field.
+    let apex = p.data("VOIP.example.com", "ANY", "192.0.2.0/24");
+    assert_eq!(apex.len(), 3, "{apex:?}");
+    assert!(apex.iter().all(|l| fields(l)[3] == "VOIP.example.com"));
+    assert!(apex.iter().any(|l| l.ends_with("\tMX\t3600\t")
+        || l.contains("\tMX\t3600\t") && l.ends_with("\t10\tmail.voip.example.com")));
+    // Node hosts.
+    let v = p.data("van1.voip.example.com", "ANY", "192.0.2.0/24");
+    assert_eq!(v.len(), 2);
+    assert!(v[0].ends_with("\tA\t3600\t") || v.iter().any(|l| l.ends_with("203.0.113.20")));
+    assert!(
+        v.iter()
+            .any(|l| l.contains("\tAAAA\t") && l.ends_with("2001:db8::20"))
+    );
+    assert_eq!(
+        p.data("van1.voip.example.com", "AAAA", "192.0.2.0/24")
+            .len(),
+        1
+    );
+    // The empty non-terminal exists (NODATA), with the TYPE65534 workaround.
+    let ent = p.data("_udp.voip.example.com", "ANY", "192.0.2.0/24");
+    assert_eq!(ent.len(), 1);
+    assert!(
+        ent[0].ends_with("\tTYPE65534\t3600\t10\t\\# 0") || ent[0].ends_with("\\# 0"),
+        "{ent:?}"
+    );
+    // Unknown names: END alone.
+    assert!(
+        p.data("nope.voip.example.com", "ANY", "192.0.2.0/24")
+            .is_empty()
+    );
+    assert!(p.data("example.org", "ANY", "192.0.2.0/24").is_empty());
+    // Dynamic service: scope of the fine level, never more than the source.
+    let d = p.data("_sip._udp.voip.example.com", "SRV", "192.0.2.0/24");
+    assert_eq!(d.len(), 2);
+    assert!(d.iter().all(|l| fields(l)[1] == "24"), "{d:?}");
+    let d = p.data("_sip._udp.voip.example.com", "SRV", "10.0.0.0/16");
+    assert!(d.iter().all(|l| fields(l)[1] == "16"), "{d:?}");
+    assert!(p.close().success());
+}
+
+#[test]
+fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
+    let dir = TempDir::new("malformed");
+    apply(&dir, SITE);
+    let mut p = Pipe::start(&dir.db(), 5);
+    for bad in [
+        "Q\tonly\tthree",
+        "Q\tx\tIN\tANY\tnot-a-number\t1.2.3.4\t0.0.0.0\t1.2.3.0/24",
+        "Q\tx\tIN\tANY\t1\t1.2.3.4\t0.0.0.0\t1.2.3.0/99",
+        "PING",
+        "",
+        "Q\tx\tIN\tANY\t1\t1.2.3.4\t0.0.0.0\t1.2.3.0/24\textra",
+    ] {
+        let a = p.exchange(bad);
+        assert_eq!(a.len(), 2, "{bad:?}: {a:?}");
+        assert!(a[0].starts_with("LOG\tpdns-ha: malformed line"), "{a:?}");
+        assert_eq!(a[1], "FAIL");
+    }
+    // Invalid UTF-8.
+    p.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"Q\t\xff\xfe\tIN\tANY\n")
+        .unwrap();
+    p.stdin.as_mut().unwrap().flush().unwrap();
+    let l = p.lines.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert!(l.starts_with("LOG\t"));
+    assert_eq!(
+        p.lines.recv_timeout(Duration::from_secs(2)).unwrap(),
+        "FAIL"
+    );
+    // CMD needs ABI 5: on ABI 4 it is malformed.
+    let mut p4 = Pipe::start(&dir.db(), 4);
+    assert_eq!(p4.exchange("CMD\tstatus").last().unwrap(), "FAIL");
+    // Still answering.
+    assert_eq!(
+        p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24")
+            .len(),
+        2
+    );
+    assert!(p.close().success());
+}
+
+#[test]
+fn a_missing_database_answers_nothing_until_it_is_created() {
+    let dir = TempDir::new("late");
+    let mut p = Pipe::start(&dir.db(), 5);
+    assert!(p.data("voip.example.com", "SOA", "0.0.0.0/0").is_empty());
+    assert!(
+        !dir.db().exists(),
+        "the coprocess must not create the database"
+    );
+    apply(&dir, SITE);
+    let d = p.until(
+        "_sip._tcp.voip.example.com",
+        "SRV",
+        Duration::from_secs(5),
+        |d| d.len() == 2,
+    );
+    assert_eq!(d.len(), 2, "answers did not start after apply: {d:?}");
+}
+
+#[test]
+fn a_topology_change_is_answered_from_the_next_queries() {
+    let dir = TempDir::new("change");
+    apply(&dir, SITE);
+    let mut p = Pipe::start(&dir.db(), 5);
+    let before = p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
+    assert!(before[0].ends_with("60 5061 mtl1.voip.example.com"));
+    apply(&dir, &SITE.replace("port = 5061", "port = 5070"));
+    let t = Instant::now();
+    let after = p.until(
+        "_sip._tcp.voip.example.com",
+        "SRV",
+        Duration::from_secs(3),
+        |d| {
+            d.first()
+                .is_some_and(|l| l.ends_with("60 5070 mtl1.voip.example.com"))
+        },
+    );
+    assert!(
+        after[0].ends_with("60 5070 mtl1.voip.example.com"),
+        "{after:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // A drain is a change too.
+    let out = pdns_ha(&dir.db(), &["node", "drain", "mtl1"], "");
+    assert!(out.status.success());
+    let d = p.until(
+        "_sip._tcp.voip.example.com",
+        "SRV",
+        Duration::from_secs(3),
+        |d| d.len() == 1,
+    );
+    assert_eq!(d.len(), 1);
+    assert!(d[0].ends_with("van1.voip.example.com"));
+}
+
+#[test]
+fn a_locked_database_delays_no_answer() {
+    let dir = TempDir::new("locked");
+    apply(&dir, SITE);
+    // A writer holding the write lock (WAL mode): readers go on.
+    let c = rusqlite::Connection::open(dir.db()).unwrap();
+    c.execute_batch("BEGIN EXCLUSIVE; UPDATE meta SET value = value WHERE key = 'generation';")
+        .unwrap();
+    let mut p = Pipe::start(&dir.db(), 5);
+    for i in 0..10 {
+        let t = Instant::now();
+        let d = p.data(
+            "_sip._udp.voip.example.com",
+            "SRV",
+            &format!("10.1.{i}.0/24"),
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "an answer took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(d.len(), 2, "{d:?}");
+    }
+    c.execute_batch("COMMIT").unwrap();
+    drop(c);
+    assert!(p.close().success());
+
+    // A database locked for readers too (rollback journal, exclusive lock),
+    // from before the coprocess starts: no answer waits, and the database is
+    // picked up once it is released.
+    let c = rusqlite::Connection::open(dir.db()).unwrap();
+    c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    c.pragma_update(None, "locking_mode", "EXCLUSIVE").unwrap();
+    c.execute_batch("BEGIN EXCLUSIVE; UPDATE meta SET value = value + 1 WHERE key = 'generation';")
+        .unwrap();
+    let mut p = Pipe::start(&dir.db(), 5);
+    for _ in 0..10 {
+        let t = Instant::now();
+        let d = p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "an answer took {:?}",
+            t.elapsed()
+        );
+        assert!(d.is_empty(), "{d:?}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    c.execute_batch("COMMIT").unwrap();
+    drop(c);
+    let d = p.until(
+        "_sip._tcp.voip.example.com",
+        "SRV",
+        Duration::from_secs(5),
+        |d| d.len() == 2,
+    );
+    assert_eq!(
+        d.len(),
+        2,
+        "the database was not picked up after the lock: {d:?}"
+    );
+    assert!(p.close().success());
+}
+
+#[test]
+fn a_broken_database_file_never_crashes_the_coprocess() {
+    let dir = TempDir::new("garbage");
+    std::fs::write(
+        dir.db(),
+        b"this is not a database, it is a text file\n".repeat(100),
+    )
+    .unwrap();
+    let mut p = Pipe::start(&dir.db(), 5);
+    for _ in 0..3 {
+        assert!(
+            p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24")
+                .is_empty()
+        );
+    }
+    assert!(p.close().success());
+}
+
+#[test]
+fn stored_content_with_control_characters_never_reaches_the_pipe() {
+    let dir = TempDir::new("inject");
+    apply(&dir, SITE);
+    // Bypass `apply`: a hand-edited row with a newline and a tab.
+    let c = rusqlite::Connection::open(dir.db()).unwrap();
+    let def = r#"{"name":"evil.voip.example.com","rtype":"TXT","ttl":60,"content":"\"x\"\nDATA\t0\t1\tevil\tIN\tA\t1\t1\t6.6.6.6"}"#;
+    c.execute(
+        "INSERT INTO topology(kind, name, def) VALUES ('record', 'evil', ?1)",
+        [def],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let mut p = Pipe::start(&dir.db(), 5);
+    for name in [
+        "evil.voip.example.com",
+        "voip.example.com",
+        "_sip._tcp.voip.example.com",
+    ] {
+        let a = p.q(name, "ANY", "192.0.2.0/24");
+        assert_eq!(a.last().unwrap(), "END", "{a:?}");
+        assert!(a.iter().all(|l| !l.contains("6.6.6.6")), "{a:?}");
+        assert!(
+            a.iter().all(|l| l.starts_with("DATA\t") || l == "END"),
+            "{a:?}"
+        );
+    }
+}
+
+#[test]
+fn cmd_status_explain_and_help() {
+    let dir = TempDir::new("cmd");
+    apply(&dir, SITE);
+    let out = pdns_ha(
+        &dir.db(),
+        &["ingest"],
+        "latency van1 24.64.1.7 9\nlatency mtl1 24.64.1.7 60\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut p = Pipe::start(&dir.db(), 5);
+    let s = p.exchange("CMD\tstatus");
+    assert_eq!(s.last().unwrap(), "END");
+    assert!(s.iter().any(|l| l.starts_with("mtl1 ")), "{s:?}");
+    assert!(s.iter().any(|l| l.starts_with("van1 ")), "{s:?}");
+    let e = p.exchange("CMD\texplain _sip._udp.voip.example.com SRV 24.64.1.0/24");
+    assert_eq!(e.last().unwrap(), "END");
+    let srv: Vec<&String> = e.iter().filter(|l| l.contains(" IN SRV ")).collect();
+    assert_eq!(srv.len(), 2, "{e:?}");
+    assert!(
+        srv[0].contains("SRV 0 100 5060 van1.voip.example.com"),
+        "{e:?}"
+    );
+    assert!(
+        srv[1].contains("SRV 1 100 5060 mtl1.voip.example.com"),
+        "{e:?}"
+    );
+    let h = p.exchange("CMD\thelp");
+    assert!(h.iter().any(|l| l.contains("explain QNAME")));
+    // The same answer through a question.
+    let d = p.data("_sip._udp.voip.example.com", "SRV", "24.64.1.0/24");
+    assert!(
+        d[0].ends_with("\t0\t100 5060 van1.voip.example.com"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn seen_client_networks_are_recorded_in_batches() {
+    let dir = TempDir::new("seen");
+    apply(&dir, SITE);
+    let mut p = Pipe::start(&dir.db(), 5);
+    for i in 0..30 {
+        p.data(
+            "_sip._udp.voip.example.com",
+            "SRV",
+            &format!("10.9.{}.0/24", i % 3),
+        );
+    }
+    // Static answers and SOA walks are not client networks.
+    p.data("_sip._tcp.voip.example.com", "SRV", "172.16.5.0/24");
+    assert!(p.close().success(), "flushes at EOF");
+    let out = pdns_ha(&dir.db(), &["status", "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["seen_networks"], 3, "{v}");
+    let top = v["top_seen_networks"].as_array().unwrap();
+    assert!(
+        top.iter()
+            .all(|n| n["queries"] == 10 && n["prefix"].as_str().unwrap().starts_with("10.9.")),
+        "{v}"
+    );
+}
