@@ -6,8 +6,6 @@
 //! reloaded when `apply` or a drain bumps the generation (checked through
 //! `PRAGMA data_version` at most every [`CHECK_EVERY`]).
 
-use std::collections::HashMap;
-
 use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +32,7 @@ const SEEN_MAX: usize = 4096;
 /// Bound of the decision cache.
 const DECISIONS_MAX: usize = 4096;
 /// Bound of the rendered-answer cache.
-const RENDERED_MAX: usize = 4096;
+const RENDERED_MAX: usize = 1024;
 /// SQLite page cache of a coprocess, KiB.
 const PAGE_CACHE_KIB: i64 = 512;
 
@@ -45,13 +43,39 @@ pub enum Target {
     Pool(usize),
 }
 
+/// Which stored aggregate a latency entry came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EntryLabel {
+    Prefix(Prefix),
+    /// A named network (index in the topology).
+    Network(usize),
+}
+
+impl EntryLabel {
+    pub fn describe(&self, topo: &Topology) -> String {
+        match self {
+            EntryLabel::Prefix(p) => p.to_string(),
+            EntryLabel::Network(i) => format!("network {}", topo.networks[*i].name),
+        }
+    }
+}
+
+/// The latency entry a decision used for one node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyEntry {
+    pub latency: Latency,
+    pub label: EntryLabel,
+    pub age_s: i64,
+}
+
 /// A decision with the details `explain` shows.
 #[derive(Clone, Debug, Default)]
 pub struct Detail {
     pub decision: Decision,
-    /// Per node index: the latency entry used, with its prefix and age.
-    pub latency: HashMap<usize, (Latency, String, i64)>,
-    pub views: Vec<NodeView>,
+    /// Per candidate (in the site's order): the latency entry used.
+    pub latency: Vec<Option<LatencyEntry>>,
+    /// Per node index.
+    pub views: Rc<Vec<NodeView>>,
     /// Where the decision came from: "computed", "cache", "memcached".
     pub origin: &'static str,
 }
@@ -89,6 +113,8 @@ pub struct Engine {
     /// Whether to record seen client networks (off for `explain`).
     pub record_seen: bool,
     last_error_log: Option<Instant>,
+    last_fail_open_log: Option<Instant>,
+    views_cache: Option<(i64, Rc<Vec<NodeView>>)>,
 }
 
 impl Engine {
@@ -119,6 +145,8 @@ impl Engine {
             use_cache: true,
             record_seen: true,
             last_error_log: None,
+            last_fail_open_log: None,
+            views_cache: None,
         }
     }
 
@@ -229,6 +257,7 @@ impl Engine {
             );
         }
         self.states = store.node_states()?;
+        self.views_cache = None;
         if generation != self.generation || health_epoch != self.health_epoch {
             self.decisions.clear();
             self.rendered.clear();
@@ -559,22 +588,29 @@ impl Engine {
         let (policy, candidates) = target_of(topo, target);
         let now = metrics::now();
         let cfg = &topo.policy;
-        let views = node_views(topo, &self.states, now);
+        let views = self.views(topo, now);
         let mut latency: Vec<Option<Latency>> = vec![None; candidates.len()];
-        let mut detail_lat = HashMap::new();
+        let mut entries: Vec<Option<LatencyEntry>> = vec![None; candidates.len()];
         let mut prefer: &[usize] = &[];
         if policy == Policy::Latency {
             let fresh_after = now - cfg.latency_max_age_s;
-            // node index -> (entry, prefix label, age)
-            let mut found: HashMap<usize, (Latency, String, i64)> = HashMap::new();
-            let mut lookups: Vec<(i64, i64, u8, u8, String)> = client
+            // (family, net, plen as stored, prefix length it stands for, label)
+            let mut lookups: Vec<(i64, i64, u8, u8, EntryLabel)> = client
                 .levels()
-                .map(|p| (p.family().code(), p.net_key(), p.len, p.len, p.to_string()))
+                .map(|p| {
+                    (
+                        p.family().code(),
+                        p.net_key(),
+                        p.len,
+                        p.len,
+                        EntryLabel::Prefix(p),
+                    )
+                })
                 .collect();
             let mut best_named: Option<(u8, usize)> = None;
             for (ni, len) in topo.networks_of(client) {
                 let net = &topo.networks[ni];
-                lookups.push((0, net.id, 0, len, format!("network {}", net.name)));
+                lookups.push((0, net.id, 0, len, EntryLabel::Network(ni)));
                 if !net.prefer.is_empty() && best_named.is_none_or(|(l, _)| len > l) {
                     best_named = Some((len, ni));
                 }
@@ -585,20 +621,28 @@ impl Engine {
             }
             if let Some(store) = self.store.as_ref() {
                 let mut res = Ok(());
-                for (family, net, plen, len, label) in &lookups {
-                    if found.len() == candidates.len() {
+                let mut missing = candidates.len();
+                for &(family, net, plen, len, label) in &lookups {
+                    if missing == 0 {
                         break;
                     }
-                    res = store.latency_at(*family, *net, *plen, fresh_after, |row| {
-                        if let Some(&n) = topo.node_index.get(&row.node_id) {
-                            found.entry(n).or_insert((
-                                Latency {
+                    res = store.latency_at(family, net, plen, fresh_after, |row| {
+                        let Some(&n) = topo.node_index.get(&row.node_id) else {
+                            return;
+                        };
+                        let Some(i) = candidates.iter().position(|c| c.node == n) else {
+                            return;
+                        };
+                        if entries[i].is_none() {
+                            missing -= 1;
+                            entries[i] = Some(LatencyEntry {
+                                latency: Latency {
                                     ms: row.avg_ms,
-                                    prefix_len: *len,
+                                    prefix_len: len,
                                 },
-                                label.clone(),
-                                now - row.updated,
-                            ));
+                                label,
+                                age_s: now - row.updated,
+                            });
                         }
                     });
                     if res.is_err() {
@@ -609,10 +653,9 @@ impl Engine {
                     self.log_error("latency lookup failed; answering without latency", &e);
                 }
             }
-            for (i, c) in candidates.iter().enumerate() {
-                latency[i] = found.get(&c.node).map(|x| x.0);
+            for (l, e) in latency.iter_mut().zip(&entries) {
+                *l = e.map(|e| e.latency);
             }
-            detail_lat = found;
         }
         let decision = policy::rank(&Input {
             policy,
@@ -628,13 +671,37 @@ impl Engine {
                 Target::Service(s) => &topo.services[s].name,
                 Target::Pool(p) => &topo.pools[p].name,
             };
-            log::warn!("{name}: every node is down or drained; answering all of them (fail open)");
+            self.log_fail_open(name);
         }
         Detail {
             decision,
-            latency: detail_lat,
+            latency: entries,
             views,
             origin: "computed",
+        }
+    }
+
+    /// Node states judged for freshness, recomputed at most once a second or
+    /// when the states were reloaded.
+    fn views(&mut self, topo: &Topology, now: i64) -> Rc<Vec<NodeView>> {
+        match &self.views_cache {
+            Some((at, v)) if *at == now => Rc::clone(v),
+            _ => {
+                let v = Rc::new(node_views(topo, &self.states, now));
+                self.views_cache = Some((now, Rc::clone(&v)));
+                v
+            }
+        }
+    }
+
+    fn log_fail_open(&mut self, name: &str) {
+        let now = Instant::now();
+        if self
+            .last_fail_open_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            self.last_fail_open_log = Some(now);
+            log::warn!("{name}: every node is down or drained; answering all of them (fail open)");
         }
     }
 

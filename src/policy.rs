@@ -67,6 +67,8 @@ pub enum Reason {
     Drained,
     /// Every node was down or drained: all answered.
     FailOpen,
+    /// Decided by another coprocess or DNS server, read from memcached.
+    Shared,
 }
 
 impl Reason {
@@ -83,6 +85,7 @@ impl Reason {
             Reason::Down => "down: left out".into(),
             Reason::Drained => "drained by the operator: left out".into(),
             Reason::FailOpen => "every node down or drained: answered anyway (fail open)".into(),
+            Reason::Shared => "decided by another process (shared through memcached)".into(),
         }
     }
 }

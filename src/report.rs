@@ -417,18 +417,18 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
             Target::Pool(p) => &topo.pools[p].candidates,
         };
         let mut nodes = Vec::new();
-        for c in candidates {
+        for (i, c) in candidates.iter().enumerate() {
             let v = &d.views[c.node];
             let ranked = d.decision.ranked.iter().find(|r| r.node == c.node);
             let left = d.decision.left_out.iter().find(|(n, _)| *n == c.node);
-            let lat = d.latency.get(&c.node);
+            let lat = d.latency[i];
             nodes.push(NodeExplain {
                 node: topo.nodes[c.node].def.name.clone(),
                 health: v.health.map_or("unknown".into(), |h| h.to_string()),
                 drained: v.drained,
-                latency_ms: lat.map(|l| l.0.ms),
-                latency_entry: lat.map(|l| l.1.clone()),
-                latency_age_s: lat.map(|l| l.2),
+                latency_ms: lat.map(|l| l.latency.ms),
+                latency_entry: lat.map(|l| l.label.describe(&topo)),
+                latency_age_s: lat.map(|l| l.age_s),
                 free_capacity: policy::free_capacity(v),
                 sessions: v.load.map(|l| l.sessions),
                 tier: ranked.map(|r| r.tier),

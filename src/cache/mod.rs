@@ -59,6 +59,9 @@ pub struct CacheStats {
     /// Rejected values (unparsable, foreign, unknown nodes, other version).
     pub rejected: u64,
     pub backing_off: bool,
+    /// Unix time until which a server is not asked (0: none); lets `status`
+    /// tell a back-off that is over from one that is not.
+    pub backoff_until: i64,
 }
 
 /// A cache of decisions shared between coprocesses and DNS servers. Nothing

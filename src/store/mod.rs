@@ -6,6 +6,7 @@
 //! version is `PRAGMA user_version`; only `pdns-ha apply` creates or migrates.
 
 mod apply;
+mod cache_stats;
 mod metrics;
 
 use std::path::Path;
@@ -156,6 +157,8 @@ impl Store {
             tx.pragma_update(None, "user_version", 1)?;
             tx.commit()?;
         }
+        // Added without a schema version: older version-1 databases get it here.
+        self.conn.execute_batch(cache_stats::CACHE_STATS_TABLE)?;
         Ok(())
     }
 

@@ -3,12 +3,13 @@
 //! `api`, `event plain HEARTBEAT`, `exit`, wrong password -> `-ERR invalid` +
 //! disconnect notice + close, events with Content-Length first. Misbehaviour
 //! modes: byte-by-byte frames, coalesced frames, hang, close mid-frame, slow,
-//! ACL rejection. Listens on 127.0.0.1, port 0; stopped on drop.
+//! ACL rejection. Listens on 127.0.0.1, port 0; stopped on drop. The figures
+//! it reports can be changed while it runs ([`FakeEsl::update`]).
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -151,7 +152,21 @@ pub struct FakeEsl {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    live: Arc<Live>,
     accept: Option<JoinHandle<()>>,
+}
+
+/// The configuration in force: connections take a copy when it changes.
+struct Live {
+    version: AtomicU64,
+    config: Mutex<FakeEslConfig>,
+}
+
+impl Live {
+    fn snapshot(&self) -> (u64, FakeEslConfig) {
+        let c = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        (self.version.load(Ordering::SeqCst), c.clone())
+    }
 }
 
 impl FakeEsl {
@@ -160,14 +175,42 @@ impl FakeEsl {
         let addr = listener.local_addr().expect("listener address");
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
-        let (s, st) = (stop.clone(), stats.clone());
-        let accept = std::thread::spawn(move || accept_loop(listener, config, s, st));
+        let live = Arc::new(Live {
+            version: AtomicU64::new(0),
+            config: Mutex::new(config),
+        });
+        let (s, st, l) = (stop.clone(), stats.clone(), live.clone());
+        let accept = std::thread::spawn(move || accept_loop(listener, l, s, st));
         FakeEsl {
             addr,
             stats,
             stop,
+            live,
             accept: Some(accept),
         }
+    }
+
+    /// Changes the configuration of this server: new connections and, from
+    /// their next read (within ~20 ms), open ones answer with it (heartbeat
+    /// figures, `api` bodies, heartbeat interval).
+    pub fn update(&self, f: impl FnOnce(&mut FakeEslConfig)) {
+        let mut c = self.live.config.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c);
+        self.live.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Reports this load from now on, in HEARTBEAT events and `api status`.
+    pub fn set_load(&self, session_count: u32, max_sessions: u32, idle_cpu: f64) {
+        self.update(|c| {
+            c.heartbeat = Some(Heartbeat {
+                session_count,
+                max_sessions,
+                idle_cpu,
+            });
+            c.status_body = status_body(session_count, max_sessions, idle_cpu);
+            c.calls_count_body = format!("\n{session_count} total.\n");
+            c.max_sessions_body = format!("+OK max sessions: {max_sessions}\n");
+        });
     }
 
     /// `127.0.0.1:PORT`
@@ -216,12 +259,7 @@ impl Drop for FakeEsl {
     }
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    config: FakeEslConfig,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Stats>,
-) {
+fn accept_loop(listener: TcpListener, live: Arc<Live>, stop: Arc<AtomicBool>, stats: Arc<Stats>) {
     let mut conns = Vec::new();
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -230,9 +268,12 @@ fn accept_loop(
         let Ok(stream) = stream else { continue };
         stats.connections.fetch_add(1, Ordering::SeqCst);
         stats.open_connections.fetch_add(1, Ordering::SeqCst);
+        let (version, config) = live.snapshot();
         let mut conn = Conn {
             stream,
-            config: config.clone(),
+            config,
+            version,
+            live: live.clone(),
             stop: stop.clone(),
             stats: stats.clone(),
             held: Vec::new(),
@@ -253,6 +294,9 @@ fn accept_loop(
 struct Conn {
     stream: TcpStream,
     config: FakeEslConfig,
+    /// The [`Live`] version `config` was copied from.
+    version: u64,
+    live: Arc<Live>,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
     /// Frames held back in Coalesce mode.
@@ -267,6 +311,13 @@ struct Close;
 impl Conn {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Takes the live configuration if [`FakeEsl::update`] changed it.
+    fn refresh(&mut self) {
+        if self.live.version.load(Ordering::SeqCst) != self.version {
+            (self.version, self.config) = self.live.snapshot();
+        }
     }
 
     fn serve(&mut self) {
@@ -321,6 +372,7 @@ impl Conn {
         let mut authed = false;
         let mut next_heartbeat = Instant::now() + self.config.heartbeat_every;
         while !self.stopped() {
+            self.refresh();
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(Close),
                 Ok(n) => input.extend_from_slice(&buf[..n]),

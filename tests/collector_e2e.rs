@@ -1,0 +1,580 @@
+//! Issue 4 acceptance, end to end: `pdns-ha collect` (the built binary, a
+//! child process) measuring a real Kamailio and fake FreeSWITCH event
+//! sockets on 127.0.0.1, writing the SQLite store, and a real PowerDNS
+//! (`pdns-ha pipe`) answering from it.
+//!
+//! - `kamailio_health_through_collect_and_powerdns`: a Kamailio answering
+//!   OPTIONS 200, then restarted answering 503, then stopped, then started
+//!   with 200 again: the node goes up, overloaded (last in the answers), down
+//!   (out of the answers) and up again only after `up_after` answers; the
+//!   collector heartbeat; SIGTERM ends collect with status 0; health older
+//!   than `policy.health_max_age_s` counts as unknown (the node comes back).
+//! - `freeswitch_loads_and_registrations_through_collect_and_powerdns`: two
+//!   fake FreeSWITCH nodes (HEARTBEAT loads, `sofia xmlstatus` registration
+//!   ping times, an Unreachable one that must not count): the load and
+//!   latency services answer accordingly per ECS network; the loads change and
+//!   the load answer flips; `apply` adding a `sip_probe` is followed without
+//!   restart; SIGTERM ends collect cleanly (ESL `exit`, status 0).
+//!
+//! Latency and load answers carry a non-zero ECS scope, so PowerDNS does not
+//! cache them: the tests poll them with deadlines.
+
+#[path = "support/fake_esl.rs"]
+mod fake_esl;
+#[path = "support/kamailio.rs"]
+mod kamailio;
+#[path = "support/sip_responder.rs"]
+mod sip_responder;
+mod support;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use fake_esl::{FakeEsl, FakeEslConfig, registration_xml, xmlstatus_body};
+use kamailio::Kamailio;
+use serde_json::Value;
+use sip_responder::SipResponder;
+use support::{BIN, Db, Dig, Pdns, PdnsOpts, poll};
+
+/// The latency service of every site here.
+const LAT: &str = "_sip._udp.voip.example.com";
+/// The load service of every site here.
+const LOAD: &str = "_sip._tcp.voip.example.com";
+
+/// Deadline for a state the collector reaches within a few probe rounds
+/// (plus the 2 s site reload, the 1 s decision cache of the coprocess).
+const SOON: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// `pdns-ha collect` as a child process.
+
+/// `pdns-ha collect --db DB`, its stderr in a log file next to the database.
+/// Killed on drop (its log tail printed when the test panics).
+struct Collect {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Collect {
+    fn start(db: &Db) -> Collect {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let log = db
+            .dir
+            .path()
+            .join(format!("collect-{}.log", N.fetch_add(1, Ordering::SeqCst)));
+        let f = File::create(&log).expect("create the collect log");
+        let child = Command::new(BIN)
+            .arg("collect")
+            .arg("--db")
+            .arg(&db.path)
+            .env_remove("PDNS_HA_DB")
+            // Debug for the collector: every probe outcome is logged.
+            .env("RUST_LOG", "info,pdns_ha::collector=debug")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log file"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {BIN} collect: {e}"));
+        Collect {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) if collect has exited.
+    #[track_caller]
+    fn assert_running(&mut self) {
+        let c = self.child.as_mut().expect("collect was started");
+        if let Ok(Some(st)) = c.try_wait() {
+            panic!("pdns-ha collect exited ({st}):\n{}", self.log());
+        }
+    }
+
+    /// Sends SIGTERM and waits at most `within` for the exit: its status and
+    /// how long it took.
+    #[track_caller]
+    fn terminate(&mut self, within: Duration) -> (ExitStatus, Duration) {
+        let mut c = self.child.take().expect("collect is running");
+        let start = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {} failed", c.id());
+        loop {
+            if let Some(st) = c.try_wait().expect("wait for collect") {
+                return (st, start.elapsed());
+            }
+            if start.elapsed() > within {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "pdns-ha collect did not exit within {within:?} of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Collect {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "---- pdns-ha collect log (last {} lines) ----\n{}\n---- end ----",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading `status --json` and DNS answers.
+
+fn status(db: &Db) -> Result<Value, String> {
+    let o = db.run(&["status", "--json"]);
+    if !o.status.success() {
+        return Err(format!(
+            "status --json failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    serde_json::from_slice(&o.stdout).map_err(|e| format!("status --json: {e}"))
+}
+
+fn node_status(st: &Value, node: &str) -> Value {
+    st["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == node))
+        .cloned()
+        .unwrap_or_else(|| panic!("node {node} missing from status: {st}"))
+}
+
+/// Polls `status --json` until `node` has health `want`; returns its entry.
+#[track_caller]
+fn wait_health(db: &Db, node: &str, want: &str) -> Value {
+    poll(&format!("status: {node} is {want}"), SOON, || {
+        let n = node_status(&status(db)?, node);
+        if n["health"] == want {
+            Ok(n)
+        } else {
+            Err(n.to_string())
+        }
+    })
+}
+
+/// The SRV targets' node names (first label) grouped by priority, best
+/// first; names sorted within a group.
+fn tiers(d: &Dig) -> Vec<Vec<String>> {
+    let mut out: Vec<(u16, Vec<String>)> = Vec::new();
+    for s in d.srvs() {
+        let node = s.target.split('.').next().unwrap_or("").to_string();
+        match out.last_mut() {
+            Some((p, v)) if *p == s.priority => v.push(node),
+            _ => out.push((s.priority, vec![node])),
+        }
+    }
+    out.into_iter()
+        .map(|(_, mut v)| {
+            v.sort();
+            v
+        })
+        .collect()
+}
+
+fn expect(t: &[&[&str]]) -> Vec<Vec<String>> {
+    t.iter()
+        .map(|g| g.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// Asks `name` SRV (with ECS `subnet` if given) until its tiers are `want`.
+#[track_caller]
+fn wait_answer(pdns: &Pdns, name: &str, subnet: Option<&str>, want: &[&[&str]]) -> Dig {
+    let want = expect(want);
+    let ecs = subnet.map(|s| format!("+subnet={s}"));
+    let mut args = vec![name, "SRV"];
+    args.extend(ecs.as_deref());
+    poll(
+        &format!("{name} SRV (ECS {subnet:?}) answers {want:?}"),
+        SOON,
+        || {
+            let d = pdns.dig(&args);
+            if d.status == "NOERROR" && tiers(&d) == want {
+                Ok(d)
+            } else {
+                Err(format!("{:?} {:?}\n{d}", d.status, tiers(&d)))
+            }
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------
+// A real Kamailio: up, overloaded, down, up; heartbeat; SIGTERM; stale health.
+
+const COLLECTOR_FAST: &str = r#"
+[collector]
+probe_interval_ms = 300
+probe_timeout_ms = 200
+down_after = 2
+up_after = 2
+batch_interval_ms = 100
+"#;
+
+fn kamailio_site(port: u16, policy: &str) -> String {
+    format!(
+        r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+
+[node.kam]
+host = "kam.voip.example.com"
+ipv4 = ["127.0.0.11"]
+sip_probe = "udp:127.0.0.1:{port}"
+
+[node.other]
+host = "other.voip.example.com"
+ipv4 = ["127.0.0.12"]
+
+[service."{LAT}"]
+policy = "latency"
+port = 5060
+nodes = ["kam", "other"]
+
+[service."{LOAD}"]
+policy = "load"
+port = 5060
+nodes = ["kam", "other"]
+{COLLECTOR_FAST}
+{policy}
+"#
+    )
+}
+
+/// Both services answer these tiers (no latency or load data: site order,
+/// kam before other, unless kam is overloaded or down).
+#[track_caller]
+fn wait_both(pdns: &Pdns, want: &[&[&str]]) {
+    wait_answer(pdns, LAT, Some("192.0.2.0/24"), want);
+    wait_answer(pdns, LOAD, None, want);
+}
+
+#[test]
+fn kamailio_health_through_collect_and_powerdns() {
+    if !kamailio::available() {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: kamailio is not installed (apt-get install kamailio) !!!!!!!!\n"
+        );
+        return;
+    }
+    require_pdns!();
+    let mut kam = Kamailio::start(200);
+    let port = kam.port;
+    let db = Db::new("e2e-kam");
+    db.apply_ok(&kamailio_site(port, ""));
+    let pdns = Pdns::start(&db.path, PdnsOpts::default());
+    let mut collect = Collect::start(&db);
+
+    // Up: an OPTIONS round trip time, written by the collector, which beats.
+    let n = wait_health(&db, "kam", "up");
+    assert_eq!(n["health_source"], "collector", "{n}");
+    assert!(n["probe_rtt_ms"].as_f64().is_some_and(|r| r >= 0.0), "{n}");
+    let st = status(&db).unwrap();
+    let hb = st["collector_heartbeat_age_s"].as_i64();
+    assert!(hb.is_some_and(|a| (0..=3).contains(&a)), "heartbeat: {st}");
+    // A node without probe stays unknown.
+    assert_eq!(node_status(&st, "other")["health"], "unknown", "{st}");
+    wait_both(&pdns, &[&["kam"], &["other"]]);
+
+    // Restarted answering 503: overloaded, last in both answers.
+    kam.stop();
+    kam = Kamailio::start_on(port, 503);
+    wait_health(&db, "kam", "overloaded");
+    wait_both(&pdns, &[&["other"], &["kam"]]);
+
+    // Stopped: down after down_after failures, out of both answers.
+    kam.stop();
+    let stopped = Instant::now();
+    wait_health(&db, "kam", "down");
+    // Two failed probes 300 ms apart, each waiting 200 ms, then a batch write.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "down only after {:?}",
+        stopped.elapsed()
+    );
+    wait_both(&pdns, &[&["other"]]);
+    // The down node is still known, and fail open does not apply.
+    let d = pdns.dig(&[LAT, "SRV", "+subnet=192.0.2.0/24"]);
+    assert_eq!(d.srvs().len(), 1, "{d}");
+
+    // Started again with 200: up, but only after up_after (2) answers.
+    drop(kam);
+    let kam = Kamailio::start_on(port, 200);
+    wait_health(&db, "kam", "up");
+    wait_both(&pdns, &[&["kam"], &["other"]]);
+    // The log: after the last transition to down, exactly one answered
+    // probe kept the node down, the next one brought it up.
+    let log = collect.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("node kam: ")).collect();
+    let went_down = lines
+        .iter()
+        .rposition(|l| l.contains(" -> down ("))
+        .unwrap_or_else(|| panic!("no transition to down logged:\n{log}"));
+    let came_up = went_down
+        + lines[went_down..]
+            .iter()
+            .position(|l| l.contains("node kam: down -> up ("))
+            .unwrap_or_else(|| panic!("no down -> up logged:\n{log}"));
+    let between = &lines[went_down..=came_up];
+    // The answers in a row just before the transition (a failure resets).
+    let answered_in_a_row = between[..between.len() - 1]
+        .iter()
+        .rev()
+        .filter(|l| l.contains("node kam: probe:"))
+        .take_while(|l| l.contains("answered 200"))
+        .count();
+    assert_eq!(
+        answered_in_a_row,
+        1,
+        "up_after = 2: one answer keeps the node down, the second brings it up:\n{}",
+        between.join("\n")
+    );
+
+    // Stopped again, then the collector itself stops: SIGTERM, status 0.
+    drop(kam);
+    wait_health(&db, "kam", "down");
+    wait_both(&pdns, &[&["other"]]);
+    let st = status(&db).unwrap();
+    assert!(
+        st["collector_heartbeat_age_s"]
+            .as_i64()
+            .is_some_and(|a| a <= 3),
+        "{st}"
+    );
+    collect.assert_running();
+    let (exit, took) = collect.terminate(Duration::from_secs(5));
+    assert_eq!(exit.code(), Some(0), "{}", collect.log());
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+    assert!(
+        collect.log().contains("collector stopped"),
+        "{}",
+        collect.log()
+    );
+
+    // Without a collector, health ages: older than health_max_age_s it is
+    // unknown and the node is answered again (fail open on stale health).
+    db.apply_ok(&kamailio_site(port, "[policy]\nhealth_max_age_s = 1\n"));
+    let n = wait_health(&db, "kam", "unknown");
+    assert!(n["health_age_s"].as_i64().is_some_and(|a| a >= 1), "{n}");
+    wait_both(&pdns, &[&["kam"], &["other"]]);
+    let st = status(&db).unwrap();
+    assert!(
+        st["collector_heartbeat_age_s"]
+            .as_i64()
+            .is_some_and(|a| a >= 1),
+        "the heartbeat ages once collect stopped: {st}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Two fake FreeSWITCH nodes: loads and registration ping times.
+
+fn fake_freeswitch(load: (u32, u32, f64), regs: &[String]) -> FakeEsl {
+    let fs = FakeEsl::start(FakeEslConfig {
+        heartbeat_every: Duration::from_millis(200),
+        xmlstatus: vec![("internal".into(), xmlstatus_body(regs))],
+        ..Default::default()
+    });
+    fs.set_load(load.0, load.1, load.2);
+    fs
+}
+
+fn fleet_site(fs1: &FakeEsl, fs2: &FakeEsl, fs2_probe: Option<&SipResponder>) -> String {
+    let probe = fs2_probe
+        .map(|p| format!("sip_probe = \"{}\"", p.probe_spec()))
+        .unwrap_or_default();
+    format!(
+        r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+
+[node.fs1]
+host = "fs1.voip.example.com"
+ipv4 = ["127.0.0.21"]
+esl = "{}"
+esl_password = "ClueCon"
+
+[node.fs2]
+host = "fs2.voip.example.com"
+ipv4 = ["127.0.0.22"]
+esl = "{}"
+{probe}
+
+# fs2 first: where the answer puts fs1 first, measurements did it.
+[service."{LAT}"]
+policy = "latency"
+port = 5060
+nodes = ["fs2", "fs1"]
+
+[service."{LOAD}"]
+policy = "load"
+port = 5060
+nodes = ["fs2", "fs1"]
+
+[collector]
+probe_interval_ms = 300
+probe_timeout_ms = 200
+down_after = 2
+up_after = 2
+heartbeat_wait_ms = 2000
+registration_poll_interval_ms = 300
+batch_interval_ms = 100
+"#,
+        fs1.addr_string(),
+        fs2.addr_string()
+    )
+}
+
+#[track_caller]
+fn assert_load(n: &Value, sessions: u64, max: u64, idle: f64) {
+    assert_eq!(n["sessions"].as_u64(), Some(sessions), "{n}");
+    assert_eq!(n["max_sessions"].as_u64(), Some(max), "{n}");
+    assert!(
+        n["idle_cpu"]
+            .as_f64()
+            .is_some_and(|c| (c - idle).abs() < 0.01),
+        "{n}"
+    );
+}
+
+/// Polls until `node` reports these load figures; returns its status entry.
+#[track_caller]
+fn wait_load(db: &Db, node: &str, sessions: u64) -> Value {
+    poll(
+        &format!("status: {node} has {sessions} sessions"),
+        SOON,
+        || {
+            let n = node_status(&status(db)?, node);
+            if n["sessions"].as_u64() == Some(sessions) {
+                Ok(n)
+            } else {
+                Err(n.to_string())
+            }
+        },
+    )
+}
+
+#[test]
+fn freeswitch_loads_and_registrations_through_collect_and_powerdns() {
+    require_pdns!();
+    // Client networks: 24.64.1.0/24 is near fs1, 203.0.113.0/24 near fs2;
+    // 198.51.100.0/24 has a Reachable registration on fs1 only, and an
+    // Unreachable one on fs2 with a tiny ping time that must not count.
+    let fs1 = fake_freeswitch(
+        (100, 1000, 90.0),
+        &[
+            registration_xml("alice", "24.64.1.7", "Reachable", 10.0),
+            registration_xml("bob", "203.0.113.7", "Reachable", 60.0),
+            registration_xml("dave", "198.51.100.4", "Reachable", 30.0),
+        ],
+    );
+    let fs2 = fake_freeswitch(
+        (800, 1000, 50.0),
+        &[
+            registration_xml("erin", "24.64.1.8", "Reachable", 45.0),
+            registration_xml("frank", "203.0.113.8", "Reachable", 8.0),
+            registration_xml("carol", "198.51.100.3", "Unreachable", 1.0),
+        ],
+    );
+    let db = Db::new("e2e-fs");
+    db.apply_ok(&fleet_site(&fs1, &fs2, None));
+    let pdns = Pdns::start(&db.path, PdnsOpts::default());
+    let mut collect = Collect::start(&db);
+
+    // Loads: fs1 has 0.9 * 900 = 810 free sessions, fs2 0.5 * 200 = 100.
+    assert_load(&wait_load(&db, "fs1", 100), 100, 1000, 90.0);
+    assert_load(&wait_load(&db, "fs2", 800), 800, 1000, 50.0);
+    let d = wait_answer(&pdns, LOAD, Some("24.64.1.0/24"), &[&["fs1"], &["fs2"]]);
+    assert_eq!(d.scope(), Some(24), "{d}");
+
+    // Latency per client network, from the registrations' ping times.
+    let d = wait_answer(&pdns, LAT, Some("24.64.1.0/24"), &[&["fs1"], &["fs2"]]);
+    assert_eq!(d.scope(), Some(24), "measured at /24: {d}");
+    wait_answer(&pdns, LAT, Some("203.0.113.0/24"), &[&["fs2"], &["fs1"]]);
+    // Only fs1 measured 198.51.100.0/24 (fs2's registration there is
+    // Unreachable): fs1 first although the site lists fs2 first.
+    wait_answer(&pdns, LAT, Some("198.51.100.0/24"), &[&["fs1"], &["fs2"]]);
+    // A network nobody measured: site order.
+    wait_answer(&pdns, LAT, Some("192.0.2.0/24"), &[&["fs2"], &["fs1"]]);
+    let st = status(&db).unwrap();
+    let (n1, n2) = (node_status(&st, "fs1"), node_status(&st, "fs2"));
+    assert_eq!(n1["latency_networks_fresh"], 3, "{n1}");
+    assert_eq!(n2["latency_networks_fresh"], 2, "Unreachable counted: {n2}");
+    // /24, /16 and /8 for each Reachable registration.
+    assert_eq!(n1["latency_entries"], 9, "{n1}");
+    assert_eq!(n2["latency_entries"], 6, "{n2}");
+    assert!(
+        st["collector_heartbeat_age_s"]
+            .as_i64()
+            .is_some_and(|a| (0..=3).contains(&a)),
+        "{st}"
+    );
+    // The collector asked what FreeSWITCH offers.
+    for fs in [&fs1, &fs2] {
+        assert!(fs.count_commands("event plain HEARTBEAT") >= 1);
+        assert!(fs.count_commands("api sofia xmlstatus profile internal reg") >= 1);
+    }
+
+    // The loads change: fs2 becomes best (0.95 * 950 = 902.5 free against
+    // 0.2 * 100 = 20), and the load answer flips.
+    fs1.set_load(900, 1000, 20.0);
+    fs2.set_load(50, 1000, 95.0);
+    assert_load(&wait_load(&db, "fs1", 900), 900, 1000, 20.0);
+    assert_load(&wait_load(&db, "fs2", 50), 50, 1000, 95.0);
+    wait_answer(&pdns, LOAD, Some("24.64.1.0/24"), &[&["fs2"], &["fs1"]]);
+    wait_answer(&pdns, LOAD, None, &[&["fs2"], &["fs1"]]);
+
+    // A sip_probe added to fs2 by `apply` while collect runs: followed
+    // without restart. It answers 503: fs2 is overloaded and goes last.
+    let busy = SipResponder::start(503);
+    db.apply_ok(&fleet_site(&fs1, &fs2, Some(&busy)));
+    let n = wait_health(&db, "fs2", "overloaded");
+    assert_eq!(n["health_source"], "collector", "{n}");
+    wait_answer(&pdns, LOAD, None, &[&["fs1"], &["fs2"]]);
+    wait_answer(&pdns, LAT, Some("203.0.113.0/24"), &[&["fs1"], &["fs2"]]);
+    assert!(busy.answered() >= 1);
+    collect.assert_running();
+    assert!(collect.log().contains("site changed"), "{}", collect.log());
+    // The event-socket workers were not restarted by that change.
+    assert_eq!((fs1.connections(), fs2.connections()), (1, 1));
+
+    // SIGTERM: a clean stop, saying goodbye to FreeSWITCH.
+    let (exit, took) = collect.terminate(Duration::from_secs(5));
+    assert_eq!(exit.code(), Some(0), "{}", collect.log());
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+    poll("collect sent exit to both event sockets", SOON, || {
+        match (fs1.count_commands("exit"), fs2.count_commands("exit")) {
+            (1, 1) => Ok(()),
+            n => Err(format!("{n:?}")),
+        }
+    });
+}

@@ -1,0 +1,683 @@
+//! The memcached lookup cache (issue 5), end to end: real `pdns-ha pipe`
+//! coprocesses driven over stdin/stdout (ABI 5), a real memcached started
+//! here on a free port of 127.0.0.1, and fake memcacheds that never answer
+//! or answer nonsense. Every answer is compared with the answer of a
+//! coprocess without memcached.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pdns-ha");
+const SRV: &str = "_sip._udp.voip.example.com";
+const POOL: &str = "sip.voip.example.com";
+/// `--memcached-timeout-ms` used by the tests.
+const TIMEOUT_MS: u64 = 3;
+/// The timeout of the tests that count hits exactly: a loaded machine may
+/// delay memcached by more than 3 ms, which would (rightly) be a miss.
+const RELAXED_MS: u64 = 200;
+/// Allowed on top of the timeout for one answer (a debug build, tests in
+/// parallel).
+const MARGIN_MS: u64 = 50;
+
+const SITE: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+
+[node.mtl1]
+host = "mtl1.voip.example.com"
+ipv4 = ["198.51.100.10"]
+
+[node.van1]
+host = "van1.voip.example.com"
+ipv4 = ["203.0.113.20"]
+
+[node.tor1]
+host = "tor1.voip.example.com"
+ipv4 = ["192.0.2.30"]
+
+[service."_sip._udp.voip.example.com"]
+policy = "latency"
+port = 5060
+ttl = 30
+nodes = ["mtl1", "van1", "tor1"]
+
+[pool."sip.voip.example.com"]
+policy = "latency"
+nodes = ["mtl1", "van1", "tor1"]
+answers = 1
+"#;
+
+// ---------------------------------------------------------------- fixtures
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "pdns-ha-mc-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A database with the site above and latency for 10.0.0.0/8: van1 5 ms,
+/// mtl1 20 ms, tor1 40 ms (three tiers).
+fn site_db(dir: &TempDir) -> PathBuf {
+    let site = dir.0.join("site.toml");
+    std::fs::write(&site, SITE).unwrap();
+    let db = dir.0.join("db.sqlite");
+    let ok = Command::new(BIN)
+        .arg("--db")
+        .arg(&db)
+        .arg("apply")
+        .arg(&site)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut ingest = Command::new(BIN)
+        .arg("--db")
+        .arg(&db)
+        .arg("ingest")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ingest
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"latency van1 10.0.0.0/8 5\nlatency mtl1 10.0.0.0/8 20\nlatency tor1 10.0.0.0/8 40\n",
+        )
+        .unwrap();
+    assert!(ingest.wait().unwrap().success());
+    db
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real memcached on 127.0.0.1, killed on drop.
+struct Memcached {
+    port: u16,
+    child: Child,
+}
+
+impl Memcached {
+    fn start(port: u16) -> Memcached {
+        let child = Command::new("/usr/bin/memcached")
+            .args(["-p", &port.to_string(), "-l", "127.0.0.1", "-U", "0"])
+            // Ignored unless run as root (memcached refuses root without it).
+            .args(["-u", "nobody", "-t", "1", "-m", "16"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("/usr/bin/memcached");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "memcached did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Memcached { port, child }
+    }
+
+    /// SIGKILL, and wait until the port refuses connections.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a raw command, reads until a line equal to `last`.
+    fn raw(&self, cmd: &[u8], last: &str) -> Vec<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(cmd).unwrap();
+        let mut r = BufReader::new(s);
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            assert!(r.read_line(&mut l).unwrap() > 0, "memcached closed");
+            let l = l.trim_end().to_string();
+            let done = l == last || l.starts_with("SERVER_ERROR") || l.starts_with("CLIENT_ERROR");
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        let prefix = format!("STAT {name} ");
+        self.raw(b"stats\r\n", "END")
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse().unwrap()))
+            .unwrap_or_else(|| panic!("no stat {name}"))
+    }
+
+    /// Every key memcached holds.
+    fn keys(&self) -> Vec<String> {
+        self.raw(b"lru_crawler metadump all\r\n", "END")
+            .iter()
+            .filter_map(|l| l.strip_prefix("key="))
+            .map(|k| percent_decode(k.split(' ').next().unwrap()))
+            .collect()
+    }
+
+    fn set(&self, key: &str, value: &[u8]) {
+        let mut cmd = format!("set {key} 0 60 {}\r\n", value.len()).into_bytes();
+        cmd.extend_from_slice(value);
+        cmd.extend_from_slice(b"\r\n");
+        assert_eq!(self.raw(&cmd, "STORED").last().unwrap(), "STORED");
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let lines = self.raw(format!("get {key}\r\n").as_bytes(), "END");
+        lines.get(1).filter(|_| lines.len() == 3).cloned()
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A `pdns-ha pipe` coprocess after `HELO 5`.
+struct Coproc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Coproc {
+    fn start(db: &Path, extra: &[&str]) -> Coproc {
+        let mut child = Command::new(BIN)
+            .arg("--db")
+            .arg(db)
+            .arg("pipe")
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines() {
+                let Ok(l) = l else { return };
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut c = Coproc {
+            child,
+            stdin,
+            lines,
+        };
+        c.send("HELO\t5");
+        let banner = c.line();
+        assert!(banner.starts_with("OK\t"), "{banner}");
+        c
+    }
+
+    fn with_memcached(db: &Path, servers: &str, timeout_ms: u64, backoff_ms: u64) -> Coproc {
+        Coproc::start(
+            db,
+            &[
+                "--memcached",
+                servers,
+                "--memcached-timeout-ms",
+                &timeout_ms.to_string(),
+                "--memcached-backoff-ms",
+                &backoff_ms.to_string(),
+            ],
+        )
+    }
+
+    fn send(&mut self, l: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{l}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the coprocess did not answer within 10 s")
+    }
+
+    /// Asks ANY for `qname` from `client` (no ECS: the subnet is client/32);
+    /// the answer's lines up to END, and how long it took.
+    fn ask(&mut self, qname: &str, client: &str) -> (Vec<String>, Duration) {
+        let start = Instant::now();
+        self.send(&format!(
+            "Q\t{qname}\tIN\tANY\t1\t{client}\t0.0.0.0\t{client}/32"
+        ));
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line();
+            if l == "END" || l == "FAIL" {
+                lines.push(l);
+                return (lines, start.elapsed());
+            }
+            lines.push(l);
+        }
+    }
+
+    /// Closes stdin and waits for the exit (the counters are written then).
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no exit on EOF");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Coproc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_json(db: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn status_prometheus(db: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(["status", "--prometheus"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn counter(status: &serde_json::Value, name: &str) -> u64 {
+    status["memcached"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no memcached.{name} in {status}"))
+}
+
+/// The SRV targets of an answer, in order, with their priorities.
+fn srv_order(lines: &[String]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter(|l| l.contains("\tSRV\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[8].to_string(),
+                f[9].rsplit(' ').next().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn expected_srv() -> Vec<(String, String)> {
+    [
+        ("0", "van1.voip.example.com"),
+        ("1", "mtl1.voip.example.com"),
+        ("2", "tor1.voip.example.com"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect()
+}
+
+/// A distinct /24 in 10.0.0.0/8 for question `i` (so that the in-process
+/// cache never answers and every question goes to memcached).
+fn client(i: usize) -> String {
+    format!("10.{}.{}.7", 1 + i / 250, i % 250)
+}
+
+/// The 8-hex-digit network key of `client(i)`'s /24, as in the cache key.
+fn key_suffix(i: usize) -> String {
+    let net = (10u32 << 24) | (((1 + i / 250) as u32) << 16) | (((i % 250) as u32) << 8);
+    format!(".4.{net:x}.24")
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn two_coprocesses_share_one_decision_through_memcached() {
+    let dir = TempDir::new("share");
+    let db = site_db(&dir);
+    let mc = Memcached::start(free_port());
+    let servers = format!("127.0.0.1:{}", mc.port);
+    let mut reference = Coproc::start(&db, &[]);
+
+    let mut a = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let (srv_a, _) = a.ask(SRV, "10.20.30.40");
+    let (pool_a, _) = a.ask(POOL, "10.20.30.40");
+    assert_eq!(srv_order(&srv_a), expected_srv());
+    assert_eq!(pool_a.len(), 2, "{pool_a:?}");
+    assert!(pool_a[0].ends_with("\t203.0.113.20"), "{pool_a:?}");
+    assert_eq!(srv_a, reference.ask(SRV, "10.20.30.40").0);
+    assert_eq!(pool_a, reference.ask(POOL, "10.20.30.40").0);
+    // A missed, computed and stored both decisions.
+    let start = Instant::now();
+    while mc.stat("curr_items") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(2), "A stored nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(mc.stat("get_misses"), 2);
+    assert_eq!(mc.stat("get_hits"), 0);
+    for k in mc.keys() {
+        assert!(
+            k.len() <= 250 && k.bytes().all(|b| b.is_ascii_graphic()),
+            "{k}"
+        );
+    }
+
+    // B: a second coprocess (another PowerDNS thread or server) gets the
+    // same answers, read from memcached.
+    let mut b = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let (srv_b, _) = b.ask(SRV, "10.20.30.40");
+    let (pool_b, _) = b.ask(POOL, "10.20.30.40");
+    assert_eq!(srv_b, srv_a);
+    assert_eq!(pool_b, pool_a);
+    assert_eq!(mc.stat("get_hits"), 2, "B's answers came from memcached");
+    assert_eq!(mc.stat("get_misses"), 2);
+    // B's in-process cache is in front of memcached: asking again within
+    // the decision cache lifetime does not reach memcached.
+    let _ = b.ask(SRV, "10.20.30.40");
+    assert_eq!(mc.stat("cmd_get"), 4);
+
+    a.finish();
+    b.finish();
+    // The processes' own counters, summed by `status`.
+    let s = status_json(&db);
+    assert_eq!(counter(&s, "hits"), 2, "{s}");
+    assert_eq!(counter(&s, "misses"), 2, "{s}");
+    assert_eq!(counter(&s, "errors"), 0, "{s}");
+    assert_eq!(counter(&s, "rejected"), 0, "{s}");
+    assert_eq!(s["memcached"]["backing_off"], false);
+    let p = status_prometheus(&db);
+    assert!(p.contains("\npdns_ha_memcached_hits_total 2\n"), "{p}");
+    assert!(p.contains("\npdns_ha_memcached_misses_total 2\n"), "{p}");
+    assert!(p.contains("\npdns_ha_memcached_backing_off 0\n"), "{p}");
+}
+
+#[test]
+fn memcached_killed_and_restarted_in_a_stream_of_questions() {
+    let dir = TempDir::new("restart");
+    let db = site_db(&dir);
+    let port = free_port();
+    let mut mc = Memcached::start(port);
+    let backoff = Duration::from_millis(600);
+    let mut c = Coproc::with_memcached(
+        &db,
+        &format!("127.0.0.1:{port}"),
+        TIMEOUT_MS,
+        backoff.as_millis() as u64,
+    );
+    let mut reference = Coproc::start(&db, &[]);
+    let limit = Duration::from_millis(TIMEOUT_MS + MARGIN_MS);
+    let mut i = 0;
+    let mut worst = Duration::ZERO;
+    let mut ask = |c: &mut Coproc, reference: &mut Coproc| {
+        let (got, took) = c.ask(SRV, &client(i));
+        assert!(took < limit, "question {i} took {took:?}");
+        worst = worst.max(took);
+        assert_eq!(srv_order(&got), expected_srv(), "question {i}");
+        assert_eq!(got, reference.ask(SRV, &client(i)).0, "question {i}");
+        i += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    for _ in 0..40 {
+        ask(&mut c, &mut reference);
+    }
+    assert!(mc.stat("cmd_get") >= 40);
+    mc.kill();
+    // Down: refused connections, for two back-off periods.
+    let down = Instant::now();
+    while down.elapsed() < 2 * backoff {
+        ask(&mut c, &mut reference);
+    }
+    let mc = Memcached::start(port);
+    // Up again: asked again once the back-off is over.
+    let up = Instant::now();
+    while up.elapsed() < backoff + Duration::from_millis(800) {
+        ask(&mut c, &mut reference);
+    }
+    assert!(
+        mc.stat("cmd_get") > 0 && mc.stat("curr_items") > 0,
+        "memcached not used again after the back-off"
+    );
+    c.finish();
+    let s = status_json(&db);
+    assert!(counter(&s, "errors") >= 1, "{s}");
+    assert!(counter(&s, "misses") >= 40, "{s}");
+    eprintln!(
+        "{i} questions, slowest {worst:?}, counters {}",
+        s["memcached"]
+    );
+}
+
+/// Accepts connections and keeps them open; never reads nor writes.
+fn silent_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// Answers every line with something that is not memcached's protocol.
+fn babbling_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0
+                        || s.write_all(b"VALUE nothing 0 3\r\nDATA\tevil\r\nEND\r\n")
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_memcached_that_never_answers_or_answers_nonsense_costs_at_most_the_timeout() {
+    let dir = TempDir::new("silent");
+    let db = site_db(&dir);
+    let mut reference = Coproc::start(&db, &[]);
+    let limit = Duration::from_millis(TIMEOUT_MS + MARGIN_MS);
+    let refused = free_port();
+    for (what, port) in [
+        ("silent", silent_server()),
+        ("babbling", babbling_server()),
+        ("refusing", refused),
+    ] {
+        let backoff = 200;
+        let mut c = Coproc::with_memcached(&db, &format!("127.0.0.1:{port}"), TIMEOUT_MS, backoff);
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < Duration::from_millis(900) {
+            let (got, took) = c.ask(SRV, &client(n));
+            assert!(took < limit, "{what}: question {n} took {took:?}");
+            assert_eq!(
+                got,
+                reference.ask(SRV, &client(n)).0,
+                "{what}: question {n}"
+            );
+            assert!(!got.iter().any(|l| l.contains("evil")));
+            n += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        c.finish();
+        let s = status_json(&db);
+        assert_eq!(counter(&s, "hits"), 0, "{what}: {s}");
+        // An error, then a back-off, then a retry: several errors in 900 ms,
+        // far fewer than questions.
+        let errors = counter(&s, "errors");
+        assert!(
+            errors >= 2 && errors * 4 < n as u64,
+            "{what}: {errors} errors for {n} questions"
+        );
+    }
+}
+
+#[test]
+fn the_pipe_starts_and_status_shows_the_back_off_with_memcached_down() {
+    let dir = TempDir::new("down");
+    let db = site_db(&dir);
+    let mut c = Coproc::with_memcached(
+        &db,
+        &format!("127.0.0.1:{}", free_port()),
+        TIMEOUT_MS,
+        60_000,
+    );
+    let (got, took) = c.ask(SRV, "10.1.1.1");
+    assert_eq!(srv_order(&got), expected_srv());
+    assert!(took < Duration::from_millis(TIMEOUT_MS + MARGIN_MS));
+    c.finish();
+    let s = status_json(&db);
+    assert_eq!(counter(&s, "errors"), 1, "{s}");
+    assert_eq!(s["memcached"]["backing_off"], true, "{s}");
+    let p = status_prometheus(&db);
+    assert!(p.contains("\npdns_ha_memcached_backing_off 1\n"), "{p}");
+    assert!(p.contains("\npdns_ha_memcached_errors_total 1\n"), "{p}");
+}
+
+#[test]
+fn garbage_oversized_and_foreign_values_are_ignored() {
+    let dir = TempDir::new("planted");
+    let db = site_db(&dir);
+    let mc = Memcached::start(free_port());
+    let servers = format!("127.0.0.1:{}", mc.port);
+    let mut reference = Coproc::start(&db, &[]);
+    let mut a = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    const K: usize = 7;
+    let answers: Vec<Vec<String>> = (0..K).map(|i| a.ask(SRV, &client(i)).0).collect();
+    let start = Instant::now();
+    while mc.stat("curr_items") < K as u64 {
+        assert!(start.elapsed() < Duration::from_secs(2), "A stored nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let keys = mc.keys();
+    let key = |i: usize| {
+        keys.iter()
+            .find(|k| k.ends_with(&key_suffix(i)))
+            .unwrap_or_else(|| panic!("no key for {} in {keys:?}", client(i)))
+            .clone()
+    };
+    let valid = |i: usize| mc.get(&key(i)).unwrap();
+    let v3 = valid(3);
+    let v4 = valid(4);
+    let v5 = valid(5);
+    let v6 = valid(6);
+    assert!(v3.starts_with("v1 "), "{v3}");
+    let mut f4: Vec<String> = v4.split(' ').map(String::from).collect();
+    f4[2] = (f4[2].parse::<i64>().unwrap() + 1).to_string();
+    let mut f5: Vec<String> = v5.split(' ').map(String::from).collect();
+    f5[7] = "999:0:100".into();
+    let planted: Vec<Vec<u8>> = vec![
+        b"garbage".to_vec(),
+        vec![b'x'; 200_000],
+        v3.into_bytes(), // goes to key 2: written for another key
+        b"v1 0 0 0 0 0 0 0".to_vec(),
+        f4.join(" ").into_bytes(), // another generation
+        f5.join(" ").into_bytes(), // a node the site does not have
+        format!("{v6}\nDATA\t0\t1\tevil.voip.example.com\tIN\tA\t1\t1\t6.6.6.6").into_bytes(),
+    ];
+    for (i, v) in planted.iter().enumerate() {
+        mc.set(&key(i), v);
+    }
+
+    let mut b = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    for (i, want) in answers.iter().enumerate() {
+        let (got, took) = b.ask(SRV, &client(i));
+        assert_eq!(&got, want, "client {i}");
+        assert_eq!(got, reference.ask(SRV, &client(i)).0);
+        assert!(
+            !got.iter()
+                .any(|l| l.contains("evil") || l.contains("6.6.6.6"))
+        );
+        assert!(
+            took < Duration::from_millis(TIMEOUT_MS + MARGIN_MS),
+            "{took:?}"
+        );
+    }
+    // The recomputed decisions replaced what was planted.
+    for i in 0..K {
+        let v = mc.get(&key(i)).unwrap();
+        assert!(v.starts_with("v1 ") && !v.contains("999:"), "{i}: {v}");
+    }
+    a.finish();
+    b.finish();
+    let s = status_json(&db);
+    assert_eq!(counter(&s, "rejected"), K as u64, "{s}");
+    assert_eq!(counter(&s, "hits"), 0, "{s}");
+    assert_eq!(counter(&s, "errors"), 0, "{s}");
+}
