@@ -143,20 +143,8 @@ pub fn rank(input: &Input) -> Decision {
     if eligible.is_empty() {
         d.failed_open = true;
         d.left_out.clear();
-        let mut all: Vec<usize> = (0..input.candidates.len()).collect();
-        static_order(input.candidates, &mut all);
-        d.ranked = all
-            .iter()
-            .map(|&i| {
-                let c = input.candidates[i];
-                Ranked {
-                    node: c.node,
-                    tier: c.priority,
-                    weight: c.weight,
-                    reason: Reason::FailOpen,
-                }
-            })
-            .collect();
+        let all: Vec<usize> = (0..input.candidates.len()).collect();
+        d.ranked = as_in_site(input.candidates, all, Reason::FailOpen);
         d.scope = if input.policy == Policy::Static {
             0
         } else {
@@ -166,25 +154,27 @@ pub fn rank(input: &Input) -> Decision {
     }
     match input.policy {
         Policy::Static => {
-            static_order(input.candidates, &mut eligible);
-            d.ranked = eligible
-                .iter()
-                .map(|&i| {
-                    let c = input.candidates[i];
-                    Ranked {
-                        node: c.node,
-                        tier: c.priority,
-                        weight: c.weight,
-                        reason: Reason::Static,
-                    }
-                })
-                .collect();
+            d.ranked = as_in_site(input.candidates, eligible, Reason::Static);
             d.scope = 0;
         }
         Policy::Latency => latency(input, &eligible, &mut d),
         Policy::Load => load(input, &eligible, &mut d),
     }
     d
+}
+
+/// The candidates at these positions with the site file's priorities and
+/// weights, in site order.
+fn as_in_site(c: &[Candidate], mut idx: Vec<usize>, reason: Reason) -> Vec<Ranked> {
+    static_order(c, &mut idx);
+    idx.iter()
+        .map(|&i| Ranked {
+            node: c[i].node,
+            tier: c[i].priority,
+            weight: c[i].weight,
+            reason,
+        })
+        .collect()
 }
 
 /// Sorts candidate positions by site priority, then listing order.
