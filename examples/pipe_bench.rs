@@ -1,6 +1,7 @@
 //! Drives a pipe coprocess the way PowerDNS does: HELO, then one question at
 //! a time, waiting for END (or FAIL) before the next. Prints throughput,
-//! per-question latency and the coprocess's memory.
+//! per-question latency and the coprocess's memory (resident, peak resident,
+//! and private: `RssAnon`, what each extra coprocess costs).
 //!
 //! ```text
 //! pipe_bench [--questions N] [--qname NAME] [--qtype TYPE] [--subnets N]
@@ -104,13 +105,14 @@ fn main() {
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
     println!(
-        "questions={questions} qps={:.0} median_us={:.1} p99_us={:.1} max_us={:.1} records_per_answer={:.2} rss_kib={} hwm_kib={}",
+        "questions={questions} qps={:.0} median_us={:.1} p99_us={:.1} max_us={:.1} records_per_answer={:.2} rss_kib={} hwm_kib={} anon_kib={}",
         questions as f64 / secs,
         pct(0.5),
         pct(0.99),
         pct(1.0),
         records as f64 / questions as f64,
         field("VmRSS:"),
-        field("VmHWM:")
+        field("VmHWM:"),
+        field("RssAnon:")
     );
 }

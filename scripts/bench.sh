@@ -15,8 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-need_packages valgrind time dnsperf pdns-server pdns-backend-pipe bind9-dnsutils
+need_packages valgrind time dnsperf pdns-server pdns-backend-pipe bind9-dnsutils memcached
 
+export RUST_LOG=${RUST_LOG:-warn}
 QUESTIONS=${QUESTIONS:-100000}
 RUNS=${RUNS:-3}
 BIG_NETWORKS=${BIG_NETWORKS:-1000000}
@@ -29,8 +30,10 @@ NULL=$(pwd)/target/release/examples/null_pipe
 
 DIR=$(mktemp -d /tmp/pdns-ha-bench.XXXXXX)
 PDNS_PID=""
+MC_PID=""
 cleanup() {
     [ -n "$PDNS_PID" ] && kill "$PDNS_PID" 2>/dev/null || true
+    [ -n "$MC_PID" ] && kill "$MC_PID" 2>/dev/null || true
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -60,8 +63,8 @@ SITE
 
 # Latency for N client networks 10.x.y.0/24 (the networks pipe_bench asks
 # about), three nodes each.
-make_db() { # DB N
-    "$BIN" --db "$1" apply "$DIR/site.toml" >/dev/null
+make_db() { # DB N [SITE]
+    "$BIN" --db "$1" apply "${3:-$DIR/site.toml}" >/dev/null
     awk -v n="$2" 'BEGIN {
         for (k = 0; k < n; k++) {
             a = 10 + int(k / 65536); b = int(k / 256) % 256; c = k % 256
@@ -92,8 +95,9 @@ f=$(echo "$floor" | field qps)
 report() { # NAME LINE
     local q
     q=$(echo "$2" | field qps)
-    printf '%-44s %8s qps  ratio %.3f  median %6s us  p99 %6s us  rss %s KiB\n' "$1" "$q" "$(awk -v a="$q" -v b="$f" 'BEGIN { print a / b }')" \
-        "$(echo "$2" | field median_us)" "$(echo "$2" | field p99_us)" "$(echo "$2" | field rss_kib)"
+    printf '%-44s %8s qps  ratio %.3f  median %6s us  p99 %6s us  rss %s KiB (private %s)\n' "$1" "$q" \
+        "$(awk -v a="$q" -v b="$f" 'BEGIN { print a / b }')" "$(echo "$2" | field median_us)" \
+        "$(echo "$2" | field p99_us)" "$(echo "$2" | field rss_kib)" "$(echo "$2" | field anon_kib)"
 }
 report "floor (do-nothing coprocess)" "$floor"
 report "static SRV" "$static"
@@ -125,8 +129,24 @@ report "latency SRV, $BIG_NETWORKS networks in db" "$big"
 echo "peak resident: $rs KiB with 1000 networks, $rb KiB with $BIG_NETWORKS: difference $((rb - rs)) KiB"
 
 echo
+echo "== memcached: latency SRV over 8192 networks, decisions kept 100 ms in process (so most are not)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sed 's/^\[service."_sip._udp/[policy]\ndecision_cache_ms = 100\n\n&/' "$DIR/site.toml" > "$DIR/site-mc.toml"
+make_db "$DIR/mc.db" 8192 "$DIR/site-mc.toml"
+MC_PORT=$(free_port)
+taskset -c 0 memcached -p "$MC_PORT" -l 127.0.0.1 -U 0 -u nobody -t 1 -m 64 &
+MC_PID=$!
+sleep 0.5
+mc() { taskset -c 0 "$BENCH" --questions 8192 --subnets 8192 --qname _sip._udp.voip.example.com -- taskset -c 0 "$BIN" pipe --db "$DIR/mc.db" "$@"; }
+report "no memcached (computed)" "$(mc)"
+report "memcached, first process (misses)" "$(mc --memcached "127.0.0.1:$MC_PORT")"
+report "memcached, second process (hits)" "$(mc --memcached "127.0.0.1:$MC_PORT")"
+kill "$MC_PID"; wait "$MC_PID" 2>/dev/null || true; MC_PID=""
+report "memcached down (connection refused)" "$(mc --memcached "127.0.0.1:$MC_PORT")"
+
+echo
 echo "== end to end: dnsperf against pdns_server with pdns-ha ($DNSPERF_SECONDS s each)"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 mkdir -p "$DIR/pdns"
 cat > "$DIR/pdns/pdns.conf" <<CONF
 launch=pipe
