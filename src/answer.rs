@@ -1,6 +1,7 @@
 //! Answering: from a question and a client network to the records PowerDNS
 //! gets. Owns the coprocess's view of the store (topology, node states), the
-//! bounded in-process decision cache, and the seen-networks counter.
+//! bounded in-process caches (decisions, rendered answers), and the
+//! seen-networks counter.
 //!
 //! The store is read through prepared statements only; the topology is
 //! reloaded when `apply` or a drain bumps the generation (checked through
@@ -76,8 +77,6 @@ pub struct Detail {
     pub latency: Vec<Option<LatencyEntry>>,
     /// Per node index.
     pub views: Rc<Vec<NodeView>>,
-    /// Where the decision came from: "computed", "cache", "memcached".
-    pub origin: &'static str,
 }
 
 /// The answering engine of one coprocess (or of `explain`).
@@ -677,7 +676,6 @@ impl Engine {
             decision,
             latency: entries,
             views,
-            origin: "computed",
         }
     }
 
