@@ -99,8 +99,12 @@ done
 ask() { # TITLE SUBNET NAME TYPE
     echo
     echo "== $1: dig +subnet=$2 $3 $4"
-    dig @127.0.0.1 -p "$PORT" +norec +subnet="$2" "$3" "$4" |
-        awk '/CLIENT-SUBNET/ {print "   ECS " $3 " (scope after the last /)"} /^[^;].*IN/ {print "   " $0}'
+    local out
+    out=$(dig @127.0.0.1 -p "$PORT" +norec +subnet="$2" "$3" "$4")
+    echo "$out" | awk '/CLIENT-SUBNET/ {print "   ECS " $3 " (the scope is after the last /)"}'
+    # PowerDNS shuffles records over UDP: show SRV by priority, then the rest.
+    echo "$out" | awk '/^[^;].*\tSRV\t/ {print "   " $0}' | sort -t$'\t' -k5,5n
+    echo "$out" | awk '/^[^;].*\tIN\t(A|AAAA)\t/ {print "   " $0}'
 }
 ask "a phone in Vancouver" 24.64.1.0/24 _sip._udp.voip.example.com SRV
 ask "a phone in Montreal" 184.161.2.0/24 _sip._udp.voip.example.com SRV
