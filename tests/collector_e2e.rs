@@ -1,4 +1,4 @@
-//! Issue 4 acceptance, end to end: `pdns-ha collect` (the built binary, a
+//! The collector end to end: `pdns-ha collect` (the built binary, a
 //! child process) measuring a real Kamailio and fake FreeSWITCH event
 //! sockets on 127.0.0.1, writing the SQLite store, and a real PowerDNS
 //! (`pdns-ha pipe`) answering from it.

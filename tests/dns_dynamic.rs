@@ -1,4 +1,4 @@
-//! Issue 3 acceptance: dynamic answers through a real PowerDNS 4.7 (pipe
+//! Dynamic answers through a real PowerDNS 4.7 (pipe
 //! ABI 5, ECS on): latency ordering per client network with the ECS scope of
 //! the entry used, named networks, health, fail open, drains, the load
 //! policy, and `explain` agreeing with the DNS.

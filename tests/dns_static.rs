@@ -1,4 +1,4 @@
-//! Issue 2 acceptance: static data answered through a real PowerDNS 4.7
+//! Static data answered through a real PowerDNS 4.7
 //! (pipe backend, ABI 5 unless said otherwise): SOA, NS, static SRV, node and
 //! pool addresses, static records, NODATA for empty non-terminals, NXDOMAIN,
 //! REFUSED, 0x20, topology changes without restart, a database created after

@@ -1,4 +1,4 @@
-//! The memcached lookup cache (issue 5), end to end: real `pdns-ha pipe`
+//! The memcached lookup cache, end to end: real `pdns-ha pipe`
 //! coprocesses driven over stdin/stdout (ABI 5), a real memcached started
 //! here on a free port of 127.0.0.1, and fake memcacheds that never answer
 //! or answer nonsense. Every answer is compared with the answer of a
