@@ -165,12 +165,7 @@ impl Engine {
     }
 
     fn log_error(&mut self, what: &str, e: &anyhow::Error) {
-        let now = Instant::now();
-        if self
-            .last_error_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
-        {
-            self.last_error_log = Some(now);
+        if due(&mut self.last_error_log) {
             log::error!("{what}: {e:#}");
         }
     }
@@ -693,12 +688,7 @@ impl Engine {
     }
 
     fn log_fail_open(&mut self, name: &str) {
-        let now = Instant::now();
-        if self
-            .last_fail_open_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
-        {
-            self.last_fail_open_log = Some(now);
+        if due(&mut self.last_fail_open_log) {
             log::warn!("{name}: every node is down or drained; answering all of them (fail open)");
         }
     }
@@ -833,6 +823,17 @@ fn write_addresses<'a>(
             });
         }
     }
+}
+
+/// Rate limit of repeated log lines: true (and the time noted) at most
+/// every 10 s.
+fn due(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 fn file_id(path: &Path) -> Option<(u64, u64)> {

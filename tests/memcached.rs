@@ -4,15 +4,15 @@
 //! or answer nonsense. Every answer is compared with the answer of a
 //! coprocess without memcached.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pdns-ha");
+use support::{Coproc, Db};
+
 const SRV: &str = "_sip._udp.voip.example.com";
 const POOL: &str = "sip.voip.example.com";
 /// `--memcached-timeout-ms` used by the tests.
@@ -55,60 +55,14 @@ answers = 1
 
 // ---------------------------------------------------------------- fixtures
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "pdns-ha-mc-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A database with the site above and latency for 10.0.0.0/8: van1 5 ms,
 /// mtl1 20 ms, tor1 40 ms (three tiers).
-fn site_db(dir: &TempDir) -> PathBuf {
-    let site = dir.0.join("site.toml");
-    std::fs::write(&site, SITE).unwrap();
-    let db = dir.0.join("db.sqlite");
-    let ok = Command::new(BIN)
-        .arg("--db")
-        .arg(&db)
-        .arg("apply")
-        .arg(&site)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let mut ingest = Command::new(BIN)
-        .arg("--db")
-        .arg(&db)
-        .arg("ingest")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ingest
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"latency van1 10.0.0.0/8 5\nlatency mtl1 10.0.0.0/8 20\nlatency tor1 10.0.0.0/8 40\n",
-        )
-        .unwrap();
-    assert!(ingest.wait().unwrap().success());
+fn site_db(tag: &str) -> Db {
+    let db = Db::new(&format!("mc-{tag}"));
+    db.apply_ok(SITE);
+    db.ingest_ok(
+        "latency van1 10.0.0.0/8 5\nlatency mtl1 10.0.0.0/8 20\nlatency tor1 10.0.0.0/8 40\n",
+    );
     db
 }
 
@@ -224,129 +178,41 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// A `pdns-ha pipe` coprocess after `HELO 5`.
-struct Coproc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+fn with_memcached(db: &Db, servers: &str, timeout_ms: u64, backoff_ms: u64) -> Coproc {
+    Coproc::start(
+        &db.path,
+        5,
+        &[
+            "--memcached",
+            servers,
+            "--memcached-timeout-ms",
+            &timeout_ms.to_string(),
+            "--memcached-backoff-ms",
+            &backoff_ms.to_string(),
+        ],
+    )
 }
 
-impl Coproc {
-    fn start(db: &Path, extra: &[&str]) -> Coproc {
-        let mut child = Command::new(BIN)
-            .arg("--db")
-            .arg(db)
-            .arg("pipe")
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in out.lines() {
-                let Ok(l) = l else { return };
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut c = Coproc {
-            child,
-            stdin,
-            lines,
-        };
-        c.send("HELO\t5");
-        let banner = c.line();
-        assert!(banner.starts_with("OK\t"), "{banner}");
-        c
-    }
+trait Ask {
+    /// Asks ANY for `qname` from `client` (no ECS: the subnet is
+    /// client/32); the answer's lines up to END, and how long it took.
+    fn ask(&mut self, qname: &str, client: &str) -> (Vec<String>, Duration);
+}
 
-    fn with_memcached(db: &Path, servers: &str, timeout_ms: u64, backoff_ms: u64) -> Coproc {
-        Coproc::start(
-            db,
-            &[
-                "--memcached",
-                servers,
-                "--memcached-timeout-ms",
-                &timeout_ms.to_string(),
-                "--memcached-backoff-ms",
-                &backoff_ms.to_string(),
-            ],
-        )
-    }
-
-    fn send(&mut self, l: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{l}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn line(&mut self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the coprocess did not answer within 10 s")
-    }
-
-    /// Asks ANY for `qname` from `client` (no ECS: the subnet is client/32);
-    /// the answer's lines up to END, and how long it took.
+impl Ask for Coproc {
     fn ask(&mut self, qname: &str, client: &str) -> (Vec<String>, Duration) {
         let start = Instant::now();
-        self.send(&format!(
+        let lines = self.exchange(&format!(
             "Q\t{qname}\tIN\tANY\t1\t{client}\t0.0.0.0\t{client}/32"
         ));
-        let mut lines = Vec::new();
-        loop {
-            let l = self.line();
-            if l == "END" || l == "FAIL" {
-                lines.push(l);
-                return (lines, start.elapsed());
-            }
-            lines.push(l);
-        }
-    }
-
-    /// Closes stdin and waits for the exit (the counters are written then).
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let start = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(start.elapsed() < Duration::from_secs(10), "no exit on EOF");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        (lines, start.elapsed())
     }
 }
 
-impl Drop for Coproc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn status_json(db: &Path) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn status_prometheus(db: &Path) -> String {
-    let out = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(["status", "--prometheus"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+fn status_prometheus(db: &Db) -> String {
+    let out = db.run(&["status", "--prometheus"]);
+    support::assert_ok("pdns-ha status --prometheus", &out);
+    support::stdout(&out)
 }
 
 fn counter(status: &serde_json::Value, name: &str) -> u64 {
@@ -397,13 +263,12 @@ fn key_suffix(i: usize) -> String {
 
 #[test]
 fn two_coprocesses_share_one_decision_through_memcached() {
-    let dir = TempDir::new("share");
-    let db = site_db(&dir);
+    let db = site_db("share");
     let mc = Memcached::start(free_port());
     let servers = format!("127.0.0.1:{}", mc.port);
-    let mut reference = Coproc::start(&db, &[]);
+    let mut reference = Coproc::start(&db.path, 5, &[]);
 
-    let mut a = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let mut a = with_memcached(&db, &servers, RELAXED_MS, 5000);
     let (srv_a, _) = a.ask(SRV, "10.20.30.40");
     let (pool_a, _) = a.ask(POOL, "10.20.30.40");
     assert_eq!(srv_order(&srv_a), expected_srv());
@@ -428,7 +293,7 @@ fn two_coprocesses_share_one_decision_through_memcached() {
 
     // B: a second coprocess (another PowerDNS thread or server) gets the
     // same answers, read from memcached.
-    let mut b = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let mut b = with_memcached(&db, &servers, RELAXED_MS, 5000);
     let (srv_b, _) = b.ask(SRV, "10.20.30.40");
     let (pool_b, _) = b.ask(POOL, "10.20.30.40");
     assert_eq!(srv_b, srv_a);
@@ -440,10 +305,10 @@ fn two_coprocesses_share_one_decision_through_memcached() {
     let _ = b.ask(SRV, "10.20.30.40");
     assert_eq!(mc.stat("cmd_get"), 4);
 
-    a.finish();
-    b.finish();
+    a.close();
+    b.close();
     // The processes' own counters, summed by `status`.
-    let s = status_json(&db);
+    let s = db.status_json();
     assert_eq!(counter(&s, "hits"), 2, "{s}");
     assert_eq!(counter(&s, "misses"), 2, "{s}");
     assert_eq!(counter(&s, "errors"), 0, "{s}");
@@ -457,18 +322,17 @@ fn two_coprocesses_share_one_decision_through_memcached() {
 
 #[test]
 fn memcached_killed_and_restarted_in_a_stream_of_questions() {
-    let dir = TempDir::new("restart");
-    let db = site_db(&dir);
+    let db = site_db("restart");
     let port = free_port();
     let mut mc = Memcached::start(port);
     let backoff = Duration::from_millis(600);
-    let mut c = Coproc::with_memcached(
+    let mut c = with_memcached(
         &db,
         &format!("127.0.0.1:{port}"),
         TIMEOUT_MS,
         backoff.as_millis() as u64,
     );
-    let mut reference = Coproc::start(&db, &[]);
+    let mut reference = Coproc::start(&db.path, 5, &[]);
     let limit = Duration::from_millis(TIMEOUT_MS + MARGIN_MS);
     let mut i = 0;
     let mut worst = Duration::ZERO;
@@ -501,8 +365,8 @@ fn memcached_killed_and_restarted_in_a_stream_of_questions() {
         mc.stat("cmd_get") > 0 && mc.stat("curr_items") > 0,
         "memcached not used again after the back-off"
     );
-    c.finish();
-    let s = status_json(&db);
+    c.close();
+    let s = db.status_json();
     assert!(counter(&s, "errors") >= 1, "{s}");
     assert!(counter(&s, "misses") >= 40, "{s}");
     eprintln!(
@@ -549,9 +413,8 @@ fn babbling_server() -> u16 {
 
 #[test]
 fn a_memcached_that_never_answers_or_answers_nonsense_costs_at_most_the_timeout() {
-    let dir = TempDir::new("silent");
-    let db = site_db(&dir);
-    let mut reference = Coproc::start(&db, &[]);
+    let db = site_db("silent");
+    let mut reference = Coproc::start(&db.path, 5, &[]);
     let limit = Duration::from_millis(TIMEOUT_MS + MARGIN_MS);
     let refused = free_port();
     for (what, port) in [
@@ -560,7 +423,7 @@ fn a_memcached_that_never_answers_or_answers_nonsense_costs_at_most_the_timeout(
         ("refusing", refused),
     ] {
         let backoff = 200;
-        let mut c = Coproc::with_memcached(&db, &format!("127.0.0.1:{port}"), TIMEOUT_MS, backoff);
+        let mut c = with_memcached(&db, &format!("127.0.0.1:{port}"), TIMEOUT_MS, backoff);
         let start = Instant::now();
         let mut n = 0;
         while start.elapsed() < Duration::from_millis(900) {
@@ -575,8 +438,8 @@ fn a_memcached_that_never_answers_or_answers_nonsense_costs_at_most_the_timeout(
             n += 1;
             std::thread::sleep(Duration::from_millis(1));
         }
-        c.finish();
-        let s = status_json(&db);
+        c.close();
+        let s = db.status_json();
         assert_eq!(counter(&s, "hits"), 0, "{what}: {s}");
         // An error, then a back-off, then a retry: several errors in 900 ms,
         // far fewer than questions.
@@ -590,9 +453,8 @@ fn a_memcached_that_never_answers_or_answers_nonsense_costs_at_most_the_timeout(
 
 #[test]
 fn the_pipe_starts_and_status_shows_the_back_off_with_memcached_down() {
-    let dir = TempDir::new("down");
-    let db = site_db(&dir);
-    let mut c = Coproc::with_memcached(
+    let db = site_db("down");
+    let mut c = with_memcached(
         &db,
         &format!("127.0.0.1:{}", free_port()),
         TIMEOUT_MS,
@@ -601,8 +463,8 @@ fn the_pipe_starts_and_status_shows_the_back_off_with_memcached_down() {
     let (got, took) = c.ask(SRV, "10.1.1.1");
     assert_eq!(srv_order(&got), expected_srv());
     assert!(took < Duration::from_millis(TIMEOUT_MS + MARGIN_MS));
-    c.finish();
-    let s = status_json(&db);
+    c.close();
+    let s = db.status_json();
     assert_eq!(counter(&s, "errors"), 1, "{s}");
     assert_eq!(s["memcached"]["backing_off"], true, "{s}");
     let p = status_prometheus(&db);
@@ -612,12 +474,11 @@ fn the_pipe_starts_and_status_shows_the_back_off_with_memcached_down() {
 
 #[test]
 fn garbage_oversized_and_foreign_values_are_ignored() {
-    let dir = TempDir::new("planted");
-    let db = site_db(&dir);
+    let db = site_db("planted");
     let mc = Memcached::start(free_port());
     let servers = format!("127.0.0.1:{}", mc.port);
-    let mut reference = Coproc::start(&db, &[]);
-    let mut a = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let mut reference = Coproc::start(&db.path, 5, &[]);
+    let mut a = with_memcached(&db, &servers, RELAXED_MS, 5000);
     const K: usize = 7;
     let answers: Vec<Vec<String>> = (0..K).map(|i| a.ask(SRV, &client(i)).0).collect();
     let start = Instant::now();
@@ -655,7 +516,7 @@ fn garbage_oversized_and_foreign_values_are_ignored() {
         mc.set(&key(i), v);
     }
 
-    let mut b = Coproc::with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let mut b = with_memcached(&db, &servers, RELAXED_MS, 5000);
     for (i, want) in answers.iter().enumerate() {
         let (got, took) = b.ask(SRV, &client(i));
         assert_eq!(&got, want, "client {i}");
@@ -674,9 +535,9 @@ fn garbage_oversized_and_foreign_values_are_ignored() {
         let v = mc.get(&key(i)).unwrap();
         assert!(v.starts_with("v1 ") && !v.contains("999:"), "{i}: {v}");
     }
-    a.finish();
-    b.finish();
-    let s = status_json(&db);
+    a.close();
+    b.close();
+    let s = db.status_json();
     assert_eq!(counter(&s, "rejected"), K as u64, "{s}");
     assert_eq!(counter(&s, "hits"), 0, "{s}");
     assert_eq!(counter(&s, "errors"), 0, "{s}");

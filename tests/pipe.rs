@@ -2,13 +2,11 @@
 //! every ABI, malformed lines, a missing, late, locked or broken database,
 //! topology changes, content that must never reach the pipe, CMD.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+mod support;
+
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pdns-ha");
+use support::{Coproc, Db};
 
 const SITE: &str = r#"
 [zone."voip.example.com"]
@@ -40,122 +38,29 @@ type = "MX"
 content = "10 mail.voip.example.com"
 "#;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "pdns-ha-pipe-{tag}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("db.sqlite")
-    }
+/// A coprocess on `db` after `HELO abi`; every answer line within 2 s.
+fn pipe(db: &Db, abi: u8) -> Coproc {
+    let mut p = Coproc::start(&db.path, abi, &[]);
+    p.answer_within = Duration::from_secs(2);
+    p
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Questions as PowerDNS asks them, for the ABI of the coprocess.
+trait Ask {
+    fn q(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String>;
+    /// The DATA lines of an answer, without the END.
+    fn data(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String>;
+    /// Polls a question until `ok` holds, for at most `limit`.
+    fn until(
+        &mut self,
+        qname: &str,
+        qtype: &str,
+        limit: Duration,
+        ok: impl Fn(&[String]) -> bool,
+    ) -> Vec<String>;
 }
 
-fn pdns_ha(db: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut c = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    c.wait_with_output().unwrap()
-}
-
-fn apply(dir: &TempDir, site: &str) {
-    let f = dir.0.join("site.toml");
-    std::fs::write(&f, site).unwrap();
-    let out = pdns_ha(&dir.db(), &["apply", f.to_str().unwrap()], "");
-    assert!(
-        out.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A running coprocess.
-struct Pipe {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    abi: u8,
-}
-
-impl Pipe {
-    fn start(db: &Path, abi: u8) -> Pipe {
-        let mut child = Command::new(BIN)
-            .arg("--db")
-            .arg(db)
-            .arg("pipe")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut p = Pipe {
-            stdin: child.stdin.take(),
-            child,
-            lines: rx,
-            abi,
-        };
-        let banner = p.exchange(&format!("HELO\t{abi}"));
-        assert_eq!(banner.len(), 1);
-        assert!(banner[0].starts_with("OK\t"), "{banner:?}");
-        p
-    }
-
-    fn send(&mut self, line: &str) {
-        let s = self.stdin.as_mut().unwrap();
-        s.write_all(line.as_bytes()).unwrap();
-        s.write_all(b"\n").unwrap();
-        s.flush().unwrap();
-    }
-
-    /// Sends one line; returns the answer lines up to and including END or
-    /// FAIL (or the OK banner).
-    fn exchange(&mut self, line: &str) -> Vec<String> {
-        self.send(line);
-        let mut out = Vec::new();
-        loop {
-            let l = self
-                .lines
-                .recv_timeout(Duration::from_secs(2))
-                .unwrap_or_else(|_| panic!("no answer to {line:?} within 2 s (got {out:?})"));
-            let done = l == "END" || l == "FAIL" || l.starts_with("OK\t");
-            out.push(l);
-            if done {
-                return out;
-            }
-        }
-    }
-
+impl Ask for Coproc {
     fn q(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String> {
         let line = match self.abi {
             1 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1"),
@@ -165,14 +70,12 @@ impl Pipe {
         self.exchange(&line)
     }
 
-    /// The DATA lines of an answer, without the END.
     fn data(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String> {
         let a = self.q(qname, qtype, subnet);
         assert_eq!(a.last().map(String::as_str), Some("END"), "{a:?}");
         a[..a.len() - 1].to_vec()
     }
 
-    /// Polls a question until `ok` holds, for at most `limit`.
     fn until(
         &mut self,
         qname: &str,
@@ -189,28 +92,6 @@ impl Pipe {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-
-    fn close(mut self) -> std::process::ExitStatus {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the coprocess did not exit on EOF"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn fields(line: &str) -> Vec<&str> {
@@ -219,10 +100,10 @@ fn fields(line: &str) -> Vec<&str> {
 
 #[test]
 fn every_abi_answers_with_its_own_line_format() {
-    let dir = TempDir::new("abi");
-    apply(&dir, SITE);
+    let db = Db::new("pipe-abi");
+    db.apply_ok(SITE);
     for abi in 1..=5u8 {
-        let mut p = Pipe::start(&dir.db(), abi);
+        let mut p = pipe(&db, abi);
         let d = p.data("_sip._TCP.voip.example.com", "ANY", "24.64.1.0/24");
         assert_eq!(d.len(), 2, "abi {abi}: {d:?}");
         let f = fields(&d[0]);
@@ -245,9 +126,9 @@ fn every_abi_answers_with_its_own_line_format() {
 
 #[test]
 fn answers_each_kind_of_name() {
-    let dir = TempDir::new("names");
-    apply(&dir, SITE);
-    let mut p = Pipe::start(&dir.db(), 5);
+    let db = Db::new("pipe-names");
+    db.apply_ok(SITE);
+    let mut p = pipe(&db, 5);
     // SOA questions: only at the apex, never FAIL.
     let soa = p.data("voip.example.com", "SOA", "0.0.0.0/0");
     assert_eq!(soa.len(), 1);
@@ -303,9 +184,9 @@ fn answers_each_kind_of_name() {
 
 #[test]
 fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
-    let dir = TempDir::new("malformed");
-    apply(&dir, SITE);
-    let mut p = Pipe::start(&dir.db(), 5);
+    let db = Db::new("pipe-malformed");
+    db.apply_ok(SITE);
+    let mut p = pipe(&db, 5);
     for bad in [
         "Q\tonly\tthree",
         "Q\tx\tIN\tANY\tnot-a-number\t1.2.3.4\t0.0.0.0\t1.2.3.0/24",
@@ -320,20 +201,12 @@ fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
         assert_eq!(a[1], "FAIL");
     }
     // Invalid UTF-8.
-    p.stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"Q\t\xff\xfe\tIN\tANY\n")
-        .unwrap();
-    p.stdin.as_mut().unwrap().flush().unwrap();
-    let l = p.lines.recv_timeout(Duration::from_secs(2)).unwrap();
+    p.send_bytes(b"Q\t\xff\xfe\tIN\tANY\n");
+    let l = p.line();
     assert!(l.starts_with("LOG\t"));
-    assert_eq!(
-        p.lines.recv_timeout(Duration::from_secs(2)).unwrap(),
-        "FAIL"
-    );
+    assert_eq!(p.line(), "FAIL");
     // CMD needs ABI 5: on ABI 4 it is malformed.
-    let mut p4 = Pipe::start(&dir.db(), 4);
+    let mut p4 = pipe(&db, 4);
     assert_eq!(p4.exchange("CMD\tstatus").last().unwrap(), "FAIL");
     // Still answering.
     assert_eq!(
@@ -346,14 +219,14 @@ fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
 
 #[test]
 fn a_missing_database_answers_nothing_until_it_is_created() {
-    let dir = TempDir::new("late");
-    let mut p = Pipe::start(&dir.db(), 5);
+    let db = Db::new("pipe-late");
+    let mut p = pipe(&db, 5);
     assert!(p.data("voip.example.com", "SOA", "0.0.0.0/0").is_empty());
     assert!(
-        !dir.db().exists(),
+        !db.path.exists(),
         "the coprocess must not create the database"
     );
-    apply(&dir, SITE);
+    db.apply_ok(SITE);
     let d = p.until(
         "_sip._tcp.voip.example.com",
         "SRV",
@@ -365,12 +238,12 @@ fn a_missing_database_answers_nothing_until_it_is_created() {
 
 #[test]
 fn a_topology_change_is_answered_from_the_next_queries() {
-    let dir = TempDir::new("change");
-    apply(&dir, SITE);
-    let mut p = Pipe::start(&dir.db(), 5);
+    let db = Db::new("pipe-change");
+    db.apply_ok(SITE);
+    let mut p = pipe(&db, 5);
     let before = p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
     assert!(before[0].ends_with("60 5061 mtl1.voip.example.com"));
-    apply(&dir, &SITE.replace("port = 5061", "port = 5070"));
+    db.apply_ok(&SITE.replace("port = 5061", "port = 5070"));
     let t = Instant::now();
     let after = p.until(
         "_sip._tcp.voip.example.com",
@@ -391,7 +264,7 @@ fn a_topology_change_is_answered_from_the_next_queries() {
         t.elapsed()
     );
     // A drain is a change too.
-    let out = pdns_ha(&dir.db(), &["node", "drain", "mtl1"], "");
+    let out = db.run(&["node", "drain", "mtl1"]);
     assert!(out.status.success());
     let d = p.until(
         "_sip._tcp.voip.example.com",
@@ -405,13 +278,13 @@ fn a_topology_change_is_answered_from_the_next_queries() {
 
 #[test]
 fn a_locked_database_delays_no_answer() {
-    let dir = TempDir::new("locked");
-    apply(&dir, SITE);
+    let db = Db::new("pipe-locked");
+    db.apply_ok(SITE);
     // A writer holding the write lock (WAL mode): readers go on.
-    let c = rusqlite::Connection::open(dir.db()).unwrap();
+    let c = rusqlite::Connection::open(&db.path).unwrap();
     c.execute_batch("BEGIN EXCLUSIVE; UPDATE meta SET value = value WHERE key = 'generation';")
         .unwrap();
-    let mut p = Pipe::start(&dir.db(), 5);
+    let mut p = pipe(&db, 5);
     for i in 0..10 {
         let t = Instant::now();
         let d = p.data(
@@ -433,12 +306,12 @@ fn a_locked_database_delays_no_answer() {
     // A database locked for readers too (rollback journal, exclusive lock),
     // from before the coprocess starts: no answer waits, and the database is
     // picked up once it is released.
-    let c = rusqlite::Connection::open(dir.db()).unwrap();
+    let c = rusqlite::Connection::open(&db.path).unwrap();
     c.pragma_update(None, "journal_mode", "DELETE").unwrap();
     c.pragma_update(None, "locking_mode", "EXCLUSIVE").unwrap();
     c.execute_batch("BEGIN EXCLUSIVE; UPDATE meta SET value = value + 1 WHERE key = 'generation';")
         .unwrap();
-    let mut p = Pipe::start(&dir.db(), 5);
+    let mut p = pipe(&db, 5);
     for _ in 0..10 {
         let t = Instant::now();
         let d = p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
@@ -468,13 +341,13 @@ fn a_locked_database_delays_no_answer() {
 
 #[test]
 fn a_broken_database_file_never_crashes_the_coprocess() {
-    let dir = TempDir::new("garbage");
+    let db = Db::new("pipe-garbage");
     std::fs::write(
-        dir.db(),
+        &db.path,
         b"this is not a database, it is a text file\n".repeat(100),
     )
     .unwrap();
-    let mut p = Pipe::start(&dir.db(), 5);
+    let mut p = pipe(&db, 5);
     for _ in 0..3 {
         assert!(
             p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24")
@@ -486,10 +359,10 @@ fn a_broken_database_file_never_crashes_the_coprocess() {
 
 #[test]
 fn stored_content_with_control_characters_never_reaches_the_pipe() {
-    let dir = TempDir::new("inject");
-    apply(&dir, SITE);
+    let db = Db::new("pipe-inject");
+    db.apply_ok(SITE);
     // Bypass `apply`: a hand-edited row with a newline and a tab.
-    let c = rusqlite::Connection::open(dir.db()).unwrap();
+    let c = rusqlite::Connection::open(&db.path).unwrap();
     let def = r#"{"name":"evil.voip.example.com","rtype":"TXT","ttl":60,"content":"\"x\"\nDATA\t0\t1\tevil\tIN\tA\t1\t1\t6.6.6.6"}"#;
     c.execute(
         "INSERT INTO topology(kind, name, def) VALUES ('record', 'evil', ?1)",
@@ -502,7 +375,7 @@ fn stored_content_with_control_characters_never_reaches_the_pipe() {
     )
     .unwrap();
     drop(c);
-    let mut p = Pipe::start(&dir.db(), 5);
+    let mut p = pipe(&db, 5);
     for name in [
         "evil.voip.example.com",
         "voip.example.com",
@@ -520,19 +393,15 @@ fn stored_content_with_control_characters_never_reaches_the_pipe() {
 
 #[test]
 fn cmd_status_explain_and_help() {
-    let dir = TempDir::new("cmd");
-    apply(&dir, SITE);
-    let out = pdns_ha(
-        &dir.db(),
-        &["ingest"],
-        "latency van1 24.64.1.7 9\nlatency mtl1 24.64.1.7 60\n",
-    );
+    let db = Db::new("pipe-cmd");
+    db.apply_ok(SITE);
+    let out = db.ingest("latency van1 24.64.1.7 9\nlatency mtl1 24.64.1.7 60\n");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut p = Pipe::start(&dir.db(), 5);
+    let mut p = pipe(&db, 5);
     let s = p.exchange("CMD\tstatus");
     assert_eq!(s.last().unwrap(), "END");
     assert!(s.iter().any(|l| l.starts_with("mtl1 ")), "{s:?}");
@@ -561,9 +430,9 @@ fn cmd_status_explain_and_help() {
 
 #[test]
 fn seen_client_networks_are_recorded_in_batches() {
-    let dir = TempDir::new("seen");
-    apply(&dir, SITE);
-    let mut p = Pipe::start(&dir.db(), 5);
+    let db = Db::new("pipe-seen");
+    db.apply_ok(SITE);
+    let mut p = pipe(&db, 5);
     for i in 0..30 {
         p.data(
             "_sip._udp.voip.example.com",
@@ -574,8 +443,7 @@ fn seen_client_networks_are_recorded_in_batches() {
     // Static answers and SOA walks are not client networks.
     p.data("_sip._tcp.voip.example.com", "SRV", "172.16.5.0/24");
     assert!(p.close().success(), "flushes at EOF");
-    let out = pdns_ha(&dir.db(), &["status", "--json"], "");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = db.status_json();
     assert_eq!(v["seen_networks"], 3, "{v}");
     let top = v["top_seen_networks"].as_array().unwrap();
     assert!(

@@ -3,6 +3,7 @@
 //! real PowerDNS ([`pdns`]). Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod coproc;
 pub mod pdns;
 
 use std::io::Write;
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[allow(unused_imports)] // each test binary uses some
+pub use coproc::Coproc;
+#[allow(unused_imports)]
 pub use pdns::{Dig, Ecs, Pdns, PdnsOpts, Rr, Srv};
 
 /// The binary under test, built by cargo for the integration tests.
