@@ -368,7 +368,8 @@ impl Engine {
         let topo = Rc::clone(&self.topo);
         let mut name = std::mem::take(&mut self.name_buf);
         name.clear();
-        name.push_str(q.qname);
+        // PowerDNS sends names without the final dot; accept one anyway.
+        name.push_str(q.qname.strip_suffix('.').unwrap_or(q.qname));
         name.make_ascii_lowercase();
         if let Some(entries) = topo.names.get(&name) {
             for &e in entries {

@@ -1,7 +1,7 @@
 //! The command line: argument parsing and one function per subcommand. Each
 //! handler is thin; the work is in the modules it calls.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -216,6 +216,44 @@ fn apply(db: &Path, site_path: &Path, dry_run: bool) -> Result<i32> {
 const INGEST_BATCH: usize = 5000;
 /// ... and a line waits at most this long before its batch is written.
 const INGEST_LINGER: Duration = Duration::from_millis(500);
+/// The longest metric line kept: a real one is under 200 bytes. The rest of
+/// a longer line is read and dropped, and the line reported.
+const INGEST_MAX_LINE: usize = 4096;
+
+/// One line as read: its bytes (at most `INGEST_MAX_LINE`) and full length.
+struct RawLine {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+/// Checks one line read by `ingest`: a metric of a known node, fresh enough
+/// to count, or the reason it is refused.
+fn ingest_line(
+    raw: &RawLine,
+    now: i64,
+    policy: &site::PolicyConfig,
+) -> Result<Option<Metric>, String> {
+    if raw.len > INGEST_MAX_LINE {
+        return Err(format!(
+            "the line is {} bytes long, more than {INGEST_MAX_LINE}: not a metric line",
+            raw.len
+        ));
+    }
+    let line = std::str::from_utf8(&raw.bytes).map_err(|e| {
+        format!(
+            "the line is not UTF-8 (byte 0x{:02x} at column {}): not a metric line",
+            raw.bytes[e.valid_up_to()],
+            e.valid_up_to() + 1
+        )
+    })?;
+    let Some(m) = metrics::parse_line(line, now)? else {
+        return Ok(None);
+    };
+    match policy.too_old(&m, now) {
+        Some(why) => Err(why),
+        None => Ok(Some(m)),
+    }
+}
 
 fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
     let mut store = Store::open_existing(db, busy)?;
@@ -228,9 +266,18 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
     };
     // A reader thread, so that a batch is written after INGEST_LINGER even
     // when the next line is slow to come (an agent piping into ingest).
-    let (tx, rx) = mpsc::sync_channel::<std::io::Result<String>>(INGEST_BATCH);
+    // Lines are read as bytes, with a bound: a line that is not UTF-8 or
+    // too long is one bad line, and reading goes on after it.
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<RawLine>>(INGEST_BATCH);
     std::thread::spawn(move || {
-        for line in BufReader::new(input).lines() {
+        let mut input = BufReader::new(input);
+        loop {
+            let mut bytes = Vec::new();
+            let line = match crate::text::read_line(&mut input, &mut bytes, INGEST_MAX_LINE) {
+                Ok(None) => break,
+                Ok(Some(len)) => Ok(RawLine { bytes, len }),
+                Err(e) => Err(e),
+            };
             let stop = line.is_err();
             if tx.send(line).is_err() || stop {
                 break;
@@ -238,6 +285,7 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
         }
     });
     let mut nodes = store.node_ids()?;
+    let mut policy = store.policy()?;
     let (mut lineno, mut bad, mut stored) = (0usize, 0usize, 0usize);
     let mut batch: Vec<Metric> = Vec::new();
     let mut first_line_of_batch = 1;
@@ -248,13 +296,15 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
             INGEST_LINGER.saturating_sub(t.elapsed())
         });
         match rx.recv_timeout(wait) {
-            Ok(Ok(line)) => {
+            Ok(Ok(raw)) => {
                 lineno += 1;
-                match metrics::parse_line(&line, metrics::now()) {
+                match ingest_line(&raw, metrics::now(), &policy) {
                     Ok(None) => {}
                     Ok(Some(m)) => {
                         if !nodes.contains_key(m.node()) {
+                            // A site applied meanwhile: its nodes and policy.
                             nodes = store.node_ids()?;
+                            policy = store.policy()?;
                         }
                         if nodes.contains_key(m.node()) {
                             if batch.is_empty() {
@@ -265,8 +315,8 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
                         } else {
                             bad += 1;
                             eprintln!(
-                                "{source}:{lineno}: unknown node \"{}\": not in the site (see pdns-ha status)",
-                                m.node()
+                                "{source}:{lineno}: unknown node {}: not in the site (see pdns-ha status)",
+                                crate::text::quote(m.node())
                             );
                         }
                     }
@@ -277,7 +327,10 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
                 }
             }
             Ok(Err(e)) => {
-                eprintln!("{source}:{}: cannot read: {e}", lineno + 1);
+                eprintln!(
+                    "{source}:{}: cannot read: {e}; this line and any after it were not read",
+                    lineno + 1
+                );
                 bad += 1;
                 eof = true;
             }
@@ -289,6 +342,15 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
             match store.write_metrics(&batch, "ingest", None, metrics::now()) {
                 Ok(o) => {
                     stored += o.stored;
+                    if o.too_old > 0 {
+                        // Checked when read; only a batch that waited past a
+                        // max age gets here.
+                        bad += o.too_old;
+                        eprintln!(
+                            "{source}: {} sample(s) of lines {first_line_of_batch}-{lineno} grew older than their [policy] max age before they could be written: not stored",
+                            o.too_old
+                        );
+                    }
                     for (node, state) in o.health_changes {
                         eprintln!("node {node} is now {state}");
                     }

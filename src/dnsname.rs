@@ -1,5 +1,7 @@
 //! Domain names as pdns-ha keeps them: lower case, no trailing dot.
 
+use crate::text::quote;
+
 /// Validates a domain name and returns it in lower case without the
 /// trailing dot. Letters, digits, '-' and '_' (for `_sip._udp`) only.
 pub fn normalize(name: &str) -> Result<String, String> {
@@ -8,18 +10,22 @@ pub fn normalize(name: &str) -> Result<String, String> {
         return Err("the root name cannot be used here".into());
     }
     if n.len() > 253 {
-        return Err(format!("'{name}' is longer than 253 characters"));
+        return Err(format!("{} is longer than 253 characters", quote(name)));
     }
     for label in n.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(format!("'{name}' has an empty label or one longer than 63"));
+            return Err(format!(
+                "{} has an empty label or one longer than 63",
+                quote(name)
+            ));
         }
         if !label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(format!(
-                "'{name}' may only use letters, digits, '-' and '_'"
+                "{} may only use letters, digits, '-' and '_'",
+                quote(name)
             ));
         }
     }

@@ -14,4 +14,5 @@ pub mod policy;
 pub mod report;
 pub mod site;
 pub mod store;
+pub mod text;
 pub mod topology;

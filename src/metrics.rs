@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::net::Prefix;
+use crate::text::quote;
 
 /// The health of a node as reported by a probe or an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,7 +44,7 @@ impl FromStr for Health {
             "up" => Ok(Health::Up),
             "down" => Ok(Health::Down),
             "overloaded" => Ok(Health::Overloaded),
-            _ => Err(format!("health must be up, down or overloaded, not '{s}'")),
+            _ => Err(format!("health must be up, down or overloaded, not {}", quote(s))),
         }
     }
 }
@@ -85,7 +86,27 @@ impl Metric {
             | Metric::Health { node, .. } => node,
         }
     }
+
+    /// When the sample was taken (Unix seconds).
+    pub fn ts(&self) -> i64 {
+        match self {
+            Metric::Latency { ts, .. } | Metric::Load { ts, .. } | Metric::Health { ts, .. } => *ts,
+        }
+    }
+
+    /// The first word of its metric line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Metric::Latency { .. } => "latency",
+            Metric::Load { .. } => "load",
+            Metric::Health { .. } => "health",
+        }
+    }
 }
+
+/// How far ahead of this machine's clock a sample's timestamp may be; it is
+/// then stored as now. Further ahead, the line is refused.
+pub const FUTURE_SKEW_S: i64 = 60;
 
 /// The current time in whole seconds since the Unix epoch.
 pub fn now() -> i64 {
@@ -117,28 +138,35 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
         {
             Ok(s.to_string())
         } else {
-            Err(format!("'{s}' is not a node name"))
+            Err(format!("{} is not a node name", quote(s)))
         }
     };
     let ts = |s: Option<&&str>| -> Result<i64, String> {
         match s {
             None => Ok(now),
             Some(s) => match s.parse::<i64>() {
-                Ok(t) if t > 0 && t <= now + 300 => Ok(t),
-                Ok(_) => Err(format!("timestamp {s} is not a Unix time in the past")),
-                Err(_) => Err(format!("'{s}' is not a Unix timestamp")),
+                // A clock a little ahead is read as now: a sample dated in
+                // the future would look fresh for too long, and would hide
+                // the samples that follow it (health and load keep the newest).
+                Ok(t) if t > 0 && t <= now + FUTURE_SKEW_S => Ok(t.min(now)),
+                Ok(t) if t > now => Err(format!(
+                    "timestamp {t} is {} s in the future (more than the {FUTURE_SKEW_S} s of clock skew allowed): check this agent's clock",
+                    t - now
+                )),
+                Ok(_) => Err(format!("timestamp {} is not a Unix time", quote(s))),
+                Err(_) => Err(format!("{} is not a Unix timestamp", quote(s))),
             },
         }
     };
     let number = |s: &str, what: &str, max: f64| -> Result<f64, String> {
         match s.parse::<f64>() {
             Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
-            _ => Err(format!("{what} '{s}' is not a number from 0 to {max}")),
+            _ => Err(format!("{what} {} is not a number from 0 to {max}", quote(s))),
         }
     };
     let count = |s: &str, what: &str| -> Result<u32, String> {
         s.parse::<u32>()
-            .map_err(|_| format!("{what} '{s}' is not a whole number"))
+            .map_err(|_| format!("{what} {} is not a whole number", quote(s)))
     };
     match kind {
         "latency" => {
@@ -178,7 +206,8 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
             }))
         }
         _ => Err(format!(
-            "unknown metric '{kind}': a line starts with latency, load or health"
+            "unknown metric {}: a line starts with latency, load or health",
+            quote(kind)
         )),
     }
 }
@@ -224,6 +253,9 @@ mod tests {
                 ..
             }
         ));
+        // A clock slightly ahead is read as now.
+        let m = parse_line("health van1 up 1800000030", NOW).unwrap().unwrap();
+        assert_eq!(m.ts(), NOW);
         assert_eq!(parse_line("  # comment", NOW), Ok(None));
         assert_eq!(parse_line("", NOW), Ok(None));
     }
@@ -239,7 +271,9 @@ mod tests {
             ("load mtl1 x 10", "SESSIONS"),
             ("load mtl1 1 10 101", "IDLE_CPU_PCT"),
             ("health mtl1 sideways", "up, down or overloaded"),
-            ("health mtl1 up 99999999999", "in the past"),
+            ("health mtl1 up 99999999999", "in the future"),
+            ("health mtl1 up 0", "not a Unix time"),
+            ("health mtl1 up 1800000061", "61 s in the future"),
             ("health m\u{7}tl up", "not a node name"),
             ("temperature mtl1 3", "unknown metric"),
         ];

@@ -9,6 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::text::quote;
+
 /// IPv4 levels, most specific first: the fine level, then coarser ones.
 pub const V4_LEVELS: [u8; 3] = [24, 16, 8];
 /// IPv6 levels, most specific first.
@@ -129,13 +131,18 @@ impl FromStr for Prefix {
         };
         let addr: IpAddr = a
             .parse()
-            .map_err(|_| format!("'{a}' is not an IPv4 or IPv6 address"))?;
+            .map_err(|_| format!("{} is not an IPv4 or IPv6 address", quote(a)))?;
         let max = family(addr).max_len();
         let len = match l {
             None => max,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= max => n,
-                _ => return Err(format!("'{l}' is not a prefix length from 0 to {max}")),
+                _ => {
+                    return Err(format!(
+                        "{} is not a prefix length from 0 to {max}",
+                        quote(l)
+                    ));
+                }
             },
         };
         Ok(Prefix::new(addr, len))

@@ -374,6 +374,11 @@ pub struct Explain {
 /// The records the coprocess would send for this question and client, and
 /// for each dynamic name, every node's place and why. Uses no cache.
 pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -> Explain {
+    // Asked as PowerDNS asks: without the final dot, in the letter case given.
+    let qname = match qname.strip_suffix('.') {
+        Some(n) if !n.is_empty() => n,
+        _ => qname,
+    };
     let (use_cache, record_seen) = (engine.use_cache, engine.record_seen);
     engine.use_cache = false;
     engine.record_seen = false;
@@ -393,7 +398,7 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
     let records = parse_data_lines(&out);
     let topo = std::rc::Rc::clone(&engine.topo);
     let mut dynamic = Vec::new();
-    let lower = qname.trim_end_matches('.').to_ascii_lowercase();
+    let lower = qname.to_ascii_lowercase();
     for e in topo.names.get(&lower).into_iter().flatten() {
         let (target, name, kind, pol) = match *e {
             Entry::Service(s) => (

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use crate::collector::CollectorConfig;
 use crate::dnsname;
+use crate::metrics::Metric;
 use crate::net::Prefix;
 
 /// How a service or pool orders its nodes.
@@ -72,6 +73,29 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
+    /// How long a sample of this kind counts (seconds), and the setting.
+    pub fn max_age_s(&self, m: &Metric) -> (i64, &'static str) {
+        match m {
+            Metric::Latency { .. } => (self.latency_max_age_s, "latency_max_age_s"),
+            Metric::Load { .. } => (self.load_max_age_s, "load_max_age_s"),
+            Metric::Health { .. } => (self.health_max_age_s, "health_max_age_s"),
+        }
+    }
+
+    /// Why a sample is too old to change any answer (the engine judges a
+    /// stored value fresh while `now - updated <= max age`), or `None`.
+    pub fn too_old(&self, m: &Metric, now: i64) -> Option<String> {
+        let (max, setting) = self.max_age_s(m);
+        let age = now - m.ts();
+        (age > max).then(|| {
+            format!(
+                "{} sample dated {} is {age} s old, older than [policy] {setting} = {max} s: it would not count, so it is not stored",
+                m.kind(),
+                m.ts()
+            )
+        })
+    }
+
     fn validate(&self) -> Result<(), String> {
         let pos = |v: f64, n: &str| {
             if v.is_finite() && v >= 0.0 {

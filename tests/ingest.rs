@@ -139,7 +139,7 @@ latency van1 192.0.2.0/24 -4
     for (line, why) in [
         (2, "not an IPv4 or IPv6"),
         (5, "up, down or overloaded"),
-        (6, "unknown node \"ghost\""),
+        (6, "unknown node 'ghost'"),
         (9, "RTT_MS"),
     ] {
         let tag = format!("stdin:{line}: ");
@@ -181,6 +181,150 @@ latency van1 192.0.2.0/24 -4
     let o = db.ingest("load van1 20 500\n");
     assert_ok("ingest of good lines", &o);
     assert!(stderr(&o).contains("1 metric(s) stored, 0 bad line(s)"));
+}
+
+/// `pdns-ha ingest` with any bytes on standard input.
+fn ingest_bytes(db: &Db, input: &[u8]) -> std::process::Output {
+    support::pdns_ha_stdin_bytes(&db.path, &["ingest"], input)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The nodes of `explain --json` for one dynamic name, in answer order.
+fn explain_order(db: &Db, qname: &str, client: &str) -> Vec<String> {
+    let o = db.run(&["explain", qname, "SRV", "--client", client, "--json"]);
+    assert_ok("explain --json", &o);
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    e["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_line_that_is_not_utf8_or_huge_is_one_bad_line_and_reading_goes_on() {
+    let db = db_with_site("non-utf8");
+    let mut input = b"health mtl1 up\n\xff\xfe\nhealth van1 down\n".to_vec();
+    // Line 4: 10 MB with no newline for a long while; line 5: a long bad
+    // field inside a line of normal length; line 6: good.
+    input.extend(std::iter::repeat_n(b'z', 10 << 20));
+    input.push(b'\n');
+    input.extend(format!("health {} up\n", "n\u{1b}".repeat(1500)).as_bytes());
+    input.extend(b"load mtl1 10 100");
+    let o = ingest_bytes(&db, &input);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("stdin:2: the line is not UTF-8 (byte 0xff at column 1)"), "{err}");
+    assert!(err.contains("stdin:4: the line is 10485760 bytes long"), "{err}");
+    assert!(err.contains("stdin:5: 'n\\u{1b}n"), "{err}");
+    assert!(err.contains("3 metric(s) stored, 3 bad line(s)"), "{err}");
+    // What is written back is bounded: every message is a short line.
+    assert!(err.len() < 2000, "{} bytes of stderr", err.len());
+    assert!(err.lines().all(|l| l.len() < 300), "{err}");
+    let s = db.status_json();
+    assert_eq!(node(&s, "mtl1")["health"], "up", "{s}");
+    assert_eq!(node(&s, "van1")["health"], "down", "line 3 is stored: {s}");
+    assert_eq!(node(&s, "mtl1")["sessions"], 10, "line 6 is stored: {s}");
+
+    // The same from a file.
+    let f = db.dir.path().join("metrics.bin");
+    std::fs::write(&f, b"health van1 up\n\xc3\x28 bad\nload van1 7 500\n").unwrap();
+    let o = db.run(&["ingest", f.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}:2: the line is not UTF-8", f.display())), "{err}");
+    assert!(err.contains("2 metric(s) stored, 1 bad line(s)"), "{err}");
+    assert_eq!(node(&db.status_json(), "van1")["sessions"], 7);
+}
+
+#[test]
+fn samples_too_old_or_from_the_future_change_no_answer() {
+    let db = db_with_site("old-samples");
+    let srv = "_sip._udp.voip.example.com";
+    db.ingest_ok("latency van1 198.51.100.9 5\nlatency mtl1 198.51.100.9 60\n");
+    let before = explain_order(&db, srv, "198.51.100.7");
+    assert!(before[0].ends_with("van1.voip.example.com"), "{before:?}");
+    let rows = metric_rows(&db);
+
+    let t = now();
+    let input = format!(
+        "latency van1 198.51.100.9 900 1000\n\
+         latency van1 198.51.100.9 900 {}\n\
+         latency van1 198.51.100.9 900 {}\n\
+         health van1 down {}\n\
+         load van1 499 500 50 {}\n",
+        t - 901,
+        t + 3600,
+        t - 61,
+        t - 91,
+    );
+    let o = db.ingest(&input);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for (line, why) in [
+        (1, "latency sample dated 1000 is"),
+        (1, "older than [policy] latency_max_age_s = 900 s"),
+        (2, "latency_max_age_s"),
+        (3, "3600 s in the future"),
+        (4, "older than [policy] health_max_age_s = 60 s"),
+        (5, "older than [policy] load_max_age_s = 90 s"),
+    ] {
+        assert!(err.contains(&format!("stdin:{line}: ")), "line {line}:\n{err}");
+        let l = err.lines().find(|l| l.starts_with(&format!("stdin:{line}: "))).unwrap();
+        assert!(l.contains(why), "line {line}: want '{why}': {l}");
+    }
+    assert!(err.contains("0 metric(s) stored, 5 bad line(s)"), "{err}");
+    assert_eq!(metric_rows(&db), rows, "nothing was stored");
+    assert_eq!(explain_order(&db, srv, "198.51.100.7"), before);
+
+    // A sample just inside its max age, and one from a clock a little
+    // ahead, count.
+    db.ingest_ok(&format!(
+        "latency mtl1 198.51.100.9 1 {}\nhealth mtl1 up {}\n",
+        t - 800,
+        t + 30
+    ));
+    let s = db.status_json();
+    assert_eq!(node(&s, "mtl1")["health"], "up", "{s}");
+    let rows_after = metric_rows(&db);
+    assert_ne!(rows_after, rows, "the fresh latency sample is stored");
+    assert!(
+        rows_after.iter().any(|r| r.starts_with("latency:") && r.ends_with(" Integer(2)")),
+        "folded into mtl1's average as its second sample: {rows_after:?}"
+    );
+}
+
+#[test]
+fn explain_takes_names_with_a_final_dot_in_any_case() {
+    let db = db_with_site("explain-dot");
+    db.ingest_ok("latency van1 198.51.100.9 5\nlatency mtl1 198.51.100.9 60\n");
+    let plain = explain_order(&db, "_sip._udp.voip.example.com", "198.51.100.7");
+    assert_eq!(plain.len(), 2, "{plain:?}");
+    for name in ["_SIP._UDP.VOIP.EXAMPLE.COM.", "_sip._udp.voip.example.com."] {
+        let o = db.run(&["explain", name, "SRV", "--client", "198.51.100.7"]);
+        assert_ok("explain", &o);
+        let text = stdout(&o);
+        assert!(!text.contains("no records"), "{name}:\n{text}");
+        assert!(text.contains("van1"), "{name}:\n{text}");
+        let got: Vec<String> = explain_order(&db, name, "198.51.100.7")
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        assert_eq!(got, plain, "{name}");
+    }
+    // A node host and the apex, with the dot, too.
+    for (name, what) in [("VAN1.voip.example.com.", "203.0.113.20"), ("voip.example.com.", "ns1")] {
+        let o = db.run(&["explain", name, "ANY", "--client", "198.51.100.7"]);
+        assert_ok("explain", &o);
+        assert!(stdout(&o).contains(what), "{name}:\n{}", stdout(&o));
+    }
 }
 
 #[test]

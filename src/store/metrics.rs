@@ -16,6 +16,9 @@ use crate::site::PolicyConfig;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteOutcome {
     pub stored: usize,
+    /// Samples older than their `[policy]` max age: not stored, since they
+    /// would not count (see `PolicyConfig::too_old`).
+    pub too_old: usize,
     /// Health state changes: (node, new state).
     pub health_changes: Vec<(String, Health)>,
 }
@@ -74,7 +77,8 @@ impl Store {
     /// Stores a batch of samples in one transaction. `source` names the
     /// writer (`ingest`, `probe`, ...). Unknown nodes are an error for the
     /// whole batch: check them first with [`Store::node_ids`]. A heartbeat
-    /// timestamp, when given, is recorded as the collector's.
+    /// timestamp, when given, is recorded as the collector's. A sample older
+    /// than its `[policy]` max age is skipped and counted in `too_old`.
     pub fn write_metrics(
         &mut self,
         batch: &[Metric],
@@ -148,6 +152,11 @@ impl Store {
                         m.node()
                     );
                 };
+                if policy.too_old(m, now).is_some() {
+                    // Folded into an average it would count as fresh.
+                    out.too_old += 1;
+                    continue;
+                }
                 match m {
                     Metric::Latency {
                         client, rtt_ms, ts, ..
@@ -228,6 +237,22 @@ impl Store {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// The `[policy]` settings as applied (the defaults if none were).
+    pub fn policy(&self) -> Result<PolicyConfig> {
+        let def: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT def FROM topology WHERE kind = 'settings' AND name = 'policy'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match def {
+            Some(d) => serde_json::from_str(&d)?,
+            None => PolicyConfig::default(),
+        })
     }
 
     /// node name -> id.

@@ -66,6 +66,11 @@ pub fn pdns_ha(db: &Path, args: &[&str]) -> Output {
 
 /// Runs `pdns-ha ARGS --db DB` with `input` on its standard input.
 pub fn pdns_ha_stdin(db: &Path, args: &[&str], input: &str) -> Output {
+    pdns_ha_stdin_bytes(db, args, input.as_bytes())
+}
+
+/// Runs `pdns-ha ARGS --db DB` with `input` (any bytes) on its standard input.
+pub fn pdns_ha_stdin_bytes(db: &Path, args: &[&str], input: &[u8]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .arg("--db")
@@ -77,10 +82,10 @@ pub fn pdns_ha_stdin(db: &Path, args: &[&str], input: &str) -> Output {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
     let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_string();
+    let input = input.to_vec();
     // A thread, so a large input cannot deadlock against a full stdout pipe.
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
+        let _ = stdin.write_all(&input);
     });
     let out = child.wait_with_output().expect("wait for pdns-ha");
     let _ = writer.join();
