@@ -163,9 +163,9 @@ fn pipe(db: &Path, memcached: Option<&str>, opts: crate::cache::memcached::Optio
 }
 
 fn apply(db: &Path, site_path: &Path, dry_run: bool) -> Result<i32> {
-    let text = std::fs::read_to_string(site_path)
+    let bytes = std::fs::read(site_path)
         .with_context(|| format!("cannot read the site file {}", site_path.display()))?;
-    let site = match site::parse(&site_path.display().to_string(), &text) {
+    let site = match site::parse_bytes(&site_path.display().to_string(), &bytes) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -44,7 +44,10 @@ impl FromStr for Health {
             "up" => Ok(Health::Up),
             "down" => Ok(Health::Down),
             "overloaded" => Ok(Health::Overloaded),
-            _ => Err(format!("health must be up, down or overloaded, not {}", quote(s))),
+            _ => Err(format!(
+                "health must be up, down or overloaded, not {}",
+                quote(s)
+            )),
         }
     }
 }
@@ -161,7 +164,10 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
     let number = |s: &str, what: &str, max: f64| -> Result<f64, String> {
         match s.parse::<f64>() {
             Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
-            _ => Err(format!("{what} {} is not a number from 0 to {max}", quote(s))),
+            _ => Err(format!(
+                "{what} {} is not a number from 0 to {max}",
+                quote(s)
+            )),
         }
     };
     let count = |s: &str, what: &str| -> Result<u32, String> {
@@ -254,7 +260,9 @@ mod tests {
             }
         ));
         // A clock slightly ahead is read as now.
-        let m = parse_line("health van1 up 1800000030", NOW).unwrap().unwrap();
+        let m = parse_line("health van1 up 1800000030", NOW)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.ts(), NOW);
         assert_eq!(parse_line("  # comment", NOW), Ok(None));
         assert_eq!(parse_line("", NOW), Ok(None));

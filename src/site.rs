@@ -357,17 +357,82 @@ pub const STATIC_TYPES: &[&str] = &[
     "SRV", "SSHFP", "TLSA", "TXT", "URI",
 ];
 
+/// Parses and validates a site file as read from disk: [`parse`], after a
+/// check that it is UTF-8 (TOML is), with the line of the first bad byte.
+pub fn parse_bytes(path: &str, bytes: &[u8]) -> Result<Site, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        format!(
+            "{path}:{}: the file is not UTF-8 (byte 0x{:02x} at column {}): save it as UTF-8",
+            bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1,
+            bytes[at],
+            at - line_start + 1
+        )
+    })?;
+    parse(path, text)
+}
+
 /// Parses and validates a site file. `path` is only used in error messages.
 /// The error names the file, the line and the reason.
 pub fn parse(path: &str, text: &str) -> Result<Site, String> {
     let raw: RawSite = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-        format!("{path}:{line}: {}", e.message())
+        // The TOML parser gives some errors no place (a key nested too deep
+        // is one): find the line ourselves.
+        match (e.span(), deep_key_line(text)) {
+            (Some(s), _) => format!("{path}:{}: {}", line_of(text, s.start), e.message()),
+            (None, Some(line)) => format!(
+                "{path}:{line}: {}: this key has more than {MAX_KEY_PARTS} dotted parts (a site file's keys have at most 3)",
+                e.message()
+            ),
+            (None, None) => format!("{path}: {}", e.message()),
+        }
     })?;
     let at = |span: std::ops::Range<usize>, msg: String| {
         format!("{path}:{}: {msg}", line_of(text, span.start))
     };
     build(raw).map_err(|(span, msg)| at(span, msg))
+}
+
+/// A key of more parts than this is nested too deep for a site file (its
+/// deepest keys have 3: `zone."NAME".ns`); the TOML parser stops at 80.
+const MAX_KEY_PARTS: usize = 16;
+
+/// The first line whose key (a `[table]` header, or what stands before `=`)
+/// has more than [`MAX_KEY_PARTS`] dotted parts, quoted parts read as one.
+fn deep_key_line(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let l = line.trim_start();
+            let (key, end) = match l.strip_prefix('[') {
+                Some(h) => (h.strip_prefix('[').unwrap_or(h), b']'),
+                None => (l, b'='),
+            };
+            let (mut parts, mut quote) = (1, None);
+            let mut escaped = false;
+            for b in key.bytes() {
+                match quote {
+                    Some(q) => {
+                        if escaped {
+                            escaped = false;
+                        } else if b == b'\\' && q == b'"' {
+                            escaped = true;
+                        } else if b == q {
+                            quote = None;
+                        }
+                    }
+                    None if b == b'"' || b == b'\'' => quote = Some(b),
+                    None if b == end || b == b'#' => break,
+                    None if b == b'.' => parts += 1,
+                    None => {}
+                }
+            }
+            parts > MAX_KEY_PARTS
+        })
+        .map(|i| i + 1)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -573,6 +638,7 @@ fn build(raw: RawSite) -> BuildResult<Site> {
         .cloned()
         .collect();
     let mut seen_records = HashSet::new();
+    let mut record_spans: Vec<Span> = Vec::new();
     for r in raw.record {
         let span = r.span();
         let r = r.into_inner();
@@ -606,15 +672,16 @@ fn build(raw: RawSite) -> BuildResult<Site> {
             return Err(err("the same record is listed twice".into()));
         }
         site.records.push(rec);
+        record_spans.push(span);
     }
-    for r in &site.records {
+    for (r, span) in site.records.iter().zip(record_spans) {
         if r.rtype == "CNAME"
             && (site.records.iter().filter(|o| o.name == r.name).count() > 1
                 || site.nodes.iter().any(|n| n.host == r.name)
                 || site.zones.iter().any(|z| z.name == r.name))
         {
             return Err((
-                0..0,
+                span,
                 format!(
                     "record \"{} CNAME\": a CNAME cannot share its name with other data",
                     r.name
@@ -908,6 +975,62 @@ content = '10 50 "s" "SIP+D2U" "" _sip._udp.voip.example.com.'
 prefixes = ["24.64.0.0/13"]
 prefer = ["van1"]
 "#;
+
+    #[test]
+    fn a_key_nested_too_deep_is_found_on_its_line() {
+        let deep = format!("[{}a]", "b.".repeat(20));
+        let text = format!(
+            "[service.\"_sip._udp.a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q\"]\nx = \"a.b\"\n{deep}\n"
+        );
+        assert_eq!(deep_key_line(&text), Some(3), "quoted dots are one part");
+        assert_eq!(
+            deep_key_line(&format!("x = 1\n{}a = 1\n", "k.".repeat(17))),
+            Some(2)
+        );
+        assert_eq!(deep_key_line(EXAMPLE), None);
+        let e = parse(
+            "site.toml",
+            &format!("{EXAMPLE}\n{}\n", format!("[{}a]", "b.".repeat(100))),
+        )
+        .unwrap_err();
+        let line = EXAMPLE.lines().count() + 2;
+        assert!(e.starts_with(&format!("site.toml:{line}: ")), "{e}");
+    }
+
+    #[test]
+    fn a_sample_counts_while_the_engine_would_count_it() {
+        let p = PolicyConfig::default();
+        let now = 1_800_000_000;
+        let lat = |ts| Metric::Latency {
+            node: "a".into(),
+            client: "198.51.100.7".parse().unwrap(),
+            rtt_ms: 1.0,
+            ts,
+        };
+        assert_eq!(p.too_old(&lat(now - 900), now), None);
+        let why = p.too_old(&lat(now - 901), now).unwrap();
+        assert!(why.contains("latency_max_age_s = 900 s"), "{why}");
+        let load = Metric::Load {
+            node: "a".into(),
+            sessions: 1,
+            max_sessions: 2,
+            idle_cpu: None,
+            ts: now - 91,
+        };
+        assert!(p.too_old(&load, now).unwrap().contains("load_max_age_s"));
+        let health = |ts| Metric::Health {
+            node: "a".into(),
+            state: crate::metrics::Health::Up,
+            ts,
+            probe_rtt_ms: None,
+        };
+        assert_eq!(p.too_old(&health(now - 60), now), None);
+        assert!(
+            p.too_old(&health(now - 61), now)
+                .unwrap()
+                .contains("health_max_age_s = 60 s")
+        );
+    }
 
     #[test]
     fn parses_the_contract_example() {

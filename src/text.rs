@@ -41,7 +41,11 @@ pub fn quote(value: &str) -> String {
 /// memory stays bounded whatever the input. Returns `None` at end of input,
 /// else the full length of the line in bytes (more than `max` when it was
 /// cut). A last line without `\n` counts as a line.
-pub fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
+pub fn read_line(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<usize>> {
     buf.clear();
     let mut total = 0usize;
     let mut any = false;

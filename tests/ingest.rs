@@ -221,8 +221,14 @@ fn a_line_that_is_not_utf8_or_huge_is_one_bad_line_and_reading_goes_on() {
     let o = ingest_bytes(&db, &input);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("stdin:2: the line is not UTF-8 (byte 0xff at column 1)"), "{err}");
-    assert!(err.contains("stdin:4: the line is 10485760 bytes long"), "{err}");
+    assert!(
+        err.contains("stdin:2: the line is not UTF-8 (byte 0xff at column 1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stdin:4: the line is 10485760 bytes long"),
+        "{err}"
+    );
     assert!(err.contains("stdin:5: 'n\\u{1b}n"), "{err}");
     assert!(err.contains("3 metric(s) stored, 3 bad line(s)"), "{err}");
     // What is written back is bounded: every message is a short line.
@@ -239,7 +245,10 @@ fn a_line_that_is_not_utf8_or_huge_is_one_bad_line_and_reading_goes_on() {
     let o = db.run(&["ingest", f.to_str().unwrap()]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("{}:2: the line is not UTF-8", f.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:2: the line is not UTF-8", f.display())),
+        "{err}"
+    );
     assert!(err.contains("2 metric(s) stored, 1 bad line(s)"), "{err}");
     assert_eq!(node(&db.status_json(), "van1")["sessions"], 7);
 }
@@ -276,8 +285,14 @@ fn samples_too_old_or_from_the_future_change_no_answer() {
         (4, "older than [policy] health_max_age_s = 60 s"),
         (5, "older than [policy] load_max_age_s = 90 s"),
     ] {
-        assert!(err.contains(&format!("stdin:{line}: ")), "line {line}:\n{err}");
-        let l = err.lines().find(|l| l.starts_with(&format!("stdin:{line}: "))).unwrap();
+        assert!(
+            err.contains(&format!("stdin:{line}: ")),
+            "line {line}:\n{err}"
+        );
+        let l = err
+            .lines()
+            .find(|l| l.starts_with(&format!("stdin:{line}: ")))
+            .unwrap();
         assert!(l.contains(why), "line {line}: want '{why}': {l}");
     }
     assert!(err.contains("0 metric(s) stored, 5 bad line(s)"), "{err}");
@@ -296,7 +311,9 @@ fn samples_too_old_or_from_the_future_change_no_answer() {
     let rows_after = metric_rows(&db);
     assert_ne!(rows_after, rows, "the fresh latency sample is stored");
     assert!(
-        rows_after.iter().any(|r| r.starts_with("latency:") && r.ends_with(" Integer(2)")),
+        rows_after
+            .iter()
+            .any(|r| r.starts_with("latency:") && r.ends_with(" Integer(2)")),
         "folded into mtl1's average as its second sample: {rows_after:?}"
     );
 }
@@ -320,7 +337,10 @@ fn explain_takes_names_with_a_final_dot_in_any_case() {
         assert_eq!(got, plain, "{name}");
     }
     // A node host and the apex, with the dot, too.
-    for (name, what) in [("VAN1.voip.example.com.", "203.0.113.20"), ("voip.example.com.", "ns1")] {
+    for (name, what) in [
+        ("VAN1.voip.example.com.", "203.0.113.20"),
+        ("voip.example.com.", "ns1"),
+    ] {
         let o = db.run(&["explain", name, "ANY", "--client", "198.51.100.7"]);
         assert_ok("explain", &o);
         assert!(stdout(&o).contains(what), "{name}:\n{}", stdout(&o));
@@ -411,6 +431,20 @@ fn a_wrong_site_file_is_refused_whole() {
             "this is not",
             "",
         ),
+        // A key 20,000 parts deep, far down the file (the TOML parser
+        // gives that error no place).
+        (
+            format!("{valid_changes}\n[{}a]\nx = 1\n", "a.".repeat(20_000)),
+            "[a.a.a.a",
+            "recursion limit: this key has more than 16 dotted parts",
+        ),
+        (
+            valid_changes.clone()
+                + "[[record]]\nname = \"x.voip.example.com\"\ntype = \"TXT\"\ncontent = '\"hi\"'\n\n\
+                   [[record]] # the CNAME\nname = \"X.voip.example.com\"\ntype = \"CNAME\"\ncontent = \"y.voip.example.com\"\n",
+            "[[record]] # the CNAME",
+            "record \"x.voip.example.com CNAME\": a CNAME cannot share its name with other data",
+        ),
     ];
     for (text, on_line, why) in cases {
         assert_ne!(text, SITE);
@@ -421,7 +455,7 @@ fn a_wrong_site_file_is_refused_whole() {
         let want = format!("{site}:{line}: {why}");
         let o = db.apply(&text);
         let err = stderr(&o);
-        assert!(!o.status.success(), "refused: {text}");
+        assert_eq!(o.status.code(), Some(1), "refused: {text}\n{err}");
         assert!(
             err.lines().any(|l| l.contains(&want)),
             "want '{want}' in:\n{err}"
@@ -429,6 +463,18 @@ fn a_wrong_site_file_is_refused_whole() {
         assert!(err.contains("nothing was changed"), "{err}");
         assert_eq!(topology_rows(&db), before, "database unchanged by:\n{err}");
     }
+    // Not UTF-8: the line and column of the first bad byte, exit status 1.
+    let mut bytes = valid_changes.clone().into_bytes();
+    bytes.extend(b"# caf\xe9\n");
+    let line = valid_changes.lines().count() + 1;
+    std::fs::write(db.site_path(), &bytes).unwrap();
+    let o = db.run(&["apply", db.site_path().to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let want = format!("{site}:{line}: the file is not UTF-8 (byte 0xe9 at column 6)");
+    assert!(err.contains(&want), "want '{want}' in:\n{err}");
+    assert_eq!(topology_rows(&db), before);
+
     let status_after = db.status_json();
     assert_eq!(
         status_after["nodes"], status_before["nodes"],

@@ -394,3 +394,76 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITE: &str = r#"
+[zone."voip.test"]
+ns = ["ns1.voip.test"]
+hostmaster = "hostmaster.voip.test"
+[node.a]
+host = "a.voip.test"
+ipv4 = ["192.0.2.1"]
+"#;
+
+    fn store(tag: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pdns-ha-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Store::open_or_create(&dir.join("db.sqlite")).unwrap();
+        let site = crate::site::parse("site.toml", SITE).unwrap();
+        crate::store::apply_site(&mut s, &site).unwrap();
+        (s, dir)
+    }
+
+    #[test]
+    fn samples_older_than_their_max_age_are_skipped_and_counted() {
+        let (mut s, dir) = store("too-old");
+        let now = 1_800_000_000;
+        let lat = |ts| Metric::Latency {
+            node: "a".into(),
+            client: "198.51.100.7".parse().unwrap(),
+            rtt_ms: 10.0,
+            ts,
+        };
+        let health = |ts| Metric::Health {
+            node: "a".into(),
+            state: Health::Down,
+            ts,
+            probe_rtt_ms: None,
+        };
+        let o = s
+            .write_metrics(
+                &[lat(1000), health(now - 61), lat(now - 900)],
+                "test",
+                None,
+                now,
+            )
+            .unwrap();
+        assert_eq!((o.stored, o.too_old), (1, 2));
+        assert!(o.health_changes.is_empty());
+        let rows: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM latency WHERE updated = ?1",
+                [now - 900],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(rows > 0, "the sample inside its max age is stored");
+        let old: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM latency WHERE updated < ?1",
+                [now - 900],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
+        assert!(s.node_states().unwrap().health.is_empty());
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
