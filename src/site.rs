@@ -990,7 +990,7 @@ prefer = ["van1"]
         assert_eq!(deep_key_line(EXAMPLE), None);
         let e = parse(
             "site.toml",
-            &format!("{EXAMPLE}\n{}\n", format!("[{}a]", "b.".repeat(100))),
+            &format!("{EXAMPLE}\n[{}a]\n", "b.".repeat(100)),
         )
         .unwrap_err();
         let line = EXAMPLE.lines().count() + 2;
