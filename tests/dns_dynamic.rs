@@ -425,3 +425,76 @@ fn explain_prints_the_answer_powerdns_gives() {
     assert!(text.contains("scope=/24"), "{text}");
     pdns.assert_no_backend_trouble();
 }
+
+/// A coprocess killed between questions (`kill -9`, a crash, the OOM killer)
+/// never turns an existing name into NXDOMAIN, nor the zone into REFUSED.
+/// PowerDNS notices the death on its next question to that coprocess and
+/// answers that lookup with nothing, which it caches as a negative answer
+/// for `negquery-cache-ttl` (60 s); with the standby backend of
+/// pdns.conf.example (`launch=pipe,pipe:standby`), the standby coprocess of
+/// the same thread answers that lookup instead. One coprocess dies at a
+/// time, primaries and standbys alike, UDP and TCP, and each round goes on
+/// until PowerDNS has started its replacement.
+#[test]
+fn a_killed_coprocess_never_turns_a_name_into_nxdomain() {
+    if !support::pdns::tools_available() {
+        return;
+    }
+    let (db, pdns) = start("killed");
+    db.ingest_ok(LATENCIES);
+    let launched = |p: &Pdns| p.log().matches("Backend launched with banner").count();
+    let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut wrong = Vec::new();
+    let mut asked = 0;
+    let mut ask = |round: usize, batch: usize| {
+        for i in 0..12 {
+            asked += 1;
+            let subnet = format!("+subnet=198.18.{}.0/24", (batch * 12 + i) % 250);
+            // Names that exist, and one that does not (its empty answer is
+            // what makes PowerDNS turn to a standby, and restart it).
+            let nx = format!("nx-{round}-{batch}-{i}.voip.example.com");
+            let (name, rtype, want) = [
+                (LATENCY, "SRV", "NOERROR"),
+                (POOL, "A", "NOERROR"),
+                ("voip.example.com", "SOA", "NOERROR"),
+                (nx.as_str(), "A", "NXDOMAIN"),
+            ][i % 4];
+            let tcp = if i % 6 == 5 { "+tcp" } else { "+notcp" };
+            let d = pdns.dig(&[name, rtype, &subnet, tcp]);
+            *statuses.entry(d.status.clone()).or_default() += 1;
+            if d.status != want || (want == "NOERROR" && d.answer.is_empty()) {
+                wrong.push(format!("round {round}, {name} {rtype} {tcp}: {}", d.status));
+            }
+        }
+    };
+    ask(0, 0);
+    let before = launched(&pdns);
+    let rounds = 8;
+    for round in 1..=rounds {
+        let mut all = pdns.coprocesses();
+        all.sort_unstable();
+        let n = all.len();
+        let victim = all[(round * 7) % n];
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &victim.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut batch = 0;
+        while pdns.coprocesses().len() < n {
+            batch += 1;
+            assert!(batch < 20, "PowerDNS did not restart coprocess {victim}");
+            ask(round, batch);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {asked} answers wrong after coprocesses were killed ({statuses:?}):\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(
+        launched(&pdns) >= before + rounds,
+        "PowerDNS restarted every killed coprocess"
+    );
+}

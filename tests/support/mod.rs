@@ -201,3 +201,27 @@ macro_rules! require_pdns {
         }
     };
 }
+
+/// `(pid, parent pid, state)` of every process named `comm`.
+pub fn processes_named(comm: &str) -> Vec<(u32, u32, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != comm {
+            continue;
+        }
+        let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
+        out.push((
+            stat[..open].trim().parse().unwrap(),
+            rest[1].parse().unwrap(),
+            rest[0].chars().next().unwrap(),
+        ));
+    }
+    out
+}

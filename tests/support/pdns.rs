@@ -152,18 +152,21 @@ impl Pdns {
             "pdns splits pipe-command on spaces: {pipe_command}"
         );
         let mut conf = format!(
-            "launch=pipe\n\
+            "launch=pipe,pipe:standby\n\
              pipe-command={pipe_command}\n\
-             pipe-abi-version={}\n\
-             pipe-timeout={}\n\
+             pipe-abi-version={abi}\n\
+             pipe-timeout={timeout}\n\
+             pipe-standby-command={pipe_command}\n\
+             pipe-standby-abi-version={abi}\n\
+             pipe-standby-timeout={timeout}\n\
              zone-cache-refresh-interval=0\n\
              edns-subnet-processing=yes\n\
              local-address=127.0.0.1\n\
              local-port={port}\n\
              socket-dir={}\n",
-            opts.abi,
-            opts.pipe_timeout_ms,
-            dir.path().display()
+            dir.path().display(),
+            abi = opts.abi,
+            timeout = opts.pipe_timeout_ms,
         );
         for l in &opts.extra {
             conf.push_str(l);
@@ -218,6 +221,20 @@ impl Pdns {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The pid of pdns_server (the parent of its coprocesses).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The pids of the `pdns-ha pipe` coprocesses it runs now.
+    pub fn coprocesses(&self) -> Vec<u32> {
+        super::processes_named("pdns-ha")
+            .into_iter()
+            .filter(|&(_, ppid, state)| ppid == self.pid() && state != 'Z')
+            .map(|(pid, _, _)| pid)
+            .collect()
     }
 
     /// The directory of pdns.conf, its control socket and its log.
