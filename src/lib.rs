@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod net;
 pub mod pipe;
 pub mod policy;
+pub mod rdata;
 pub mod report;
 pub mod site;
 pub mod store;

@@ -4,7 +4,7 @@
 //! with the line it is on. Nothing here touches the database; `store::apply`
 //! makes the database equal to a `Site`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use crate::collector::CollectorConfig;
 use crate::dnsname;
 use crate::metrics::Metric;
 use crate::net::Prefix;
+use crate::rdata;
 
 /// How a service or pool orders its nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,12 +352,6 @@ struct RawNetwork {
     prefer: Vec<String>,
 }
 
-/// Record types a static `[[record]]` may have.
-pub const STATIC_TYPES: &[&str] = &[
-    "A", "AAAA", "CAA", "CNAME", "DS", "HINFO", "LOC", "MX", "NAPTR", "NS", "PTR", "RP", "SPF",
-    "SRV", "SSHFP", "TLSA", "TXT", "URI",
-];
-
 /// Parses and validates a site file as read from disk: [`parse`], after a
 /// check that it is UTF-8 (TOML is), with the line of the first bad byte.
 pub fn parse_bytes(path: &str, bytes: &[u8]) -> Result<Site, String> {
@@ -639,6 +634,7 @@ fn build(raw: RawSite) -> BuildResult<Site> {
         .collect();
     let mut seen_records = HashSet::new();
     let mut record_spans: Vec<Span> = Vec::new();
+    let mut answer_bytes: HashMap<String, usize> = HashMap::new();
     for r in raw.record {
         let span = r.span();
         let r = r.into_inner();
@@ -655,18 +651,22 @@ fn build(raw: RawSite) -> BuildResult<Site> {
             return Err(err("the name is already a service or pool".into()));
         }
         let rtype = r.rtype.to_ascii_uppercase();
-        if !STATIC_TYPES.contains(&rtype.as_str()) {
+        let rdata = rdata::check(&rtype, &r.content).map_err(err)?;
+        let bytes = answer_bytes.entry(name.clone()).or_insert(0);
+        *bytes += rdata.answer_bytes();
+        if *bytes > rdata::MAX_ANSWER_BYTES {
             return Err(err(format!(
-                "type must be one of {}",
-                STATIC_TYPES.join(", ")
+                "the static records of {name} take {} bytes in one answer, more than {} \
+                 (an answer must fit in one DNS message)",
+                *bytes,
+                rdata::MAX_ANSWER_BYTES
             )));
         }
-        let content = check_content(&rtype, r.content.trim()).map_err(err)?;
         let rec = Record {
             ttl: r.ttl.unwrap_or(site.zones[zone].ttl),
             name,
             rtype,
-            content,
+            content: rdata.content,
         };
         if !seen_records.insert(rec.key()) {
             return Err(err("the same record is listed twice".into()));
@@ -813,73 +813,6 @@ fn check_host_port(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a static record's content for its type; returns it normalized.
-fn check_content(rtype: &str, content: &str) -> Result<String, String> {
-    if content.is_empty() {
-        return Err("content is empty".into());
-    }
-    if content.chars().any(|c| c.is_control()) {
-        return Err("content contains a tab, newline or other control character".into());
-    }
-    let words: Vec<&str> = content.split_whitespace().collect();
-    let name = |s: &str| dnsname::normalize(s).map(|_| ());
-    let prio = |s: &str| {
-        s.parse::<u16>()
-            .map(|_| ())
-            .map_err(|_| format!("'{s}' is not a priority from 0 to 65535"))
-    };
-    match rtype {
-        "A" => content
-            .parse::<Ipv4Addr>()
-            .map(|_| ())
-            .map_err(|_| format!("'{content}' is not an IPv4 address")),
-        "AAAA" => content
-            .parse::<Ipv6Addr>()
-            .map(|_| ())
-            .map_err(|_| format!("'{content}' is not an IPv6 address")),
-        "CNAME" | "NS" | "PTR" => {
-            if words.len() != 1 {
-                return Err("content must be one domain name".into());
-            }
-            name(content)
-        }
-        "MX" => {
-            if words.len() != 2 {
-                return Err("content must be 'PRIORITY HOST'".into());
-            }
-            prio(words[0])?;
-            name(words[1])
-        }
-        "SRV" => {
-            if words.len() != 4 {
-                return Err("content must be 'PRIORITY WEIGHT PORT TARGET'".into());
-            }
-            prio(words[0])?;
-            prio(words[1])?;
-            prio(words[2])?;
-            name(words[3])
-        }
-        "NAPTR" => {
-            if words.len() < 6 {
-                return Err(
-                    "content must be 'ORDER PREF \"FLAGS\" \"SERVICE\" \"REGEXP\" REPLACEMENT'"
-                        .into(),
-                );
-            }
-            prio(words[0])?;
-            prio(words[1])
-        }
-        "TXT" | "SPF" => {
-            if !(content.starts_with('"') && content.ends_with('"') && content.len() >= 2) {
-                return Err("content must be quoted: '\"text\"'".into());
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }?;
-    Ok(words.join(" "))
-}
-
 /// Checks a site read back from the database: every name and content that
 /// can reach the pipe is validated again, so a hand-edited database cannot
 /// put a tab, a newline or a bad name on the wire.
@@ -905,10 +838,7 @@ pub fn revalidate(site: &Site) -> Result<(), String> {
     }
     for r in &site.records {
         name(&r.name)?;
-        if !STATIC_TYPES.contains(&r.rtype.as_str()) {
-            return Err(format!("record type '{}' is not allowed", r.rtype));
-        }
-        let c = check_content(&r.rtype, &r.content)?;
+        let c = rdata::check(&r.rtype, &r.content)?.content;
         if c != r.content {
             return Err(format!("record content '{}' is not normalized", r.content));
         }

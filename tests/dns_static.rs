@@ -529,3 +529,171 @@ fn axfr_lists_the_zone() {
     assert_eq!(d.status, "NOERROR", "{d}");
     pdns.assert_no_backend_trouble();
 }
+
+/// One record of every type a `[[record]]` may have, at the apex and below
+/// it, with quoted text, escapes, several strings, hex and LOC: what `apply`
+/// accepts PowerDNS parses and serves as written (no SERVFAIL, also for the
+/// apex NS that PowerDNS looks up together with the apex's other records).
+#[test]
+fn every_static_record_type_is_served_as_written() {
+    require_pdns!();
+    const SHA256: &str = "d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971";
+    // (name, type, content in the site file, data as dig shows it)
+    let records: Vec<(&str, &str, String, String)> = [
+        (ZONE, "NS", "ns3.example.net.", "ns3.example.net."),
+        (ZONE, "MX", "10 mx1.example.net.", "10 mx1.example.net."),
+        (
+            ZONE,
+            "TXT",
+            r#""v=spf1 -all"  "two  spaces, \"quotes\", \065\066""#,
+            r#""v=spf1 -all" "two  spaces, \"quotes\", AB""#,
+        ),
+        (
+            ZONE,
+            "SPF",
+            r#""v=spf1 ip4:192.0.2.0/24 -all""#,
+            r#""v=spf1 ip4:192.0.2.0/24 -all""#,
+        ),
+        (
+            ZONE,
+            "CAA",
+            r#"0 issue "letsencrypt.org; validationmethods=dns-01""#,
+            r#"0 issue "letsencrypt.org; validationmethods=dns-01""#,
+        ),
+        (
+            ZONE,
+            "NAPTR",
+            r#"100 10 "u" "E2U+sip" "!^\\+1(.*)$!sip:\\1@voip.example.com!" ."#,
+            r#"100 10 "u" "E2U+sip" "!^\\+1(.*)$!sip:\\1@voip.example.com!" ."#,
+        ),
+        (
+            ZONE,
+            "LOC",
+            "52 22 23.000 N 4 53 32.000 E -2.00m 1m 10000m 10m",
+            "52 22 23.000 N 4 53 32.000 E -2.00m 1m 10000m 10m",
+        ),
+        (
+            ZONE,
+            "RP",
+            "hostmaster.example.com. info.voip.example.com.",
+            "hostmaster.example.com. info.voip.example.com.",
+        ),
+        (ZONE, "HINFO", r#""RFC8482" """#, r#""RFC8482" """#),
+        ("www.voip.example.com", "A", "192.0.2.80", "192.0.2.80"),
+        (
+            "www.voip.example.com",
+            "AAAA",
+            "2001:db8::80",
+            "2001:db8::80",
+        ),
+        (
+            "sip.voip.example.com",
+            "CNAME",
+            "www.voip.example.com.",
+            "www.voip.example.com.",
+        ),
+        (
+            "ptr.voip.example.com",
+            "PTR",
+            "www.voip.example.com.",
+            "www.voip.example.com.",
+        ),
+        (
+            "_sips._tcp.voip.example.com",
+            "SRV",
+            "10 60 5061 www.voip.example.com.",
+            "10 60 5061 www.voip.example.com.",
+        ),
+        (
+            "_sip._udp.voip.example.com",
+            "URI",
+            r#"10 1 "sip:help@voip.example.com;transport=udp""#,
+            r#"10 1 "sip:help@voip.example.com;transport=udp""#,
+        ),
+        (
+            "info.voip.example.com",
+            "TXT",
+            r#""ops: \"24/7\"""#,
+            r#""ops: \"24/7\"""#,
+        ),
+        (
+            "child.voip.example.com",
+            "DS",
+            "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118",
+            "60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118",
+        ),
+        (
+            "host1.voip.example.com",
+            "SSHFP",
+            &format!("4 2 {SHA256}"),
+            &format!("4 2 {SHA256}"),
+        ),
+        (
+            "host1.voip.example.com",
+            "HINFO",
+            r#""x86-64" "Debian GNU/Linux""#,
+            r#""x86-64" "Debian GNU/Linux""#,
+        ),
+        (
+            "_5061._tcp.www.voip.example.com",
+            "TLSA",
+            &format!("3 1 1 {SHA256}"),
+            &format!("3 1 1 {SHA256}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, t, c, d)| (n, t, c.to_string(), d.to_string()))
+    .collect();
+    let mut site = String::from(
+        "[zone.\"voip.example.com\"]\n\
+         ns = [\"ns1.voip.example.com\", \"ns2.voip.example.com\"]\n\
+         hostmaster = \"hostmaster.example.com\"\n",
+    );
+    for (name, rtype, content, _) in &records {
+        let content = content.replace('\\', "\\\\").replace('"', "\\\"");
+        site += &format!(
+            "\n[[record]]\nname = \"{name}\"\ntype = \"{rtype}\"\ncontent = \"{content}\"\n"
+        );
+    }
+    let db = Db::new("every-type");
+    db.apply_ok(&site);
+    let pdns = Pdns::start(&db.path, PdnsOpts::default());
+
+    // Hex fields: dig prints them in upper case, cut in chunks.
+    let canonical = |rtype: &str, data: &str| -> String {
+        if ["DS", "SSHFP", "TLSA"].contains(&rtype) {
+            data.replace(' ', "").to_ascii_uppercase()
+        } else {
+            data.to_string()
+        }
+    };
+    for (name, rtype, _, _) in &records {
+        let d = pdns.dig(&[name, rtype]);
+        assert_eq!(d.status, "NOERROR", "{name} {rtype}: {d}");
+        assert!(d.flags.contains(&"aa".to_string()), "{name} {rtype}: {d}");
+        let mut want: Vec<String> = records
+            .iter()
+            .filter(|r| r.0 == *name && r.1 == *rtype)
+            .map(|r| canonical(rtype, &r.3))
+            .collect();
+        if *name == ZONE && *rtype == "NS" {
+            want.extend(["ns1.voip.example.com.", "ns2.voip.example.com."].map(String::from));
+        }
+        want.sort();
+        let got: Vec<String> = d.data(rtype).iter().map(|x| canonical(rtype, x)).collect();
+        assert_eq!(got, want, "{name} {rtype} (wanted {want:?}): {d}");
+    }
+    // The apex's other questions are not taken down by its static records.
+    let d = pdns.dig(&[ZONE, "SOA"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert_eq!(d.records("SOA").len(), 1, "{d}");
+    // Every record of the apex at once.
+    let d = pdns.dig(&["+tcp", ZONE, "ANY"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    for rtype in [
+        "SOA", "NS", "MX", "TXT", "SPF", "CAA", "NAPTR", "LOC", "RP", "HINFO",
+    ] {
+        assert!(!d.records(rtype).is_empty(), "{rtype} in ANY: {d}");
+    }
+    pdns.assert_no_backend_trouble();
+}

@@ -391,6 +391,34 @@ fn stored_content_with_control_characters_never_reaches_the_pipe() {
     }
 }
 
+/// Content PowerDNS cannot parse fails every question for its name
+/// (SERVFAIL). `apply` refuses it; a hand-edited row is checked again by the
+/// coprocess, which then refuses the stored topology instead of sending it.
+#[test]
+fn stored_content_powerdns_cannot_parse_never_reaches_the_pipe() {
+    let db = Db::new("pipe-unparsable");
+    db.apply_ok(SITE);
+    let c = rusqlite::Connection::open(&db.path).unwrap();
+    let def = r#"{"name":"voip.example.com","rtype":"CAA","ttl":60,"content":"garbage here"}"#;
+    c.execute(
+        "INSERT INTO topology(kind, name, def) VALUES ('record', 'bad caa', ?1)",
+        [def],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let mut p = pipe(&db, 5);
+    for qtype in ["ANY", "SOA"] {
+        let a = p.q("voip.example.com", qtype, "192.0.2.0/24");
+        assert_eq!(a.last().unwrap(), "END", "{a:?}");
+        assert!(a.iter().all(|l| !l.contains("garbage")), "{a:?}");
+    }
+}
+
 #[test]
 fn cmd_status_explain_and_help() {
     let db = Db::new("pipe-cmd");

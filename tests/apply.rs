@@ -1,0 +1,312 @@
+//! `pdns-ha apply` and the content of static records (`[[record]]`): content
+//! PowerDNS 4.7 cannot parse, or would serve as something else, is refused
+//! with the file and line of the record, exit status 1, and the database left
+//! as it was; accepted content is stored with its quoted text as written.
+//! (That what `apply` accepts PowerDNS serves is in dns_static.rs.)
+
+mod support;
+
+use rusqlite::Connection;
+use support::{Db, assert_ok, stderr};
+
+const SITE: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+
+[[record]]
+name = "voip.example.com"
+type = "TXT"
+content = '"v=spf1 -all"'
+"#;
+
+/// Every topology row and the generation, for before/after comparisons.
+fn topology_rows(db: &Db) -> Vec<String> {
+    let c = Connection::open(&db.path).expect("open the test database");
+    let mut st = c
+        .prepare("SELECT kind, name, def FROM topology ORDER BY kind, name, def")
+        .unwrap();
+    let mut rows: Vec<String> = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{} {} {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let g: i64 = c
+        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    rows.push(format!("generation {g}"));
+    rows
+}
+
+/// The stored content of the static records, sorted.
+fn stored_contents(db: &Db) -> Vec<String> {
+    let c = Connection::open(&db.path).expect("open the test database");
+    let mut st = c
+        .prepare("SELECT def FROM topology WHERE kind = 'record'")
+        .unwrap();
+    let mut v: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|d| {
+            let d: serde_json::Value = serde_json::from_str(&d.unwrap()).unwrap();
+            format!("{} {} {}", d["name"], d["rtype"], d["content"])
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A TOML basic string holding `s` exactly.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn record(name: &str, rtype: &str, content: &str) -> String {
+    format!(
+        "\n[[record]]\nname = \"{name}\"\ntype = \"{rtype}\"\ncontent = {}\n",
+        toml_str(content)
+    )
+}
+
+/// Applies SITE with a valid record, then `bad`, then another valid record,
+/// and checks that the whole file is refused, naming `bad`'s line (its
+/// `[[record]]` line or its `content` line) and `why`.
+#[track_caller]
+fn assert_refused(
+    db: &Db,
+    before: &[String],
+    (name, rtype, content): (&str, &str, &str),
+    why: &str,
+) {
+    let text = SITE.to_string()
+        + &record("www.voip.example.com", "A", "192.0.2.80")
+        + &record(name, rtype, content)
+        + &record("voip.example.com", "MX", "10 mx1.example.net.");
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == "[[record]]")
+        .nth(2)
+        .map(|(i, _)| i + 1)
+        .expect("the bad record's [[record]] line");
+    let content_line = header + 3;
+    assert!(lines[content_line - 1].starts_with("content = "));
+
+    let o = db.apply(&text);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{rtype} {content:?} must be refused:\n{err}"
+    );
+    let site = db.site_path();
+    let site = site.display();
+    let found = err.lines().find(|l| l.contains(why));
+    let Some(line) = found else {
+        panic!("{rtype} {content:?}: want '{why}' in:\n{err}");
+    };
+    let at = |n: usize| format!("error: {site}:{n}: record \"{name} {rtype}\": ");
+    assert!(
+        line.starts_with(&at(header)) || line.starts_with(&at(content_line)),
+        "{rtype} {content:?}: the error must name line {header} or {content_line}:\n{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(topology_rows(db), before, "database unchanged by:\n{err}");
+}
+
+#[test]
+fn bad_record_content_is_refused_with_its_line() {
+    let db = Db::new("apply-bad-records");
+    db.apply_ok(SITE);
+    let before = topology_rows(&db);
+    let apex = "voip.example.com";
+    let sha256 = "d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971";
+    let long_string = format!("\"{}\"", "y".repeat(70_000));
+    let long_strings = vec![format!("\"{}\"", "y".repeat(255)); 275].join(" ");
+    let sshfp_33 = format!("4 2 {sha256}ab");
+    let cases: Vec<((&str, &str, &str), &str)> = vec![
+        // The cases of the issue: PowerDNS fails the whole name (SERVFAIL).
+        (
+            (apex, "CAA", "garbage here"),
+            "CAA content must be 'FLAGS TAG \"VALUE\"' (RFC 8659)",
+        ),
+        ((apex, "TXT", r#""abc\""#), "has no closing quote"),
+        ((apex, "TXT", r#""a"b""#), "without a space"),
+        (
+            (
+                apex,
+                "NAPTR",
+                r#"10 50 s SIP+D2U "" _sip._udp.voip.example.com."#,
+            ),
+            "the flags must be a quoted string",
+        ),
+        (
+            (apex, "LOC", "somewhere in Amsterdam"),
+            "the latitude: the degrees 'somewhere'",
+        ),
+        (
+            (apex, "LOC", "52 22 23 N 4 53 32 E"),
+            "the altitude is missing",
+        ),
+        ((apex, "DS", "1"), "1 fields instead of 4"),
+        ((apex, "SSHFP", "x"), "1 fields instead of 3"),
+        (
+            (apex, "URI", "10 1 sip:help@example.com"),
+            "the target must be a quoted string",
+        ),
+        (
+            (apex, "RP", "hostmaster.example.com."),
+            "1 fields instead of 2",
+        ),
+        (
+            (apex, "HINFO", "INTEL Unix"),
+            "the CPU must be a quoted string",
+        ),
+        // Served as something else, or unreadable by resolvers.
+        (
+            (apex, "TXT", r#""\256""#),
+            "three digits from \\000 to \\255",
+        ),
+        (
+            (apex, "TLSA", "3 1 1 d2ab"),
+            "is 32 bytes (64 hex digits), not 2",
+        ),
+        (
+            (apex, "SSHFP", &sshfp_33),
+            "is 32 bytes (64 hex digits), not 33",
+        ),
+        (
+            (apex, "DS", "60485 5 1 2BB1"),
+            "is 20 bytes (40 hex digits), not 2",
+        ),
+        (
+            (apex, "CAA", "0 is-sue \"x\""),
+            "must be 1 to 15 letters and digits",
+        ),
+        (
+            (apex, "LOC", "52 N 4 E 0m 15m"),
+            "the size '15m' cannot be stored",
+        ),
+        // 70 KB of TXT: answered with no record at all.
+        ((apex, "TXT", &long_string), "must be at most 255 bytes"),
+        ((apex, "TXT", &long_strings), "70412 bytes in an answer"),
+        // A type that is not checked is refused, not passed through.
+        (
+            (apex, "SOA", "a. b. 1 2 3 4 5"),
+            "type SOA is not supported for static records",
+        ),
+        (
+            ("sub.voip.example.com", "DNAME", "x.example.net."),
+            "type DNAME is not supported",
+        ),
+    ];
+    for (rec, why) in cases {
+        assert_refused(&db, &before, rec, why);
+    }
+}
+
+/// The static records of one name must fit in one answer together: the
+/// record that goes over the bound is refused.
+#[test]
+fn the_records_of_a_name_must_fit_in_one_answer() {
+    let db = Db::new("apply-too-big");
+    // Each record: 60 strings of 255 bytes and "part N", 15,367 bytes of
+    // RDATA, 15,379 in an answer: three fit in 60,000, four do not.
+    let part = |i: usize| {
+        let mut v = vec![format!("\"{}\"", "z".repeat(255)); 60];
+        v.push(format!("\"part {i}\""));
+        v.join(" ")
+    };
+    let mut text = SITE.to_string();
+    for i in 1..=3 {
+        text += &record("big.voip.example.com", "TXT", &part(i));
+    }
+    db.apply_ok(&text);
+    let before = topology_rows(&db);
+
+    text += &record("big.voip.example.com", "TXT", &part(4));
+    let o = db.apply(&text);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let content_line = 1 + text
+        .lines()
+        .position(|l| l.contains("part 4"))
+        .expect("the fourth record");
+    let site = db.site_path();
+    let at = |n: usize| {
+        format!(
+            "error: {}:{n}: record \"big.voip.example.com TXT\": the static records of \
+             big.voip.example.com take 61516 bytes in one answer, more than 60000",
+            site.display()
+        )
+    };
+    assert!(
+        err.contains(&at(content_line - 3)) || err.contains(&at(content_line)),
+        "the fourth record's line: {err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(topology_rows(&db), before, "database unchanged");
+}
+
+/// Accepted content is stored normalised: one space between fields, quoted
+/// text exactly as written (inner spaces and escapes kept).
+#[test]
+fn accepted_content_keeps_its_quoted_text() {
+    let db = Db::new("apply-kept");
+    let text = SITE.to_string()
+        + &record(
+            "voip.example.com",
+            "TXT",
+            r#"  "a  b"    "say \"hi\"" "\065\\"  "#,
+        )
+        + &record(
+            "voip.example.com",
+            "CAA",
+            r#"0  issue  "ca.example.net;  account=1""#,
+        )
+        + &record("voip.example.com", "HINFO", r#""RFC8482"   """#)
+        + &record(
+            "voip.example.com",
+            "NAPTR",
+            r#"100 10 "u" "E2U+sip" "!^.*$!sip:info@example.com!" ."#,
+        );
+    db.apply_ok(&text);
+    assert_eq!(
+        stored_contents(&db),
+        [
+            r#""voip.example.com" "CAA" "0 issue \"ca.example.net;  account=1\"""#,
+            r#""voip.example.com" "HINFO" "\"RFC8482\" \"\"""#,
+            r#""voip.example.com" "NAPTR" "100 10 \"u\" \"E2U+sip\" \"!^.*$!sip:info@example.com!\" .""#,
+            r#""voip.example.com" "TXT" "\"a  b\" \"say \\\"hi\\\"\" \"\\065\\\\\"""#,
+            r#""voip.example.com" "TXT" "\"v=spf1 -all\"""#,
+        ]
+    );
+    // Applying it again changes nothing.
+    let o = db.apply(&text);
+    assert_ok("apply again", &o);
+    assert!(
+        support::stdout(&o).contains("no change"),
+        "{}",
+        support::stdout(&o)
+    );
+}
