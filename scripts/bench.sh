@@ -148,7 +148,8 @@ echo
 echo "== end to end: dnsperf against pdns_server with pdns-ha ($DNSPERF_SECONDS s each)"
 PORT=$(free_port)
 mkdir -p "$DIR/pdns"
-cat > "$DIR/pdns/pdns.conf" <<CONF
+# Exactly the settings of pdns.conf.example, on a loopback port.
+pdns_conf "$BIN" "$DIR/big.db" "$PORT" "$DIR/pdns" > "$DIR/pdns/pdns.conf"
 launch=pipe
 pipe-command=$BIN pipe --db $DIR/big.db
 pipe-abi-version=5

@@ -78,7 +78,8 @@ METRICS
 "$BIN" --db "$DB" ingest "$DIR/metrics.txt"
 
 mkdir -p "$DIR/pdns"
-cat > "$DIR/pdns/pdns.conf" <<CONF
+# Exactly the settings of pdns.conf.example, on a loopback port.
+pdns_conf "$BIN" "$DB" "$PORT" "$DIR/pdns" > "$DIR/pdns/pdns.conf"
 launch=pipe
 pipe-command=$BIN pipe --db $DB
 pipe-abi-version=5

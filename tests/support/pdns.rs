@@ -47,6 +47,32 @@ pub fn tools_available() -> bool {
     false
 }
 
+/// The settings of the project's `pdns.conf.example` (the configuration the
+/// README tells users to run), one `key=value` a line, with the values of
+/// `set` in place of the example's (or added). The tests run PowerDNS with
+/// exactly these settings, plus [`PdnsOpts::extra`].
+pub fn conf_from_example(set: &[(&str, String)]) -> Vec<String> {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pdns.conf.example"))
+        .expect("read pdns.conf.example");
+    let mut lines: Vec<String> = Vec::new();
+    for l in example.lines().map(str::trim) {
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let key = l.split_once('=').map_or(l, |(k, _)| k);
+        match set.iter().find(|(k, _)| *k == key) {
+            Some((k, v)) => lines.push(format!("{k}={v}")),
+            None => lines.push(l.to_string()),
+        }
+    }
+    for (k, v) in set {
+        if !lines.iter().any(|l| l.starts_with(&format!("{k}="))) {
+            lines.push(format!("{k}={v}"));
+        }
+    }
+    lines
+}
+
 /// How to run PowerDNS.
 #[derive(Clone, Debug)]
 pub struct PdnsOpts {
@@ -54,8 +80,9 @@ pub struct PdnsOpts {
     pub abi: u8,
     /// `pipe-timeout`, milliseconds.
     pub pipe_timeout_ms: u32,
-    /// More pdns.conf lines (`key=value`), for settings not written by
-    /// default (`allow-axfr-ips=127.0.0.0/8`, `cache-ttl=1`, ...).
+    /// More pdns.conf lines (`key=value`) after those of
+    /// `pdns.conf.example` (`allow-axfr-ips=127.0.0.0/8`, `cache-ttl=1`, ...;
+    /// PowerDNS takes the last value of a key).
     pub extra: Vec<String>,
     /// More arguments for `pdns-ha pipe` (`--memcached HOST:PORT`); no spaces
     /// inside one (pdns splits `pipe-command` on spaces).
@@ -151,27 +178,22 @@ impl Pdns {
             !BIN.contains(' ') && !db.to_string_lossy().contains(' '),
             "pdns splits pipe-command on spaces: {pipe_command}"
         );
-        let mut conf = format!(
-            "launch=pipe,pipe:standby\n\
-             pipe-command={pipe_command}\n\
-             pipe-abi-version={abi}\n\
-             pipe-timeout={timeout}\n\
-             pipe-standby-command={pipe_command}\n\
-             pipe-standby-abi-version={abi}\n\
-             pipe-standby-timeout={timeout}\n\
-             zone-cache-refresh-interval=0\n\
-             edns-subnet-processing=yes\n\
-             local-address=127.0.0.1\n\
-             local-port={port}\n\
-             socket-dir={}\n",
-            dir.path().display(),
-            abi = opts.abi,
-            timeout = opts.pipe_timeout_ms,
-        );
-        for l in &opts.extra {
-            conf.push_str(l);
-            conf.push('\n');
-        }
+        let conf = conf_from_example(&[
+            ("pipe-command", pipe_command.clone()),
+            ("pipe-standby-command", pipe_command),
+            ("pipe-abi-version", opts.abi.to_string()),
+            ("pipe-standby-abi-version", opts.abi.to_string()),
+            ("pipe-timeout", opts.pipe_timeout_ms.to_string()),
+            ("pipe-standby-timeout", opts.pipe_timeout_ms.to_string()),
+            ("local-address", "127.0.0.1".to_string()),
+            ("local-port", port.to_string()),
+            ("socket-dir", dir.path().display().to_string()),
+        ])
+        .into_iter()
+        .chain(opts.extra.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n")
+            + "\n";
         std::fs::write(dir.path().join("pdns.conf"), &conf).expect("write pdns.conf");
         let log_path = dir.path().join("pdns.log");
         let log = std::fs::File::create(&log_path).expect("create the pdns log");
