@@ -150,15 +150,6 @@ PORT=$(free_port)
 mkdir -p "$DIR/pdns"
 # Exactly the settings of pdns.conf.example, on a loopback port.
 pdns_conf "$BIN" "$DIR/big.db" "$PORT" "$DIR/pdns" > "$DIR/pdns/pdns.conf"
-launch=pipe
-pipe-command=$BIN pipe --db $DIR/big.db
-pipe-abi-version=5
-zone-cache-refresh-interval=0
-edns-subnet-processing=yes
-local-address=127.0.0.1
-local-port=$PORT
-socket-dir=$DIR/pdns
-CONF
 pdns_server --config-dir="$DIR/pdns" --daemon=no --guardian=no --disable-syslog >"$DIR/pdns.log" 2>&1 &
 PDNS_PID=$!
 for _ in $(seq 50); do dig @127.0.0.1 -p "$PORT" +short +time=1 +tries=1 voip.example.com SOA >/dev/null 2>&1 && break; sleep 0.2; done

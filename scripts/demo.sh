@@ -80,15 +80,6 @@ METRICS
 mkdir -p "$DIR/pdns"
 # Exactly the settings of pdns.conf.example, on a loopback port.
 pdns_conf "$BIN" "$DB" "$PORT" "$DIR/pdns" > "$DIR/pdns/pdns.conf"
-launch=pipe
-pipe-command=$BIN pipe --db $DB
-pipe-abi-version=5
-zone-cache-refresh-interval=0
-edns-subnet-processing=yes
-local-address=127.0.0.1
-local-port=$PORT
-socket-dir=$DIR/pdns
-CONF
 setsid pdns_server --config-dir="$DIR/pdns" --daemon=no --guardian=no --disable-syslog \
     >"$DIR/pdns.log" 2>&1 </dev/null &
 echo $! >"$DIR/pdns.pid"
