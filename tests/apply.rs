@@ -20,33 +20,6 @@ type = "TXT"
 content = '"v=spf1 -all"'
 "#;
 
-/// Every topology row and the generation, for before/after comparisons.
-fn topology_rows(db: &Db) -> Vec<String> {
-    let c = Connection::open(&db.path).expect("open the test database");
-    let mut st = c
-        .prepare("SELECT kind, name, def FROM topology ORDER BY kind, name, def")
-        .unwrap();
-    let mut rows: Vec<String> = st
-        .query_map([], |r| {
-            Ok(format!(
-                "{} {} {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let g: i64 = c
-        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    rows.push(format!("generation {g}"));
-    rows
-}
-
 /// The stored content of the static records, sorted.
 fn stored_contents(db: &Db) -> Vec<String> {
     let c = Connection::open(&db.path).expect("open the test database");
@@ -131,14 +104,14 @@ fn assert_refused(
         "{rtype} {content:?}: the error must name line {header} or {content_line}:\n{err}"
     );
     assert!(err.contains("nothing was changed"), "{err}");
-    assert_eq!(topology_rows(db), before, "database unchanged by:\n{err}");
+    assert_eq!(db.topology_rows(), before, "database unchanged by:\n{err}");
 }
 
 #[test]
 fn bad_record_content_is_refused_with_its_line() {
     let db = Db::new("apply-bad-records");
     db.apply_ok(SITE);
-    let before = topology_rows(&db);
+    let before = db.topology_rows();
     let apex = "voip.example.com";
     let sha256 = "d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971";
     let long_string = format!("\"{}\"", "y".repeat(70_000));
@@ -242,7 +215,7 @@ fn the_records_of_a_name_must_fit_in_one_answer() {
         text += &record("big.voip.example.com", "TXT", &part(i));
     }
     db.apply_ok(&text);
-    let before = topology_rows(&db);
+    let before = db.topology_rows();
 
     text += &record("big.voip.example.com", "TXT", &part(4));
     let o = db.apply(&text);
@@ -265,7 +238,7 @@ fn the_records_of_a_name_must_fit_in_one_answer() {
         "the fourth record's line: {err}"
     );
     assert!(err.contains("nothing was changed"), "{err}");
-    assert_eq!(topology_rows(&db), before, "database unchanged");
+    assert_eq!(db.topology_rows(), before, "database unchanged");
 }
 
 /// Accepted content is stored normalised: one space between fields, quoted

@@ -79,33 +79,6 @@ fn metric_rows(db: &Db) -> Vec<String> {
     out
 }
 
-/// The stored topology, as text, plus the generation counter.
-fn topology_rows(db: &Db) -> Vec<String> {
-    let c = conn(db);
-    let mut st = c
-        .prepare("SELECT kind, name, def FROM topology ORDER BY kind, name")
-        .unwrap();
-    let mut rows: Vec<String> = st
-        .query_map([], |r| {
-            Ok(format!(
-                "{} {} {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let g: i64 = c
-        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    rows.push(format!("generation {g}"));
-    rows
-}
-
 fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["nodes"]
         .as_array()
@@ -391,7 +364,7 @@ latency van1 198.51.100.0/24 30
 #[test]
 fn a_wrong_site_file_is_refused_whole() {
     let db = db_with_site("wrong-site");
-    let before = topology_rows(&db);
+    let before = db.topology_rows();
     let status_before = db.status_json();
     let site = db.site_path();
     let site = site.display();
@@ -461,7 +434,7 @@ fn a_wrong_site_file_is_refused_whole() {
             "want '{want}' in:\n{err}"
         );
         assert!(err.contains("nothing was changed"), "{err}");
-        assert_eq!(topology_rows(&db), before, "database unchanged by:\n{err}");
+        assert_eq!(db.topology_rows(), before, "database unchanged by:\n{err}");
     }
     // Not UTF-8: the line and column of the first bad byte, exit status 1.
     let mut bytes = valid_changes.clone().into_bytes();
@@ -473,7 +446,7 @@ fn a_wrong_site_file_is_refused_whole() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     let want = format!("{site}:{line}: the file is not UTF-8 (byte 0xe9 at column 6)");
     assert!(err.contains(&want), "want '{want}' in:\n{err}");
-    assert_eq!(topology_rows(&db), before);
+    assert_eq!(db.topology_rows(), before);
 
     let status_after = db.status_json();
     assert_eq!(
@@ -486,7 +459,7 @@ fn a_wrong_site_file_is_refused_whole() {
     let o = db.apply(&valid_changes);
     assert_ok("apply the valid changes", &o);
     assert!(stdout(&o).contains("added   node tor1"), "{}", stdout(&o));
-    assert_ne!(topology_rows(&db), before);
+    assert_ne!(db.topology_rows(), before);
 }
 
 #[test]
@@ -503,7 +476,7 @@ fn apply_dry_run_writes_nothing() {
     assert!(!db.path.exists(), "--dry-run created {}", db.path.display());
 
     db.apply_ok(SITE);
-    let before = topology_rows(&db);
+    let before = db.topology_rows();
     let changed = SITE.replace("port = 5060", "port = 5070");
     std::fs::write(&site, &changed).unwrap();
     let o = db.run(&["apply", site.to_str().unwrap(), "--dry-run"]);
@@ -514,7 +487,7 @@ fn apply_dry_run_writes_nothing() {
         "{out}"
     );
     assert!(out.contains("nothing written"), "{out}");
-    assert_eq!(topology_rows(&db), before, "--dry-run wrote");
+    assert_eq!(db.topology_rows(), before, "--dry-run wrote");
 
     // Applied for real, then again: idempotent.
     let o = db.apply(&changed);
@@ -524,12 +497,12 @@ fn apply_dry_run_writes_nothing() {
         "{}",
         stdout(&o)
     );
-    let after = topology_rows(&db);
+    let after = db.topology_rows();
     assert_ne!(after, before);
     let o = db.apply(&changed);
     assert_ok("apply again", &o);
     assert!(stdout(&o).contains("no change"), "{}", stdout(&o));
-    assert_eq!(topology_rows(&db), after, "a second apply changes nothing");
+    assert_eq!(db.topology_rows(), after, "a second apply changes nothing");
 }
 
 #[test]

@@ -165,6 +165,35 @@ impl Db {
         assert_ok("pdns-ha ingest", &o);
     }
 
+    /// Every topology row (kind, name, definition) and the generation, as
+    /// text, for before/after comparisons.
+    pub fn topology_rows(&self) -> Vec<String> {
+        let c = rusqlite::Connection::open(&self.path).expect("open the test database");
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut st = c
+            .prepare("SELECT kind, name, def FROM topology ORDER BY kind, name, def")
+            .unwrap();
+        let mut rows: Vec<String> = st
+            .query_map([], |r| {
+                Ok(format!(
+                    "{} {} {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let g: i64 = c
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        rows.push(format!("generation {g}"));
+        rows
+    }
+
     /// `status --json`, parsed.
     #[track_caller]
     pub fn status_json(&self) -> serde_json::Value {

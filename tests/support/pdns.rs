@@ -52,8 +52,9 @@ pub fn tools_available() -> bool {
 /// `set` in place of the example's (or added). The tests run PowerDNS with
 /// exactly these settings, plus [`PdnsOpts::extra`].
 pub fn conf_from_example(set: &[(&str, String)]) -> Vec<String> {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pdns.conf.example"))
-        .expect("read pdns.conf.example");
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pdns.conf.example"))
+            .expect("read pdns.conf.example");
     let mut lines: Vec<String> = Vec::new();
     for l in example.lines().map(str::trim) {
         if l.is_empty() || l.starts_with('#') {
