@@ -37,6 +37,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::dnsname;
+use crate::text::excerpt;
 
 /// Record types a static `[[record]]` may have; each is checked by [`check`].
 pub const STATIC_TYPES: &[&str] = &[
@@ -76,7 +77,7 @@ pub fn check(rtype: &str, content: &str) -> Result<Rdata, String> {
         return Err(format!(
             "type {} is not supported for static records: the supported types are {} \
              (each one's content is checked as PowerDNS parses it)",
-            show(rtype),
+            excerpt(rtype),
             STATIC_TYPES.join(", ")
         ));
     };
@@ -190,7 +191,7 @@ fn split(s: &str) -> Result<Vec<Field<'_>>, String> {
         let unterminated = || {
             format!(
                 "the quoted string {} has no closing quote",
-                show(&s[start..])
+                excerpt(&s[start..])
             )
         };
         let mut text = Vec::new();
@@ -216,7 +217,7 @@ fn split(s: &str) -> Result<Vec<Field<'_>>, String> {
                                     return Err(format!(
                                         "bad escape in {}: a backslash before a digit must be \
                                          \\DDD, three digits from \\000 to \\255",
-                                        show(&s[start..])
+                                        excerpt(&s[start..])
                                     ));
                                 }
                             }
@@ -240,8 +241,8 @@ fn split(s: &str) -> Result<Vec<Field<'_>>, String> {
             return Err(format!(
                 "the quoted string {} is followed by '{}' without a space (write a quote \
                  inside a string as \\\")",
-                show(&s[start..i]),
-                show(&s[i..])
+                excerpt(&s[start..i]),
+                excerpt(&s[i..])
             ));
         }
         out.push(Field {
@@ -268,7 +269,7 @@ fn rdata_len(rtype: &str, f: &[Field]) -> Result<usize, String> {
                 let family = if rtype == "A" { "IPv4" } else { "IPv6" };
                 Err(format!(
                     "'{}' is not an {family} address",
-                    show(&all.join(" "))
+                    excerpt(&all.join(" "))
                 ))
             }
         }
@@ -308,7 +309,7 @@ fn rdata_len(rtype: &str, f: &[Field]) -> Result<usize, String> {
             if tag.is_empty() || tag.len() > 15 || !tag.bytes().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(format!(
                     "the tag '{}' must be 1 to 15 letters and digits (issue, issuewild, iodef, ...)",
-                    show(tag)
+                    excerpt(tag)
                 ));
             }
             // The value is the rest of the RDATA: not limited to 255 bytes.
@@ -329,7 +330,7 @@ fn rdata_len(rtype: &str, f: &[Field]) -> Result<usize, String> {
             if scheme.is_none() {
                 return Err(format!(
                     "the target {} is not a URI (it starts with a scheme, like sip:)",
-                    show(f[2].raw)
+                    excerpt(f[2].raw)
                 ));
             }
             Ok(4 + target.len())
@@ -346,7 +347,7 @@ fn rdata_len(rtype: &str, f: &[Field]) -> Result<usize, String> {
             if !flags.iter().all(u8::is_ascii_alphanumeric) {
                 return Err(format!(
                     "the flags {} must be letters and digits only (\"s\", \"a\", \"u\", \"p\", or \"\")",
-                    show(f[2].raw)
+                    excerpt(f[2].raw)
                 ));
             }
             let services = string(&f[3], "the services", Some(255))?;
@@ -401,7 +402,7 @@ fn rdata_len(rtype: &str, f: &[Field]) -> Result<usize, String> {
             Ok(3 + n)
         }
         "LOC" => loc(f).map(|()| 16),
-        _ => Err(format!("type {} is not supported", show(rtype))),
+        _ => Err(format!("type {} is not supported", excerpt(rtype))),
     }
 }
 
@@ -427,7 +428,7 @@ fn word<'a>(f: &Field<'a>, what: &str) -> Result<&'a str, String> {
         None => Ok(f.raw),
         Some(_) => Err(format!(
             "{what} is written without quotes, not {}",
-            show(f.raw)
+            excerpt(f.raw)
         )),
     }
 }
@@ -438,7 +439,7 @@ fn number(f: &Field, what: &str, max: u32) -> Result<u32, String> {
     w.parse::<u32>()
         .ok()
         .filter(|&v| v <= max && w.bytes().all(|c| c.is_ascii_digit()))
-        .ok_or_else(|| format!("{what} '{}' is not a number from 0 to {max}", show(w)))
+        .ok_or_else(|| format!("{what} '{}' is not a number from 0 to {max}", excerpt(w)))
 }
 
 /// A domain name, or the root `.` if `root_ok`; returns its wire length.
@@ -461,7 +462,7 @@ fn string<'a>(f: &'a Field, what: &str, max: Option<usize>) -> Result<&'a [u8], 
     let Some(text) = &f.quoted else {
         return Err(format!(
             "{what} must be a quoted string, \"...\", not {}",
-            show(f.raw)
+            excerpt(f.raw)
         ));
     };
     if let Some(max) = max
@@ -470,7 +471,7 @@ fn string<'a>(f: &'a Field, what: &str, max: Option<usize>) -> Result<&'a [u8], 
         return Err(format!(
             "{what} must be at most {max} bytes, {} is {} (split a long text into several \
              quoted strings)",
-            show(f.raw),
+            excerpt(f.raw),
             text.len()
         ));
     }
@@ -485,7 +486,7 @@ fn hex(f: &[Field], what: &str) -> Result<usize, String> {
         if !w.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(format!(
                 "{what} must be hexadecimal digits, not '{}'",
-                show(w)
+                excerpt(w)
             ));
         }
         digits += w.len();
@@ -527,7 +528,7 @@ fn loc(f: &[Field]) -> Result<(), String> {
     if (negative && cm > 10_000_000) || (!negative && cm > 4_284_967_295) {
         return Err(format!(
             "the altitude '{}' is outside -100000.00m to 42849672.95m",
-            show(alt)
+            excerpt(alt)
         ));
     }
     for what in [
@@ -547,20 +548,20 @@ fn loc(f: &[Field]) -> Result<(), String> {
             return Err(format!(
                 "{what} '{}' cannot be stored: it must be one digit times a power of ten \
                  (e.g. 1m, 0.5m, 20m, 10000m)",
-                show(w)
+                excerpt(w)
             ));
         }
         if cm > 4_000_000_000 {
             return Err(format!(
                 "{what} '{}' is more than 40000000m, the most PowerDNS 4.7 reads correctly",
-                show(w)
+                excerpt(w)
             ));
         }
     }
     if let Some(extra) = it.next() {
         return Err(format!(
             "'{}' after the vertical precision is one field too many",
-            show(extra)
+            excerpt(extra)
         ));
     }
     Ok(())
@@ -583,7 +584,7 @@ fn coordinate<'a>(
             .ok_or_else(|| {
                 format!(
                     "{what}: the {part} '{}' is not a number from 0 to {max}",
-                    show(w)
+                    excerpt(w)
                 )
             })
     };
@@ -600,7 +601,7 @@ fn coordinate<'a>(
             {
                 return Err(format!(
                     "{what}: the seconds '{}' must be a number from 0 to 59.999",
-                    show(s)
+                    excerpt(s)
                 ));
             }
             rest |= secs > 0 || frac.bytes().any(|c| c != b'0');
@@ -613,7 +614,7 @@ fn coordinate<'a>(
                 "{what}: expected {} or {} after the degrees, minutes and seconds, not '{}'",
                 hemispheres[0],
                 hemispheres[1],
-                show(h.unwrap_or(""))
+                excerpt(h.unwrap_or(""))
             ));
         }
     }
@@ -628,7 +629,7 @@ fn centimetres(w: &str, what: &str) -> Result<u64, String> {
     let bad = || {
         format!(
             "{what} '{}' must be metres with at most two decimals, e.g. 10m or 0.50m",
-            show(w)
+            excerpt(w)
         )
     };
     let n = w.strip_suffix('m').unwrap_or(w);
@@ -644,15 +645,6 @@ fn centimetres(w: &str, what: &str) -> Result<u64, String> {
     let int: u64 = int.parse().map_err(|_| bad())?;
     let frac: u64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
     Ok(int * 100 + frac)
-}
-
-/// A piece of user text for an error message: quoted as written, cut short.
-fn show(s: &str) -> String {
-    const MAX: usize = 40;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]

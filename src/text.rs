@@ -14,13 +14,26 @@ pub const QUOTE_CHARS: usize = 48;
 /// characters, control characters escaped, and the full length in bytes
 /// when it was cut (`'abc…' (10485760 bytes)`).
 pub fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len().min(QUOTE_CHARS * 2) + 2);
-    out.push('\'');
-    let mut cut = false;
+    let (text, cut) = excerpt_of(value);
+    if cut {
+        format!("'{text}' ({} bytes)", value.len())
+    } else {
+        format!("'{text}'")
+    }
+}
+
+/// The start of `value` for a message that quotes it itself: at most
+/// [`QUOTE_CHARS`] characters, control characters escaped, `…` if cut.
+pub fn excerpt(value: &str) -> String {
+    excerpt_of(value).0
+}
+
+fn excerpt_of(value: &str) -> (String, bool) {
+    let mut out = String::with_capacity(value.len().min(QUOTE_CHARS * 2));
     for (i, c) in value.chars().enumerate() {
         if i == QUOTE_CHARS {
-            cut = true;
-            break;
+            out.push('…');
+            return (out, true);
         }
         if c.is_control() {
             out.extend(c.escape_default());
@@ -28,12 +41,7 @@ pub fn quote(value: &str) -> String {
             out.push(c);
         }
     }
-    if cut {
-        out.push_str(&format!("…' ({} bytes)", value.len()));
-    } else {
-        out.push('\'');
-    }
-    out
+    (out, false)
 }
 
 /// Reads one line into `buf` (cleared first, without the `\n`), keeping at
