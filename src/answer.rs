@@ -1,18 +1,18 @@
 //! Answering: from a question and a client network to the records PowerDNS
 //! gets. Owns the coprocess's view of the store (topology, node states), the
-//! bounded in-process caches (decisions, rendered answers), and the
-//! seen-networks counter.
+//! in-process caches (decisions, rendered answers, node views) and the
+//! seen-networks counter, each bounded in bytes (`*_BYTES`).
 //!
 //! The store is read through prepared statements only; the topology is
 //! reloaded when `apply` or a drain bumps the generation (checked through
 //! `PRAGMA data_version` at most every [`CHECK_EVERY`]).
 
-use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::bounded::{BoundedMap, HeapSize, alloc_size};
 use crate::cache::{DecisionKey, SharedCache};
 use crate::metrics;
 use crate::net::Prefix;
@@ -28,12 +28,39 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// How often seen client networks are written.
 const SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
-/// Bound of the seen-networks counter between two flushes.
-const SEEN_MAX: usize = 4096;
-/// Bound of the decision cache.
-const DECISIONS_MAX: usize = 4096;
-/// Bound of the rendered-answer cache.
-const RENDERED_MAX: usize = 1024;
+// Bounds of what lives across questions. Entry counts are 7/8 of a power
+// of two (the table then has no slot it cannot use); the byte budgets count
+// the table and what the entries own (names, answers, decisions), as
+// allocated (`bounded::alloc_size`), and hold whatever the questions are.
+
+/// Client networks counted between two flushes (every 5 s): a few thousand
+/// networks ask each DNS server within seconds; more are dropped (and
+/// counted as such), not queued.
+pub const SEEN_MAX: usize = 3584;
+/// Budget of the seen-networks counter: its table (100 KiB; entries own no
+/// heap).
+pub const SEEN_BYTES: usize = 128 * 1024;
+/// Decisions kept: one per (dynamic name, client /24 or /48) asked within
+/// `decision_cache_ms` (at most 2 s).
+pub const DECISIONS_MAX: usize = 3584;
+/// Budget of the decision cache: the table (230 KiB) and 3584 decisions of
+/// three nodes (192 bytes each; 4000 would fit); a site with many nodes per
+/// service keeps fewer decisions, not more memory.
+pub const DECISIONS_BYTES: usize = 1024 * 1024;
+/// Rendered answers kept: PowerDNS asks the same few names, for each client
+/// network, again and again; more than a thousand client networks within a
+/// second are answered from here.
+pub const RENDERED_MAX: usize = 1792;
+/// Budget of the rendered-answer cache: the table (194 KiB) and 1792
+/// answers of about 400 bytes (an SRV answer of three records), or about 750
+/// of the longest names (a question's name as written, up to 1003 bytes).
+/// Larger answers mean fewer kept, and one answer over an eighth of the
+/// budget is not kept.
+pub const RENDERED_BYTES: usize = 1024 * 1024;
+/// Budget of the node views of the current second: 6500 nodes of 40 bytes
+/// (a site has tens). A larger site's views are computed for each decision
+/// instead.
+pub const VIEWS_BYTES: usize = 256 * 1024;
 /// SQLite page cache of a coprocess, KiB.
 const PAGE_CACHE_KIB: i64 = 512;
 
@@ -92,16 +119,17 @@ pub struct Engine {
     last_check: Option<Instant>,
     last_open_try: Option<Instant>,
     last_file_check: Instant,
-    decisions: FxHashMap<DecisionKey, (Rc<Decision>, Instant)>,
-    /// Whole answers as written, for repeated questions (bounded, short-lived).
-    rendered: FxHashMap<u64, Rendered>,
+    decisions: BoundedMap<DecisionKey, CachedDecision>,
+    /// Whole answers as written, for repeated questions (short-lived).
+    rendered: BoundedMap<u64, Rendered>,
     /// While an answer is built: until when it may be reused, and the policy
     /// of the dynamic name it answered (for the seen networks).
     building_until: Option<Instant>,
     building_seen: Option<Policy>,
-    seen: FxHashMap<Prefix, u32>,
+    seen: BoundedMap<Prefix, u32>,
     seen_dropped: u64,
     last_seen_flush: Instant,
+    /// The qname in lower case (at most a line long: `pipe::line::MAX_LINE`).
     name_buf: String,
     /// Optional cache shared between processes (memcached).
     pub shared: Option<Box<dyn SharedCache>>,
@@ -113,7 +141,7 @@ pub struct Engine {
     pub record_seen: bool,
     last_error_log: Option<Instant>,
     last_fail_open_log: Option<Instant>,
-    views_cache: Option<(i64, Rc<Vec<NodeView>>)>,
+    views_cache: ViewsCache,
 }
 
 impl Engine {
@@ -131,11 +159,11 @@ impl Engine {
             last_check: None,
             last_open_try: None,
             last_file_check: Instant::now(),
-            decisions: FxHashMap::default(),
-            rendered: FxHashMap::default(),
+            decisions: BoundedMap::new(DECISIONS_BYTES, DECISIONS_MAX),
+            rendered: BoundedMap::new(RENDERED_BYTES, RENDERED_MAX),
             building_until: None,
             building_seen: None,
-            seen: FxHashMap::default(),
+            seen: BoundedMap::new(SEEN_BYTES, SEEN_MAX),
             seen_dropped: 0,
             last_seen_flush: Instant::now(),
             name_buf: String::new(),
@@ -145,7 +173,7 @@ impl Engine {
             record_seen: true,
             last_error_log: None,
             last_fail_open_log: None,
-            views_cache: None,
+            views_cache: ViewsCache::default(),
         }
     }
 
@@ -251,7 +279,7 @@ impl Engine {
             );
         }
         self.states = store.node_states()?;
-        self.views_cache = None;
+        self.views_cache.clear();
         if generation != self.generation || health_epoch != self.health_epoch {
             self.decisions.clear();
             self.rendered.clear();
@@ -342,12 +370,6 @@ impl Engine {
         self.building_seen = None;
         self.answer_uncached(q, abi, out);
         if self.use_cache {
-            if self.rendered.len() >= RENDERED_MAX {
-                self.rendered.retain(|_, r| r.until > now);
-                if self.rendered.len() >= RENDERED_MAX {
-                    self.rendered.clear();
-                }
-            }
             let ttl = Duration::from_millis(self.topo.policy.decision_cache_ms);
             self.rendered.insert(
                 key,
@@ -360,6 +382,7 @@ impl Engine {
                     seen: self.building_seen,
                     bytes: out[start..].into(),
                 },
+                |r| r.until <= now,
             );
         }
     }
@@ -514,11 +537,7 @@ impl Engine {
             return;
         }
         let key = client.truncate(client.family().fine());
-        if let Some(n) = self.seen.get_mut(&key) {
-            *n += 1;
-        } else if self.seen.len() < SEEN_MAX {
-            self.seen.insert(key, 1);
-        } else {
+        if !self.seen.update(&key, |n| *n += 1) && !self.seen.try_insert(key, 1) {
             self.seen_dropped += 1;
         }
     }
@@ -534,11 +553,11 @@ impl Engine {
         let key = DecisionKey::new(target, policy, client);
         let now = Instant::now();
         if self.use_cache
-            && let Some((d, until)) = self.decisions.get(&key)
+            && let Some(CachedDecision { decision, until }) = self.decisions.get(&key)
             && *until > now
         {
             self.building_until = Some(self.building_until.map_or(*until, |u| u.min(*until)));
-            return Rc::clone(d);
+            return Rc::clone(decision);
         }
         let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
         let version = (self.generation, self.health_epoch);
@@ -559,14 +578,12 @@ impl Engine {
             }
         };
         if self.use_cache {
-            if self.decisions.len() >= DECISIONS_MAX {
-                self.decisions.retain(|_, (_, until)| *until > now);
-                if self.decisions.len() >= DECISIONS_MAX {
-                    self.decisions.clear();
-                }
-            }
-            self.decisions.insert(key, (Rc::clone(&d), now + ttl));
             let until = now + ttl;
+            let cached = CachedDecision {
+                decision: Rc::clone(&d),
+                until,
+            };
+            self.decisions.insert(key, cached, |c| c.until <= now);
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
         }
         d
@@ -678,14 +695,9 @@ impl Engine {
     /// Node states judged for freshness, recomputed at most once a second or
     /// when the states were reloaded.
     fn views(&mut self, topo: &Topology, now: i64) -> Rc<Vec<NodeView>> {
-        match &self.views_cache {
-            Some((at, v)) if *at == now => Rc::clone(v),
-            _ => {
-                let v = Rc::new(node_views(topo, &self.states, now));
-                self.views_cache = Some((now, Rc::clone(&v)));
-                v
-            }
-        }
+        let states = &self.states;
+        self.views_cache
+            .get_or(now, || node_views(topo, states, now))
     }
 
     fn log_fail_open(&mut self, name: &str) {
@@ -737,6 +749,57 @@ impl Engine {
     }
 }
 
+/// A decision in the in-process cache, and until when it may be used.
+struct CachedDecision {
+    decision: Rc<Decision>,
+    until: Instant,
+}
+
+impl HeapSize for DecisionKey {
+    fn heap_size(&self) -> usize {
+        0
+    }
+}
+
+impl HeapSize for CachedDecision {
+    /// The `Rc` allocation (two counters and the decision) and its vectors.
+    fn heap_size(&self) -> usize {
+        let d = &*self.decision;
+        alloc_size(2 * size_of::<usize>() + size_of::<Decision>())
+            + alloc_size(d.ranked.capacity() * size_of::<policy::Ranked>())
+            + alloc_size(d.left_out.capacity() * size_of::<(usize, policy::Reason)>())
+    }
+}
+
+/// The node views of one second, shared by the decisions made in it: one
+/// vector, kept only if it takes at most [`VIEWS_BYTES`].
+#[derive(Default)]
+struct ViewsCache(Option<(i64, Rc<Vec<NodeView>>)>);
+
+impl ViewsCache {
+    /// The views of second `now`, kept or made by `make`.
+    fn get_or(&mut self, now: i64, make: impl FnOnce() -> Vec<NodeView>) -> Rc<Vec<NodeView>> {
+        if let Some((at, v)) = &self.0
+            && *at == now
+        {
+            return Rc::clone(v);
+        }
+        let v = Rc::new(make());
+        self.0 = (views_bytes(&v) <= VIEWS_BYTES).then(|| (now, Rc::clone(&v)));
+        v
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// What a views vector takes: the `Rc` allocation and the vector's buffer.
+fn views_bytes(v: &Vec<NodeView>) -> usize {
+    alloc_size(2 * size_of::<usize>() + size_of::<Vec<NodeView>>())
+        + alloc_size(v.capacity() * size_of::<NodeView>())
+}
+
 /// An answer as written, with what it answered.
 struct Rendered {
     qname: Box<str>,
@@ -748,6 +811,12 @@ struct Rendered {
     /// The policy of the dynamic name answered, if any.
     seen: Option<Policy>,
     bytes: Box<[u8]>,
+}
+
+impl HeapSize for Rendered {
+    fn heap_size(&self) -> usize {
+        self.qname.heap_size() + self.qtype.heap_size() + self.bytes.heap_size()
+    }
 }
 
 impl Rendered {
@@ -840,4 +909,153 @@ fn due(last: &mut Option<Instant>) -> bool {
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Ids;
+
+    const SITE: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+[node.a]
+host = "a.voip.example.com"
+ipv4 = ["192.0.2.1"]
+[node.b]
+host = "b.voip.example.com"
+ipv4 = ["192.0.2.2"]
+[node.c]
+host = "c.voip.example.com"
+ipv4 = ["192.0.2.3"]
+[service."_sip._udp.voip.example.com"]
+policy = "latency"
+port = 5060
+nodes = ["a", "b", "c"]
+"#;
+
+    /// An engine on the site above, with no database (no latency: every
+    /// decision is computed from the site alone).
+    fn engine() -> Engine {
+        let site = crate::site::parse("test.toml", SITE).expect("site");
+        let ids = Ids {
+            zones: vec![1],
+            nodes: vec![100, 101, 102],
+            networks: vec![],
+        };
+        let mut e = Engine::new(Path::new("/nonexistent/pdns-ha.db"));
+        e.topo = Rc::new(Topology::build(site, &ids, 7));
+        e
+    }
+
+    fn query<'a>(qname: &'a str, client: &str) -> proto::Query<'a> {
+        proto::Query {
+            qname,
+            qclass: "IN",
+            qtype: "ANY",
+            id: -1,
+            remote: "192.0.2.1",
+            local: None,
+            client: client.parse().unwrap(),
+        }
+    }
+
+    /// A name of 255 octets, most of them written `\DDD` (979 bytes),
+    /// different for each `i`.
+    fn long_name(i: usize) -> String {
+        let tag = format!("{i:08}");
+        let label = |n: usize| "\\255".repeat(n);
+        format!(
+            "{tag}{}.{}.{}.{}",
+            label(55),
+            label(63),
+            label(63),
+            label(61)
+        )
+    }
+
+    #[test]
+    fn rendered_answers_are_counted_with_their_names_and_stay_in_budget() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        e.answer(&query(&long_name(0), "10.0.0.0/24"), 5, &mut out);
+        assert_eq!(out, b"END\n");
+        let r = e.rendered.get(&Rendered::hash(
+            &query(&long_name(0), "10.0.0.0/24"),
+            5,
+            &"10.0.0.0/24".parse().unwrap(),
+        ));
+        assert!(r.unwrap().heap_size() >= 1003 + 3 + 4);
+        for i in 0..5000 {
+            out.clear();
+            e.answer(&query(&long_name(i), "10.0.0.0/24"), 5, &mut out);
+            assert_eq!(out, b"END\n");
+            assert!(e.rendered.bytes() <= RENDERED_BYTES);
+            assert!(e.rendered.len() <= RENDERED_MAX);
+        }
+        // Ordinary answers, one per client network: as many as the table holds.
+        e.rendered.clear();
+        for i in 0..RENDERED_MAX {
+            out.clear();
+            let client = format!("10.{}.{}.0/24", i / 256, i % 256);
+            e.answer(&query("_sip._udp.voip.example.com", &client), 5, &mut out);
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 4);
+        }
+        assert_eq!(e.rendered.len(), RENDERED_MAX);
+        assert!(e.rendered.bytes() <= RENDERED_BYTES);
+    }
+
+    #[test]
+    fn decisions_and_seen_networks_stay_in_budget() {
+        let mut e = engine();
+        let topo = Rc::clone(&e.topo);
+        for i in 0..3 * DECISIONS_MAX {
+            let client: Prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
+            let d = e.decide(&topo, Target::Service(0), &client);
+            assert_eq!(d.ranked.len(), 3);
+            e.note_seen(&client, Policy::Latency);
+            assert!(e.decisions.bytes() <= DECISIONS_BYTES);
+            assert!(e.seen.bytes() <= SEEN_BYTES);
+        }
+        // A decision of three nodes is small enough for every entry to fit.
+        assert!(
+            e.decisions.len() > DECISIONS_MAX / 2,
+            "{}",
+            e.decisions.len()
+        );
+        assert_eq!(e.seen.len(), SEEN_MAX);
+        assert_eq!(e.seen_dropped as usize, 3 * DECISIONS_MAX - SEEN_MAX);
+        let d = CachedDecision {
+            decision: Rc::new(Decision {
+                ranked: Vec::with_capacity(100),
+                ..Decision::default()
+            }),
+            until: Instant::now(),
+        };
+        assert!(d.heap_size() >= 100 * size_of::<policy::Ranked>());
+    }
+
+    #[test]
+    fn views_are_kept_for_their_second_and_only_when_small() {
+        let e = engine();
+        let states = NodeStateRows::default();
+        let mut cache = ViewsCache::default();
+        let a = cache.get_or(10, || node_views(&e.topo, &states, 10));
+        let b = cache.get_or(10, || unreachable!("kept for its second"));
+        assert!(Rc::ptr_eq(&a, &b));
+        let c = cache.get_or(11, || node_views(&e.topo, &states, 11));
+        assert!(!Rc::ptr_eq(&a, &c));
+        // Views of a huge site are made each time, not kept.
+        let huge = VIEWS_BYTES / size_of::<NodeView>() + 1;
+        let view = a[0];
+        cache.get_or(12, || vec![view; huge]);
+        assert!(cache.0.is_none());
+        let mut made = false;
+        cache.get_or(12, || {
+            made = true;
+            Vec::new()
+        });
+        assert!(made);
+    }
 }

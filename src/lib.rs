@@ -2,6 +2,7 @@
 //! VoIP servers that are best for the asking client. See ARCHITECTURE.md.
 
 pub mod answer;
+pub mod bounded;
 pub mod cache;
 pub mod cli;
 pub mod collect;

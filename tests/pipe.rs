@@ -1,6 +1,7 @@
 //! The coprocess driven directly over stdin/stdout, as PowerDNS drives it:
 //! every ABI, malformed lines, a missing, late, locked or broken database,
-//! topology changes, content that must never reach the pipe, CMD.
+//! topology changes, content that must never reach the pipe, CMD, and
+//! memory that stays flat under oversized lines and long streams.
 
 mod support;
 
@@ -213,6 +214,164 @@ fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
         p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24")
             .len(),
         2
+    );
+    assert!(p.close().success());
+}
+
+/// True if `a` is the answer to a malformed line: `LOG` saying so, `FAIL`.
+fn refused(a: &[String], why: &str) -> bool {
+    a.len() == 2
+        && a[0].starts_with("LOG\tpdns-ha: malformed line: ")
+        && a[0].contains(why)
+        && a[1] == "FAIL"
+}
+
+/// A name of `octets` octets in wire form (at most 255), in labels of 63,
+/// written with `\DDD` escapes or plainly; `tag` (8 digits) makes it unique.
+fn long_name(tag: usize, octets: usize, escaped: bool) -> String {
+    let mut left = octets - 1; // the root label
+    let mut labels = vec![];
+    while left > 0 {
+        let n = left.min(64) - 1;
+        left -= n + 1;
+        labels.push(if escaped {
+            "\\120".repeat(n)
+        } else {
+            "x".repeat(n)
+        });
+    }
+    let first = if escaped { 8 * 4 } else { 8 };
+    labels[0].replace_range(..first, &format!("{tag:08}"));
+    labels.join(".")
+}
+
+/// PowerDNS never sends a name over 255 octets; lines that carry one (or
+/// are longer than any line it sends) are refused one by one, keep no
+/// memory, and leave the coprocess answering as before.
+#[test]
+fn oversized_lines_and_names_are_refused_and_keep_no_memory() {
+    let db = Db::new("pipe-oversized");
+    db.apply_ok(SITE);
+    let mut p = pipe(&db, 5);
+    p.answer_within = Duration::from_secs(20); // 1 MB lines, debug build
+    let normal = |p: &mut Coproc| {
+        let soa = p.data("voip.example.com", "SOA", "0.0.0.0/0");
+        assert_eq!(soa.len(), 1, "{soa:?}");
+        let d = p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
+        assert!(
+            d[0].ends_with("\t10\t60 5061 mtl1.voip.example.com"),
+            "{d:?}"
+        );
+        for i in 0..50 {
+            let d = p.data(
+                "_sip._udp.voip.example.com",
+                "SRV",
+                &format!("10.1.{i}.0/24"),
+            );
+            assert_eq!(d.len(), 2, "{d:?}");
+        }
+    };
+    normal(&mut p);
+    let before = p.status_kib("VmRSS");
+
+    // 48 questions with different 1 MB names.
+    let huge = |i: usize| format!("{i:08}.{}", "a".repeat(1 << 20));
+    for i in 0..48 {
+        let a = p.q(&huge(i), "ANY", "192.0.2.0/24");
+        assert!(refused(&a, "a line of 1048"), "{i}: {a:?}");
+    }
+    // A line too long is not read, so it is not a question, SOA or not.
+    let a = p.q(&huge(48), "SOA", "0.0.0.0/0");
+    assert!(refused(&a, "longer than 4096: dropped unread"), "{a:?}");
+    let a = p.exchange(&format!("CMD\texplain {} 192.0.2.0/24", huge(49)));
+    assert!(refused(&a, "a line of 1048"), "{a:?}");
+    let mut garbage = vec![0xffu8; 1 << 20];
+    garbage.push(b'\n');
+    p.send_bytes(&garbage);
+    let a = vec![p.line(), p.line()];
+    assert!(refused(&a, "a line of 1048576 bytes"), "{a:?}");
+    let a = p.exchange(&"Q\t".repeat(2049)); // 4098 bytes
+    assert!(refused(&a, "a line of 4098 bytes"), "{a:?}");
+
+    // Names that fit in a line but not in DNS: malformed questions, except
+    // that a SOA question never gets FAIL (no zone has that name: END).
+    let too_long = long_name(1, 256, false);
+    let a = p.q(&too_long, "ANY", "192.0.2.0/24");
+    assert!(refused(&a, "name longer than 255 octets"), "{a:?}");
+    let a = p.q(&long_name(2, 256, true), "ANY", "192.0.2.0/24");
+    assert!(refused(&a, "name longer than 255 octets"), "{a:?}");
+    let a = p.q(
+        &format!("{}.voip.example.com", "a".repeat(64)),
+        "ANY",
+        "192.0.2.0/24",
+    );
+    assert!(refused(&a, "label longer than 63 octets"), "{a:?}");
+    let a = p.q(&too_long, "SOA", "0.0.0.0/0");
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(
+        a[0].starts_with("LOG\tpdns-ha: Q with a name longer"),
+        "{a:?}"
+    );
+    assert_eq!(a[1], "END");
+    // The longest names are questions like any other (here: no such name).
+    assert!(
+        p.data(&long_name(3, 255, false), "ANY", "192.0.2.0/24")
+            .is_empty()
+    );
+    let escaped = long_name(4, 255, true);
+    assert_eq!(escaped.len(), 979); // 242 octets as \DDD, 8 digits, 3 dots
+    assert!(p.data(&escaped, "ANY", "192.0.2.0/24").is_empty());
+    assert!(p.data(&escaped, "SOA", "0.0.0.0/0").is_empty());
+
+    // Answering as before, with the memory it had.
+    normal(&mut p);
+    let after = p.status_kib("VmRSS");
+    eprintln!("VmRSS {before} KiB before the oversized lines, {after} KiB after");
+    assert!(
+        after <= before + 3 * 1024,
+        "VmRSS grew from {before} to {after} KiB"
+    );
+    assert!(p.close().success());
+}
+
+/// A long stream of distinct questions PowerDNS can send (names up to 255
+/// octets, written plainly or escaped, IPv4 and IPv6 client networks, each
+/// new) fills every cache to its budget and no further: memory stays flat.
+#[test]
+fn a_long_stream_of_distinct_questions_keeps_memory_flat() {
+    let db = Db::new("pipe-stream");
+    db.apply_ok(SITE);
+    let mut p = pipe(&db, 5);
+    let ask = |p: &mut Coproc, i: usize| {
+        let v4 = format!("10.{}.{}.0/24", (i >> 8) & 0xff, i & 0xff);
+        let v6 = format!("2001:db8:{:x}::/48", i & 0xffff);
+        match i % 4 {
+            0 => assert_eq!(p.data("_sip._udp.voip.example.com", "ANY", &v4).len(), 2),
+            1 => assert_eq!(p.data("_sip._udp.voip.example.com", "SRV", &v6).len(), 2),
+            2 => assert!(p.data(&long_name(i, 255, true), "ANY", &v4).is_empty()),
+            _ => {
+                let name = format!("{}.voip.example.com", long_name(i, 237, false));
+                assert!(p.data(&name, "ANY", &v6).is_empty());
+            }
+        }
+    };
+    let start = p.status_kib("VmRSS");
+    // Enough for every cache to fill (3584 decisions, 1792 answers).
+    for i in 0..16_000 {
+        ask(&mut p, i);
+    }
+    let filled = p.status_kib("VmRSS");
+    for i in 16_000..40_000 {
+        ask(&mut p, i);
+    }
+    let end = p.status_kib("VmRSS");
+    eprintln!(
+        "VmRSS {start} KiB at the start, {filled} KiB after 16000 questions, {end} KiB after 40000"
+    );
+    assert!(end <= filled + 512, "VmRSS grew from {filled} to {end} KiB");
+    assert!(
+        end <= start + 4 * 1024,
+        "VmRSS grew from {start} to {end} KiB"
     );
     assert!(p.close().success());
 }

@@ -46,6 +46,7 @@ use anyhow::{Result, bail};
 
 use super::{CacheStats, DecisionKey, SharedCache};
 use crate::answer::Target;
+use crate::bounded::Scratch;
 use crate::policy::{Decision, Ranked, Reason};
 use crate::site::Policy;
 use crate::store::Store;
@@ -64,6 +65,16 @@ const STALENESS_MS: i64 = 2000;
 const FUTURE_SKEW_MS: i64 = 250;
 /// Largest value read; a larger one is refused without being read.
 pub const MAX_VALUE: usize = 8192;
+/// The read buffer of a connection holds at most this much before a read
+/// (a value, its `VALUE` line and `END`; more is a protocol error), so at
+/// most this plus one read (4 KiB).
+const READ_MAX: usize = MAX_VALUE + 1024;
+/// The read buffer's first allocation: an answer to `get` is a `VALUE` line,
+/// a value of about 100 bytes and `END`.
+const READ_INITIAL: usize = 512;
+/// The read buffer keeps its allocation up to this size; after a larger
+/// answer (a value near [`MAX_VALUE`]) it goes back to [`READ_INITIAL`].
+const READ_KEEP: usize = 2048;
 /// Points per server on the hash ring.
 const RING_POINTS: usize = 160;
 /// Process counters in the database count for `status` this long.
@@ -112,7 +123,7 @@ enum Addr {
 
 struct Conn {
     stream: TcpStream,
-    buf: Vec<u8>,
+    buf: Scratch,
 }
 
 struct Server {
@@ -220,7 +231,7 @@ impl Server {
             stream.set_nodelay(true)?;
             self.conn = Some(Conn {
                 stream,
-                buf: Vec::with_capacity(512),
+                buf: Scratch::new(READ_INITIAL, READ_KEEP),
             });
         }
         Ok(self.conn.as_mut().expect("connected"))
@@ -236,6 +247,9 @@ impl Server {
         let found = conn.read_get(key, deadline)?;
         if matches!(found, Found::TooBig(_)) {
             self.conn = None;
+        } else {
+            // Empty after a whole answer (`finish`).
+            conn.buf.reset();
         }
         Ok(found)
     }
@@ -276,7 +290,7 @@ impl Conn {
     }
 
     fn fill(&mut self, deadline: Instant) -> io::Result<()> {
-        if self.buf.len() > MAX_VALUE + 1024 {
+        if self.buf.len() > READ_MAX {
             return Err(protocol_error("answer too long"));
         }
         let mut tmp = [0u8; 4096];
@@ -961,6 +975,38 @@ nodes = ["a", "b", "c"]
         assert!(decode(ok.as_bytes(), &k, &key, (7, 3), &t, now).is_ok());
         let bad = format!("v1 {h} 7 3 {now} 24 0 102:0:1001");
         assert!(decode(bad.as_bytes(), &k, &key, (7, 3), &t, now).is_err());
+    }
+
+    #[test]
+    fn the_read_buffer_gives_back_what_a_large_value_took() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A fake memcached: a value of MAX_VALUE bytes, then a small one.
+        let fake = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            for len in [MAX_VALUE, 100] {
+                let mut req = String::new();
+                r.read_line(&mut req).unwrap();
+                let key = req.trim_end().strip_prefix("get ").unwrap().to_string();
+                let value = "x".repeat(len);
+                write!(w, "VALUE {key} 0 {len}\r\n{value}\r\nEND\r\n").unwrap();
+            }
+        });
+        let mut server = Server::with("fake", Addr::Ready(vec![addr]));
+        for len in [MAX_VALUE, 100] {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let Ok(Found::Value(v)) = server.get("k", deadline) else {
+                panic!("no value")
+            };
+            assert_eq!(v.len(), len);
+            let buf = &server.conn.as_ref().unwrap().buf;
+            assert!(buf.is_empty());
+            assert!(buf.capacity() <= READ_KEEP, "{}", buf.capacity());
+        }
+        fake.join().unwrap();
     }
 
     #[test]

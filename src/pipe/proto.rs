@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use crate::dnsname;
 use crate::net::Prefix;
 
 /// One line from PowerDNS.
@@ -38,9 +39,39 @@ pub struct Query<'a> {
     pub client: Prefix,
 }
 
+/// A line refused: not a question PowerDNS can send. It gets `LOG` + `FAIL`,
+/// except a SOA question refused only for its name (see [`Malformed::soa`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Malformed {
+    pub why: String,
+    /// The line is a well-formed SOA question whose name cannot be a DNS
+    /// name (longer than 255 octets, or a label over 63): no zone holds it,
+    /// so it is answered `LOG` + `END` (no SOA here), since a SOA question
+    /// never gets `FAIL`. PowerDNS never sends one.
+    pub soa: bool,
+}
+
+impl From<String> for Malformed {
+    fn from(why: String) -> Self {
+        Malformed { why, soa: false }
+    }
+}
+
+impl From<&str> for Malformed {
+    fn from(why: &str) -> Self {
+        why.to_string().into()
+    }
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
 /// Parses one line (without its newline). `abi` is the version from HELO
 /// (0 before it).
-pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, String> {
+pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, Malformed> {
     let mut f = tab_fields(line);
     let verb = f.next().unwrap_or("");
     match verb {
@@ -71,7 +102,7 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, String> {
                 _ => 7,
             };
             if n != want {
-                return Err(format!("Q with {n} fields, ABI {abi} sends {want}"));
+                return Err(format!("Q with {n} fields, ABI {abi} sends {want}").into());
             }
             let qname = fields[0];
             if qname.is_empty() || !printable(qname.as_bytes()) {
@@ -95,6 +126,13 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, String> {
             if fields[2].is_empty() || !printable(fields[2].as_bytes()) {
                 return Err("Q with an empty qtype".into());
             }
+            // Last, once the line is known to be a well-formed question.
+            if let Err(why) = dnsname::check_wire_length(qname) {
+                return Err(Malformed {
+                    why: format!("Q with {why}"),
+                    soa: fields[2].eq_ignore_ascii_case("SOA"),
+                });
+            }
             Ok(Request::Query(Query {
                 qname,
                 qclass: fields[1],
@@ -115,7 +153,7 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, String> {
         }
         "CMD" => {
             if abi < 5 {
-                return Err(format!("CMD needs pipe ABI 5, this is {abi}"));
+                return Err(format!("CMD needs pipe ABI 5, this is {abi}").into());
             }
             Ok(Request::Cmd(f.next().unwrap_or("")))
         }
@@ -128,7 +166,8 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, String> {
                 .chars()
                 .take(20)
                 .collect::<String>()
-        )),
+        )
+        .into()),
     }
 }
 
@@ -342,6 +381,38 @@ mod tests {
         ] {
             assert!(parse(line, abi).is_err(), "{line:?} abi {abi}");
         }
+    }
+
+    #[test]
+    fn refuses_names_longer_than_dns_names_and_never_fails_soa_for_it() {
+        let q = |name: &str, qtype: &str| {
+            format!("Q\t{name}\tIN\t{qtype}\t-1\t0.0.0.0\t0.0.0.0\t0.0.0.0/0")
+        };
+        let l = |n: usize| "a".repeat(n);
+        // 255 octets in wire form, written plainly or with \DDD escapes.
+        let max = [l(63), l(63), l(63), l(61)].join(".");
+        let esc = ["\\097".repeat(63), l(63), l(63), "\\100".repeat(61)].join(".");
+        for name in [max.as_str(), esc.as_str(), "x", "."] {
+            assert!(parse(&q(name, "ANY"), 5).is_ok(), "{name}");
+        }
+        for (name, why) in [
+            (format!("{max}a"), "Q with a name longer than 255 octets"),
+            (
+                format!("{esc}\\001"),
+                "Q with a name longer than 255 octets",
+            ),
+            (l(64), "Q with a label longer than 63 octets"),
+            ("\\255".repeat(64), "Q with a label longer than 63 octets"),
+            (l(1 << 20), "Q with a label longer than 63 octets"),
+        ] {
+            let e = parse(&q(&name, "ANY"), 5).unwrap_err();
+            assert_eq!((e.why.as_str(), e.soa), (why, false));
+            let e = parse(&q(&name, "soa"), 5).unwrap_err();
+            assert_eq!((e.why.as_str(), e.soa), (why, true));
+        }
+        // Any other fault of a SOA line makes it no question: FAIL.
+        let bad_id = q(&l(64), "SOA").replace("\t-1\t", "\tx\t");
+        assert!(!parse(&bad_id, 5).unwrap_err().soa);
     }
 
     fn data(abi: u8, prio: Option<u16>, content: &str) -> String {

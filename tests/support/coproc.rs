@@ -58,6 +58,18 @@ impl Coproc {
         c
     }
 
+    /// A figure of the coprocess's `/proc/PID/status`, in KiB (`VmRSS`,
+    /// `VmHWM`, `RssAnon`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the coprocess's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
     /// Writes raw bytes (a line that may not even be UTF-8).
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         let s = self.stdin.as_mut().expect("stdin open");

@@ -1,0 +1,199 @@
+//! Reading PowerDNS's lines with a bound on their length.
+//!
+//! A line longer than [`MAX_LINE`] is not a question PowerDNS can send: it
+//! is read through and dropped, a buffer at a time, without being kept, and
+//! reported as [`Line::TooLong`]. The reader's buffer is allocated once and
+//! never grows.
+
+use std::io::{self, BufRead};
+
+/// The longest line read, in bytes (without its newline).
+///
+/// PowerDNS's longest line is a `Q` line of ABI 3 to 5 (ABI 5 is ABI 3's
+/// line): `Q`, the qname, `IN`, the qtype, the zone id, the remote and local
+/// addresses and the ECS subnet, with 7 tabs. A name is at most 255 octets
+/// in wire form, so at most 250 octets in 4 labels and 3 dots; PowerDNS
+/// writes every octet outside `!`..`~` as `\DDD` (4 bytes), so the qname
+/// takes at most 4 × 250 + 3 = 1003 bytes. Then a qtype (`OPENPGPKEY`, 10),
+/// a zone id (an int, 11), two IPv6 addresses (45 each, such as
+/// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`) and a subnet (45 + 4):
+/// 1 + 1003 + 2 + 10 + 11 + 45 + 45 + 49 + 7 = 1173 bytes. `AXFR` lines are
+/// shorter, and `CMD` lines are typed by an operator. 4096 leaves more than
+/// three times that (IPv6 scope ids, future fields) while keeping the buffer
+/// one page.
+pub const MAX_LINE: usize = 4096;
+
+/// One line read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A line without its newline (and any `\r` before it).
+    Text(&'a [u8]),
+    /// A line of this many bytes (without its newline), longer than the
+    /// bound: read and dropped.
+    TooLong(usize),
+}
+
+/// Reads lines of at most `max` bytes into one buffer reused for every line.
+pub struct LineReader {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl LineReader {
+    pub fn new(max: usize) -> LineReader {
+        LineReader {
+            buf: Vec::with_capacity(max),
+            max,
+        }
+    }
+
+    /// The next line, or None at the end of the input. A last line without
+    /// a newline is a line.
+    pub fn read(&mut self, input: &mut impl BufRead) -> io::Result<Option<Line<'_>>> {
+        self.buf.clear();
+        // Bytes of this line seen so far (without the newline); beyond
+        // `max` they are only counted.
+        let mut len = 0usize;
+        let mut started = false;
+        loop {
+            let avail = match input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if avail.is_empty() {
+                if !started {
+                    return Ok(None);
+                }
+                break;
+            }
+            started = true;
+            let newline = find_newline(avail);
+            let part = &avail[..newline.unwrap_or(avail.len())];
+            if len + part.len() <= self.max {
+                self.buf.extend_from_slice(part);
+            }
+            len += part.len();
+            let used = newline.map_or(avail.len(), |i| i + 1);
+            input.consume(used);
+            if newline.is_some() {
+                break;
+            }
+        }
+        if len > self.max {
+            self.buf.clear();
+            return Ok(Some(Line::TooLong(len)));
+        }
+        while self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(Some(Line::Text(&self.buf)))
+    }
+
+    /// The buffer's allocation (it never grows beyond `max`).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// The position of the first `\n`, eight bytes at a time.
+fn find_newline(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ (ONES * u64::from(b'\n'));
+        // The lowest flagged byte is exactly the first zero byte (borrows
+        // only propagate upwards).
+        let zero = x.wrapping_sub(ONES) & !x & HIGH;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'\n')
+        .map(|i| at + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Cursor};
+
+    /// Every line of `input`, read through a buffer of `cap` bytes.
+    fn lines(input: &[u8], max: usize, cap: usize) -> (Vec<Result<Vec<u8>, usize>>, usize) {
+        let mut r = BufReader::with_capacity(cap, Cursor::new(input.to_vec()));
+        let mut reader = LineReader::new(max);
+        let mut out = Vec::new();
+        while let Some(l) = reader.read(&mut r).unwrap() {
+            out.push(match l {
+                Line::Text(t) => Ok(t.to_vec()),
+                Line::TooLong(n) => Err(n),
+            });
+            assert_eq!(reader.capacity(), max, "the buffer never grows");
+        }
+        (out, reader.capacity())
+    }
+
+    #[test]
+    fn reads_lines_of_up_to_the_bound_whatever_the_buffering() {
+        for cap in [1, 3, 8, 64, 8192] {
+            let (l, _) = lines(b"HELO\t5\nQ\ta\r\n\n\r\nlast", 8, cap);
+            assert_eq!(
+                l,
+                [
+                    Ok(b"HELO\t5".to_vec()),
+                    Ok(b"Q\ta".to_vec()),
+                    Ok(vec![]),
+                    Ok(vec![]),
+                    Ok(b"last".to_vec())
+                ],
+                "buffer {cap}"
+            );
+            // Exactly the bound is a line; one more byte is too long.
+            let (l, _) = lines(b"12345678\n123456789\nok\n", 8, cap);
+            assert_eq!(l, [Ok(b"12345678".to_vec()), Err(9), Ok(b"ok".to_vec())]);
+        }
+        assert_eq!(lines(b"", 8, 8).0, []);
+    }
+
+    #[test]
+    fn drops_a_huge_line_without_keeping_it() {
+        let mut input = b"Q\t".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 1 << 20));
+        input.extend_from_slice(b"\tIN\tANY\nHELO\t5\n");
+        input.extend(std::iter::repeat_n(0xffu8, 5000)); // no newline at the end
+        for cap in [7, 8192] {
+            let (l, capacity) = lines(&input, MAX_LINE, cap);
+            assert_eq!(
+                l,
+                [Err(2 + (1 << 20) + 7), Ok(b"HELO\t5".to_vec()), Err(5000)]
+            );
+            assert_eq!(capacity, MAX_LINE);
+        }
+    }
+
+    #[test]
+    fn finds_the_first_newline_at_every_position() {
+        for len in 0..40 {
+            for pos in 0..len {
+                let mut b = vec![b'x'; len];
+                b[pos] = b'\n';
+                if pos + 3 < len {
+                    b[pos + 3] = b'\n';
+                }
+                // Bytes around '\n' (0x0a) that a sloppy test would flag.
+                b.iter_mut()
+                    .take(pos)
+                    .enumerate()
+                    .for_each(|(i, c)| *c = [0x0b, 0x09, 0x8a, 0x00, 0x0a ^ 0x80][i % 5]);
+                assert_eq!(find_newline(&b), Some(pos), "{b:?}");
+            }
+            assert_eq!(find_newline(&vec![b'x'; len]), None);
+        }
+    }
+}
