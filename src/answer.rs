@@ -129,7 +129,7 @@ pub struct Engine {
     seen: BoundedMap<Prefix, u32>,
     seen_dropped: u64,
     last_seen_flush: Instant,
-    /// The qname in lower case (at most a line long: `pipe::line::MAX_LINE`).
+    /// The qname in lower case (at most a line long: `pipe::proto::MAX_LINE`).
     name_buf: String,
     /// Optional cache shared between processes (memcached).
     pub shared: Option<Box<dyn SharedCache>>,

@@ -220,7 +220,8 @@ const INGEST_LINGER: Duration = Duration::from_millis(500);
 /// a longer line is read and dropped, and the line reported.
 const INGEST_MAX_LINE: usize = 4096;
 
-/// One line as read: its bytes (at most `INGEST_MAX_LINE`) and full length.
+/// One line as read: its bytes (none if it was longer than
+/// `INGEST_MAX_LINE`) and its full length.
 struct RawLine {
     bytes: Vec<u8>,
     len: usize,
@@ -271,11 +272,18 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
     let (tx, rx) = mpsc::sync_channel::<std::io::Result<RawLine>>(INGEST_BATCH);
     std::thread::spawn(move || {
         let mut input = BufReader::new(input);
+        let mut reader = crate::text::LineReader::new(INGEST_MAX_LINE);
         loop {
-            let mut bytes = Vec::new();
-            let line = match crate::text::read_line(&mut input, &mut bytes, INGEST_MAX_LINE) {
+            let line = match reader.read(&mut input) {
                 Ok(None) => break,
-                Ok(Some(len)) => Ok(RawLine { bytes, len }),
+                Ok(Some(crate::text::Line::Text(t))) => Ok(RawLine {
+                    bytes: t.to_vec(),
+                    len: t.len(),
+                }),
+                Ok(Some(crate::text::Line::TooLong(len))) => Ok(RawLine {
+                    bytes: Vec::new(),
+                    len,
+                }),
                 Err(e) => Err(e),
             };
             let stop = line.is_err();

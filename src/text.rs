@@ -1,4 +1,4 @@
-//! Untrusted text at the edges: reading a line with a bound on memory, and
+//! Untrusted text at the edges: reading lines with a bound on memory, and
 //! echoing input back in a message as a short, escaped quote.
 //!
 //! Every reader of lines from outside (metric lines, PowerDNS questions) and
@@ -44,46 +44,106 @@ fn excerpt_of(value: &str) -> (String, bool) {
     (out, false)
 }
 
-/// Reads one line into `buf` (cleared first, without the `\n`), keeping at
-/// most `max` bytes of it: the rest of a longer line is read and dropped, so
-/// memory stays bounded whatever the input. Returns `None` at end of input,
-/// else the full length of the line in bytes (more than `max` when it was
-/// cut). A last line without `\n` counts as a line.
-pub fn read_line(
-    input: &mut impl BufRead,
-    buf: &mut Vec<u8>,
+/// One line read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A line without its newline (and any `\r` before it).
+    Text(&'a [u8]),
+    /// A line of this many bytes (without its newline), longer than the
+    /// bound: read and dropped.
+    TooLong(usize),
+}
+
+/// Reads lines of at most `max` bytes into one buffer reused for every line.
+pub struct LineReader {
+    buf: Vec<u8>,
     max: usize,
-) -> io::Result<Option<usize>> {
-    buf.clear();
-    let mut total = 0usize;
-    let mut any = false;
-    loop {
-        let avail = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if avail.is_empty() {
-            return Ok(any.then_some(total));
-        }
-        any = true;
-        let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (&avail[..i], i + 1, true),
-            None => (avail, avail.len(), false),
-        };
-        let room = max.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        total += chunk.len();
-        input.consume(used);
-        if done {
-            return Ok(Some(total));
+}
+
+impl LineReader {
+    pub fn new(max: usize) -> LineReader {
+        LineReader {
+            buf: Vec::with_capacity(max),
+            max,
         }
     }
+
+    /// The next line, or None at the end of the input. A last line without
+    /// a newline is a line.
+    pub fn read(&mut self, input: &mut impl BufRead) -> io::Result<Option<Line<'_>>> {
+        self.buf.clear();
+        // Bytes of this line seen so far (without the newline); beyond
+        // `max` they are only counted.
+        let mut len = 0usize;
+        let mut started = false;
+        loop {
+            let avail = match input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if avail.is_empty() {
+                if !started {
+                    return Ok(None);
+                }
+                break;
+            }
+            started = true;
+            let newline = find_newline(avail);
+            let part = &avail[..newline.unwrap_or(avail.len())];
+            if len + part.len() <= self.max {
+                self.buf.extend_from_slice(part);
+            }
+            len += part.len();
+            let used = newline.map_or(avail.len(), |i| i + 1);
+            input.consume(used);
+            if newline.is_some() {
+                break;
+            }
+        }
+        if len > self.max {
+            self.buf.clear();
+            return Ok(Some(Line::TooLong(len)));
+        }
+        while self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(Some(Line::Text(&self.buf)))
+    }
+
+    /// The buffer's allocation (it never grows beyond `max`).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// The position of the first `\n`, eight bytes at a time.
+fn find_newline(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ (ONES * u64::from(b'\n'));
+        // The lowest flagged byte is exactly the first zero byte (borrows
+        // only propagate upwards).
+        let zero = x.wrapping_sub(ONES) & !x & HIGH;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'\n')
+        .map(|i| at + i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufReader, Cursor};
 
     #[test]
     fn quote_bounds_and_escapes() {
@@ -98,44 +158,76 @@ mod tests {
         assert!(quote(&multi).starts_with(&format!("'{}…'", "é".repeat(QUOTE_CHARS))));
     }
 
-    #[test]
-    fn lines_are_read_whole_or_cut() {
-        let data = b"one\n\ntwo\r\nlong-long-long\nlast";
-        // A tiny BufReader capacity makes lines span several fill_buf calls.
-        let mut r = io::BufReader::with_capacity(3, &data[..]);
-        let mut buf = Vec::new();
-        assert_eq!(read_line(&mut r, &mut buf, 8).unwrap(), Some(3));
-        assert_eq!(buf, b"one");
-        assert_eq!(read_line(&mut r, &mut buf, 8).unwrap(), Some(0));
-        assert_eq!(buf, b"");
-        assert_eq!(read_line(&mut r, &mut buf, 8).unwrap(), Some(4));
-        assert_eq!(buf, b"two\r");
-        assert_eq!(read_line(&mut r, &mut buf, 8).unwrap(), Some(14));
-        assert_eq!(buf, b"long-lon");
-        assert_eq!(read_line(&mut r, &mut buf, 8).unwrap(), Some(4));
-        assert_eq!(buf, b"last");
-        assert_eq!(read_line(&mut r, &mut buf, 8).unwrap(), None);
+    /// Every line of `input`, read through a buffer of `cap` bytes.
+    fn lines(input: &[u8], max: usize, cap: usize) -> (Vec<Result<Vec<u8>, usize>>, usize) {
+        let mut r = BufReader::with_capacity(cap, Cursor::new(input.to_vec()));
+        let mut reader = LineReader::new(max);
+        let mut out = Vec::new();
+        while let Some(l) = reader.read(&mut r).unwrap() {
+            out.push(match l {
+                Line::Text(t) => Ok(t.to_vec()),
+                Line::TooLong(n) => Err(n),
+            });
+            assert_eq!(reader.capacity(), max, "the buffer never grows");
+        }
+        (out, reader.capacity())
     }
 
     #[test]
-    fn a_huge_line_keeps_the_buffer_small() {
-        let mut data = vec![b'a'; 5 << 20];
-        data.extend_from_slice(b"\nnext\n");
-        let mut r = io::BufReader::new(&data[..]);
-        let mut buf = Vec::new();
-        assert_eq!(read_line(&mut r, &mut buf, 100).unwrap(), Some(5 << 20));
-        assert!(buf.capacity() < 1024, "{}", buf.capacity());
-        assert_eq!(read_line(&mut r, &mut buf, 100).unwrap(), Some(4));
-        assert_eq!(buf, b"next");
+    fn reads_lines_of_up_to_the_bound_whatever_the_buffering() {
+        for cap in [1, 3, 8, 64, 8192] {
+            let (l, _) = lines(b"HELO\t5\nQ\ta\r\n\n\r\nlast", 8, cap);
+            assert_eq!(
+                l,
+                [
+                    Ok(b"HELO\t5".to_vec()),
+                    Ok(b"Q\ta".to_vec()),
+                    Ok(vec![]),
+                    Ok(vec![]),
+                    Ok(b"last".to_vec())
+                ],
+                "buffer {cap}"
+            );
+            // Exactly the bound is a line; one more byte is too long.
+            let (l, _) = lines(b"12345678\n123456789\nok\n", 8, cap);
+            assert_eq!(l, [Ok(b"12345678".to_vec()), Err(9), Ok(b"ok".to_vec())]);
+        }
+        assert_eq!(lines(b"", 8, 8).0, []);
     }
 
     #[test]
-    fn non_utf8_bytes_are_kept_for_the_caller_to_judge() {
-        let mut r = io::BufReader::new(&b"\xff\xfe\nok\n"[..]);
-        let mut buf = Vec::new();
-        assert_eq!(read_line(&mut r, &mut buf, 100).unwrap(), Some(2));
-        assert_eq!(buf, b"\xff\xfe");
-        assert_eq!(read_line(&mut r, &mut buf, 100).unwrap(), Some(2));
-        assert_eq!(buf, b"ok");
+    fn drops_a_huge_line_without_keeping_it() {
+        let mut input = b"Q\t".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 1 << 20));
+        input.extend_from_slice(b"\tIN\tANY\nHELO\t5\n");
+        input.extend(std::iter::repeat_n(0xffu8, 5000)); // no newline at the end
+        for cap in [7, 8192] {
+            let (l, capacity) = lines(&input, 4096, cap);
+            assert_eq!(
+                l,
+                [Err(2 + (1 << 20) + 7), Ok(b"HELO\t5".to_vec()), Err(5000)]
+            );
+            assert_eq!(capacity, 4096);
+        }
+    }
+
+    #[test]
+    fn finds_the_first_newline_at_every_position() {
+        for len in 0..40 {
+            for pos in 0..len {
+                let mut b = vec![b'x'; len];
+                b[pos] = b'\n';
+                if pos + 3 < len {
+                    b[pos + 3] = b'\n';
+                }
+                // Bytes around '\n' (0x0a) that a sloppy test would flag.
+                b.iter_mut()
+                    .take(pos)
+                    .enumerate()
+                    .for_each(|(i, c)| *c = [0x0b, 0x09, 0x8a, 0x00, 0x0a ^ 0x80][i % 5]);
+                assert_eq!(find_newline(&b), Some(pos), "{b:?}");
+            }
+            assert_eq!(find_newline(&vec![b'x'; len]), None);
+        }
     }
 }

@@ -1,6 +1,5 @@
 //! The coprocess PowerDNS runs (`pdns-ha pipe`): the synchronous,
 //! single-threaded loop that reads questions and writes answers.
 
-pub mod line;
 pub mod proto;
 pub mod server;

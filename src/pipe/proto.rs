@@ -9,6 +9,22 @@ use std::net::IpAddr;
 use crate::dnsname;
 use crate::net::Prefix;
 
+/// The longest line read, in bytes (without its newline).
+///
+/// PowerDNS's longest line is a `Q` line of ABI 3 to 5 (ABI 5 is ABI 3's
+/// line): `Q`, the qname, `IN`, the qtype, the zone id, the remote and local
+/// addresses and the ECS subnet, with 7 tabs. A name is at most 255 octets
+/// in wire form, so at most 250 octets in 4 labels and 3 dots; PowerDNS
+/// writes every octet outside `!`..`~` as `\DDD` (4 bytes), so the qname
+/// takes at most 4 × 250 + 3 = 1003 bytes. Then a qtype (`OPENPGPKEY`, 10),
+/// a zone id (an int, 11), two IPv6 addresses (45 each, such as
+/// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`) and a subnet (45 + 4):
+/// 1 + 1003 + 2 + 10 + 11 + 45 + 45 + 49 + 7 = 1173 bytes. `AXFR` lines are
+/// shorter, and `CMD` lines are typed by an operator. 4096 leaves more than
+/// three times that (IPv6 scope ids, future fields) while keeping the buffer
+/// one page.
+pub const MAX_LINE: usize = 4096;
+
 /// One line from PowerDNS.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request<'a> {

@@ -14,11 +14,12 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result};
 
-use super::line::{Line, LineReader, MAX_LINE};
+use super::proto::MAX_LINE;
 use super::proto::{self, Request};
 use crate::answer::Engine;
 use crate::bounded::Scratch;
 use crate::report;
+use crate::text::{Line, LineReader};
 
 /// The answer buffer's first allocation: an answer is a few DATA lines.
 const OUT_INITIAL: usize = 4096;
