@@ -18,6 +18,9 @@ echo "== cargo test"
 export PDNS_HA_REQUIRE_PDNS=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --all-targets 2>&1 | tee "$log"
+# Every test binary runs, even after one failed.
+status=0
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "pdns-ha: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
