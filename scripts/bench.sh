@@ -8,7 +8,8 @@
 #  2. Memory: resident memory after the questions (VmRSS/VmHWM), heap peak
 #     (valgrind massif), and with 1,000 vs 1,000,000 client networks of
 #     latency data in the database.
-#  3. End to end: dnsperf against pdns_server running pdns-ha.
+#  3. End to end: dnsperf against pdns_server running pdns-ha with the
+#     settings of pdns.conf.example, and with one pipe backend (no standby).
 #
 # Environment: QUESTIONS (100000), RUNS (3, the median is kept),
 # BIG_NETWORKS (1000000), DNSPERF_SECONDS (10).
@@ -146,25 +147,51 @@ report "memcached down (connection refused)" "$(mc --memcached "127.0.0.1:$MC_PO
 
 echo
 echo "== end to end: dnsperf against pdns_server with pdns-ha ($DNSPERF_SECONDS s each)"
-PORT=$(free_port)
-mkdir -p "$DIR/pdns"
-# Exactly the settings of pdns.conf.example, on a loopback port.
-pdns_conf "$BIN" "$DIR/big.db" "$PORT" "$DIR/pdns" > "$DIR/pdns/pdns.conf"
-pdns_server --config-dir="$DIR/pdns" --daemon=no --guardian=no --disable-syslog >"$DIR/pdns.log" 2>&1 &
-PDNS_PID=$!
-for _ in $(seq 50); do dig @127.0.0.1 -p "$PORT" +short +time=1 +tries=1 voip.example.com SOA >/dev/null 2>&1 && break; sleep 0.2; done
 echo "_sip._udp.voip.example.com SRV" > "$DIR/dyn.txt"
 echo "_sip._tcp.voip.example.com SRV" > "$DIR/static.txt"
-perf() { # NAME FILE [dnsperf options]
+# Names that do not exist: the first coprocess answers nothing, so PowerDNS
+# asks the standby too (then caches the NXDOMAIN for negquery-cache-ttl).
+for i in $(seq 1 200000); do echo "nx$i.voip.example.com A"; done > "$DIR/nx.txt"
+start_pdns() { # CONF
+    PORT=$(free_port)
+    rm -rf "$DIR/pdns" && mkdir -p "$DIR/pdns"
+    echo "$1" | sed "s|^local-port=.*|local-port=$PORT|" > "$DIR/pdns/pdns.conf"
+    pdns_server --config-dir="$DIR/pdns" --daemon=no --guardian=no --disable-syslog >"$DIR/pdns.log" 2>&1 &
+    PDNS_PID=$!
+    for _ in $(seq 50); do dig @127.0.0.1 -p "$PORT" +short +time=1 +tries=1 voip.example.com SOA >/dev/null 2>&1 && break; sleep 0.2; done
+}
+stop_pdns() { kill "$PDNS_PID"; wait "$PDNS_PID" 2>/dev/null || true; PDNS_PID=""; }
+perf() { # NAME FILE [dnsperf options]; sets QPS
     local name=$1 file=$2
     shift 2
     local out
     out=$(dnsperf -s 127.0.0.1 -p "$PORT" -d "$file" -l "$DNSPERF_SECONDS" -c 4 -q 20 "$@" 2>&1)
-    printf '%-50s %s qps, avg latency %s s, lost %s\n' "$name" \
-        "$(echo "$out" | sed -n 's/.*Queries per second: *//p')" \
+    QPS=$(echo "$out" | sed -n 's/.*Queries per second: *\([0-9.]*\).*/\1/p')
+    printf '%-58s %s qps, avg latency %s s, lost %s\n' "$name" "$QPS" \
         "$(echo "$out" | sed -n 's/.*Average Latency (s): *\([0-9.]*\).*/\1/p')" \
         "$(echo "$out" | sed -n 's/.*Queries lost: *\([0-9]*\).*/\1/p')"
 }
+# Exactly the settings of pdns.conf.example, on a loopback port...
+EXAMPLE=$(pdns_conf "$BIN" "$DIR/big.db" 0 "$DIR/pdns")
+# ... and the same with one pipe backend (no standby), to show its cost.
+SINGLE=$(echo "$EXAMPLE" | sed -e 's/^launch=pipe,pipe:standby$/launch=pipe/' -e '/^pipe-standby-/d')
 # ECS option (code 8): family 1, source /24, scope 0, 10.0.1.
-perf "latency SRV with ECS 10.0.1.0/24 (not cacheable)" "$DIR/dyn.txt" -E 8:000118000a0001 || true
-perf "static SRV (PowerDNS packet cache)" "$DIR/static.txt"
+ECS="-E 8:000118000a0001"
+start_pdns "$EXAMPLE"
+perf "pdns.conf.example: latency SRV, ECS (not cacheable)" "$DIR/dyn.txt" $ECS || true
+dyn_standby=$QPS
+perf "pdns.conf.example: NXDOMAIN names" "$DIR/nx.txt" || true
+nx_standby=$QPS
+perf "pdns.conf.example: static SRV (PowerDNS packet cache)" "$DIR/static.txt" || true
+stop_pdns
+start_pdns "$SINGLE"
+perf "one backend, no standby: latency SRV, ECS" "$DIR/dyn.txt" $ECS || true
+dyn_single=$QPS
+perf "one backend, no standby: NXDOMAIN names" "$DIR/nx.txt" || true
+nx_single=$QPS
+stop_pdns
+awk -v a="$dyn_standby" -v b="$dyn_single" -v c="$nx_standby" -v d="$nx_single" 'BEGIN {
+    if (b > 0) printf "standby / no standby: latency SRV %.2f", a / b
+    if (d > 0) printf ", NXDOMAIN names %.2f", c / d
+    print ""
+}'
