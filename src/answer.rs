@@ -16,11 +16,11 @@ use crate::bounded::{BoundedMap, HeapSize, alloc_size};
 use crate::cache::{DecisionKey, SharedCache};
 use crate::metrics;
 use crate::net::Prefix;
-use crate::pipe::proto::{self, Data};
 use crate::policy::{self, Candidate, Decision, Input, Latency, NodeView};
+use crate::proto::{self, Data};
 use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
-use crate::topology::{Entry, Topology};
+use crate::topology::{Entry, Target, Topology};
 
 /// How often the coprocess asks SQLite whether another process committed.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -63,13 +63,6 @@ pub const RENDERED_BYTES: usize = 1024 * 1024;
 pub const VIEWS_BYTES: usize = 256 * 1024;
 /// SQLite page cache of a coprocess, KiB.
 const PAGE_CACHE_KIB: i64 = 512;
-
-/// What a dynamic name is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
-    Service(usize),
-    Pool(usize),
-}
 
 /// Which stored aggregate a latency entry came from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -129,7 +122,7 @@ pub struct Engine {
     seen: BoundedMap<Prefix, u32>,
     seen_dropped: u64,
     last_seen_flush: Instant,
-    /// The qname in lower case (at most a line long: `pipe::proto::MAX_LINE`).
+    /// The qname in lower case (at most a line long: `proto::MAX_LINE`).
     name_buf: String,
     /// Optional cache shared between processes (memcached).
     pub shared: Option<Box<dyn SharedCache>>,

@@ -158,7 +158,12 @@ fn pipe(db: &Path, memcached: Option<&str>, opts: crate::cache::memcached::Optio
     }
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    crate::pipe::server::serve(&mut engine, &mut stdin.lock(), &mut stdout.lock())?;
+    crate::pipe::serve(
+        &mut engine,
+        &mut stdin.lock(),
+        &mut stdout.lock(),
+        &mut crate::report::command,
+    )?;
     Ok(0)
 }
 

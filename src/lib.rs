@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod net;
 pub mod pipe;
 pub mod policy;
+pub mod proto;
 pub mod rdata;
 pub mod report;
 pub mod site;

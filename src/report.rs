@@ -7,13 +7,14 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::answer::{self, Engine, Target};
+use crate::answer::{self, Engine};
 use crate::cache::CacheStats;
 use crate::metrics;
 use crate::net::Prefix;
-use crate::pipe::proto;
 use crate::policy;
+use crate::proto;
 use crate::store::Store;
+use crate::topology::Target;
 use crate::topology::{Entry, Topology};
 
 #[derive(Serialize)]
@@ -464,6 +465,40 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
         client: client.to_string(),
         records,
         dynamic,
+    }
+}
+
+/// Answers `CMD` lines from the pipe (`pdnsutil backend-cmd pipe TEXT`,
+/// ABI 5): `status`, `explain QNAME [QTYPE] CLIENT`, `help`.
+pub fn command(engine: &mut Engine, text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["status"] => match engine.store() {
+            // Every coprocess's memcached counters (pdnsutil runs its own).
+            Some(store) => crate::cache::memcached::stats_from_store(store)
+                .map(|s| s.or_else(|| engine.shared_stats()))
+                .and_then(|shared| status(store, &engine.topo, shared))
+                .map(|s| s.text())
+                .unwrap_or_else(|e| vec![format!("error: {e:#}")]),
+            None => vec!["error: the database is not open (see the PowerDNS log)".into()],
+        },
+        ["explain", qname, rest @ ..] if !rest.is_empty() && rest.len() <= 2 => {
+            let (qtype, client) = if rest.len() == 2 {
+                (rest[0], rest[1])
+            } else {
+                ("ANY", rest[0])
+            };
+            match client.parse() {
+                Ok(client) => explain(engine, qname, qtype, &client).text(),
+                Err(e) => vec![format!("error: client: {e}")],
+            }
+        }
+        _ => vec![
+            "pdns-ha commands:".into(),
+            "  status                          nodes, health, load, latency coverage".into(),
+            "  explain QNAME [QTYPE] CLIENT    the answer for CLIENT (IP or IP/LEN) and why".into(),
+            "  help                            this text".into(),
+        ],
     }
 }
 

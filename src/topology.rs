@@ -13,6 +13,13 @@ use crate::policy::Candidate;
 use crate::site::{Policy, PolicyConfig, Site};
 use crate::store::Ids;
 
+/// What a dynamic name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    Service(usize),
+    Pool(usize),
+}
+
 /// What exists at a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {

@@ -639,3 +639,27 @@ fn seen_client_networks_are_recorded_in_batches() {
         "{v}"
     );
 }
+
+/// An ABI this build does not speak is refused the only way a coprocess
+/// can: it exits (non-zero, saying why on stderr, nothing on stdout).
+#[test]
+fn an_unknown_abi_is_refused_by_exiting() {
+    let db = Db::new("bad-abi");
+    db.apply_ok(SITE);
+    let o = support::pdns_ha_stdin(
+        &db.path,
+        &["pipe"],
+        "HELO\t9\nQ\tvoip.example.com\tIN\tSOA\t-1\t0.0.0.0\n",
+    );
+    assert!(!o.status.success());
+    assert!(
+        o.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = support::stderr(&o);
+    assert!(
+        err.contains("pipe ABI 9") && err.contains("pipe-abi-version=5"),
+        "{err}"
+    );
+}

@@ -45,11 +45,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, bail};
 
 use super::{CacheStats, DecisionKey, SharedCache};
-use crate::answer::Target;
 use crate::bounded::Scratch;
 use crate::policy::{Decision, Ranked, Reason};
 use crate::site::Policy;
 use crate::store::Store;
+use crate::topology::Target;
 use crate::topology::Topology;
 
 /// Default bound of one memcached operation (connect + write + read).

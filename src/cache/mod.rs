@@ -3,10 +3,11 @@
 
 pub mod memcached;
 
-use crate::answer::Target;
 use crate::net::Prefix;
 use crate::policy::Decision;
 use crate::site::Policy;
+pub use crate::store::CacheStats;
+use crate::topology::Target;
 use crate::topology::Topology;
 
 /// What a decision depends on besides the store: the dynamic name and, for
@@ -48,20 +49,6 @@ impl DecisionKey {
             },
         }
     }
-}
-
-/// Counters of a shared cache, for `status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub errors: u64,
-    /// Rejected values (unparsable, foreign, unknown nodes, other version).
-    pub rejected: u64,
-    pub backing_off: bool,
-    /// Unix time until which a server is not asked (0: none); lets `status`
-    /// tell a back-off that is over from one that is not.
-    pub backoff_until: i64,
 }
 
 /// A cache of decisions shared between coprocesses and DNS servers. Nothing

@@ -8,7 +8,21 @@ use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
-use crate::cache::CacheStats;
+
+/// Counters of a shared cache (memcached) as one coprocess keeps them, and
+/// as `status` sums them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+    /// Rejected values (unparsable, foreign, unknown nodes, other version).
+    pub rejected: u64,
+    pub backing_off: bool,
+    /// Unix time until which a server is not asked (0: none); lets `status`
+    /// tell a back-off that is over from one that is not.
+    pub backoff_until: i64,
+}
 
 pub(crate) const CACHE_STATS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS cache_stats(

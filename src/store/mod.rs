@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::site::{self, Site};
 
 pub use apply::{Change, apply_site, diff_site};
+pub use cache_stats::CacheStats;
 pub use metrics::{
     HealthRow, LatencyRow, LoadRow, NodeStateRows, SeenRow, StatusCounts, WriteOutcome,
 };

@@ -1,4 +1,5 @@
-//! The coprocess loop: one line in, one answer out, strictly in turn.
+//! The coprocess PowerDNS runs (`pdns-ha pipe`): the synchronous,
+//! single-threaded loop that reads one line, answers it, strictly in turn.
 //!
 //! Rules from PowerDNS's behaviour: exactly one END or FAIL per question;
 //! never FAIL a SOA question (malformed lines get `LOG` + `FAIL`, they are
@@ -14,11 +15,9 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result};
 
-use super::proto::MAX_LINE;
-use super::proto::{self, Request};
 use crate::answer::Engine;
 use crate::bounded::Scratch;
-use crate::report;
+use crate::proto::{self, MAX_LINE, Request};
 use crate::text::{Line, LineReader};
 
 /// The answer buffer's first allocation: an answer is a few DATA lines.
@@ -28,8 +27,18 @@ const OUT_INITIAL: usize = 4096;
 /// AXFR or a `status` larger than this it goes back to [`OUT_INITIAL`].
 pub const OUT_KEEP: usize = 64 * 1024;
 
-/// Runs the pipe protocol on `input`/`output` until EOF.
-pub fn serve(engine: &mut Engine, input: &mut impl BufRead, output: &mut impl Write) -> Result<()> {
+/// What answers a `CMD` line (`pdnsutil backend-cmd pipe TEXT`, ABI 5): the
+/// lines to send back before `END`.
+pub type Commands<'a> = &'a mut dyn FnMut(&mut Engine, &str) -> Vec<String>;
+
+/// Runs the pipe protocol on `input`/`output` until EOF. The only error
+/// besides I/O: PowerDNS asks for an ABI this build does not speak.
+pub fn serve(
+    engine: &mut Engine,
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    commands: Commands,
+) -> Result<()> {
     let mut abi: u8 = 0;
     let mut reader = LineReader::new(MAX_LINE);
     let mut out = Scratch::new(OUT_INITIAL, OUT_KEEP);
@@ -43,7 +52,7 @@ pub fn serve(engine: &mut Engine, input: &mut impl BufRead, output: &mut impl Wr
                 &mut out,
                 &format!("a line of {n} bytes, longer than {MAX_LINE}: dropped unread"),
             ),
-            Line::Text(l) => answer_line(engine, &mut abi, l, &mut out),
+            Line::Text(l) => answer_line(engine, &mut abi, l, &mut out, commands)?,
         }
         output.write_all(&out).context("writing to PowerDNS")?;
         output.flush().context("writing to PowerDNS")?;
@@ -53,16 +62,22 @@ pub fn serve(engine: &mut Engine, input: &mut impl BufRead, output: &mut impl Wr
 }
 
 /// Answers one line read whole.
-fn answer_line(engine: &mut Engine, abi: &mut u8, line: &[u8], out: &mut Vec<u8>) {
+fn answer_line(
+    engine: &mut Engine,
+    abi: &mut u8,
+    line: &[u8],
+    out: &mut Vec<u8>,
+    commands: Commands,
+) -> Result<()> {
     match std::str::from_utf8(line) {
         Err(_) => malformed(out, "the line is not UTF-8"),
         Ok(text) => match proto::parse(text, *abi) {
             Ok(Request::Helo(v)) => {
                 if !(1..=5).contains(&v) {
-                    log::error!(
+                    // Exiting is how a coprocess refuses an ABI.
+                    anyhow::bail!(
                         "PowerDNS asked for pipe ABI {v}; pdns-ha speaks 1 to 5: set pipe-abi-version=5"
                     );
-                    std::process::exit(1);
                 }
                 *abi = v;
                 engine.refresh();
@@ -86,7 +101,7 @@ fn answer_line(engine: &mut Engine, abi: &mut u8, line: &[u8], out: &mut Vec<u8>
             }
             Ok(Request::Cmd(text)) => {
                 engine.refresh();
-                for l in command(engine, text) {
+                for l in commands(engine, text) {
                     proto::write_cmd_line(out, &l);
                 }
                 proto::write_end(out);
@@ -101,43 +116,11 @@ fn answer_line(engine: &mut Engine, abi: &mut u8, line: &[u8], out: &mut Vec<u8>
             Err(e) => malformed(out, &e.why),
         },
     }
+    Ok(())
 }
 
 fn malformed(out: &mut Vec<u8>, why: &str) {
     log::warn!("malformed line from PowerDNS: {why}");
     proto::write_log(out, &format!("pdns-ha: malformed line: {why}"));
     proto::write_fail(out);
-}
-
-/// `pdnsutil backend-cmd pipe TEXT` (ABI 5).
-fn command(engine: &mut Engine, text: &str) -> Vec<String> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    match words.as_slice() {
-        ["status"] => match engine.store() {
-            // Every coprocess's memcached counters (pdnsutil runs its own).
-            Some(store) => crate::cache::memcached::stats_from_store(store)
-                .map(|s| s.or_else(|| engine.shared_stats()))
-                .and_then(|shared| report::status(store, &engine.topo, shared))
-                .map(|s| s.text())
-                .unwrap_or_else(|e| vec![format!("error: {e:#}")]),
-            None => vec!["error: the database is not open (see the PowerDNS log)".into()],
-        },
-        ["explain", qname, rest @ ..] if !rest.is_empty() && rest.len() <= 2 => {
-            let (qtype, client) = if rest.len() == 2 {
-                (rest[0], rest[1])
-            } else {
-                ("ANY", rest[0])
-            };
-            match client.parse() {
-                Ok(client) => report::explain(engine, qname, qtype, &client).text(),
-                Err(e) => vec![format!("error: client: {e}")],
-            }
-        }
-        _ => vec![
-            "pdns-ha commands:".into(),
-            "  status                          nodes, health, load, latency coverage".into(),
-            "  explain QNAME [QTYPE] CLIENT    the answer for CLIENT (IP or IP/LEN) and why".into(),
-            "  help                            this text".into(),
-        ],
-    }
 }
