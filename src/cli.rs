@@ -414,7 +414,7 @@ fn status(db: &Path, format: Format) -> Result<i32> {
     let mut engine = Engine::new(db);
     engine.refresh();
     let shared = crate::cache::memcached::stats_from_store(&store)?;
-    let s = crate::report::status(&store, &engine.topo, shared)?;
+    let s = crate::report::status(&store, engine.topo(), shared)?;
     match format {
         Format::Text => s.text().iter().for_each(|l| println!("{l}")),
         Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),

@@ -397,7 +397,7 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
     let mut out = Vec::new();
     engine.answer(&q, 5, &mut out);
     let records = parse_data_lines(&out);
-    let topo = std::rc::Rc::clone(&engine.topo);
+    let topo = std::rc::Rc::clone(engine.topo());
     let mut dynamic = Vec::new();
     let lower = qname.to_ascii_lowercase();
     for e in topo.names.get(&lower).into_iter().flatten() {
@@ -477,7 +477,7 @@ pub fn command(engine: &mut Engine, text: &str) -> Vec<String> {
             // Every coprocess's memcached counters (pdnsutil runs its own).
             Some(store) => crate::cache::memcached::stats_from_store(store)
                 .map(|s| s.or_else(|| engine.shared_stats()))
-                .and_then(|shared| status(store, &engine.topo, shared))
+                .and_then(|shared| status(store, engine.topo(), shared))
                 .map(|s| s.text())
                 .unwrap_or_else(|e| vec![format!("error: {e:#}")]),
             None => vec!["error: the database is not open (see the PowerDNS log)".into()],

@@ -1,18 +1,21 @@
 //! Answering: from a question and a client network to the records PowerDNS
-//! gets. Owns the coprocess's view of the store (topology, node states), the
-//! in-process caches (decisions, rendered answers, node views) and the
-//! seen-networks counter, each bounded in bytes (`*_BYTES`).
-//!
-//! The store is read through prepared statements only; the topology is
-//! reloaded when `apply` or a drain bumps the generation (checked through
-//! `PRAGMA data_version` at most every [`CHECK_EVERY`]).
+//! gets. The engine ties together its parts, each tested on its own:
+//! [`view::StoreView`] (the database, the topology and the node states, kept
+//! up to date), [`timed::TimedCache`] (decisions and rendered answers, valid
+//! for a short time, bounded in bytes), [`seen::SeenCounter`] (the client
+//! networks asked about), and the decisions themselves (`decide`, `compute`:
+//! latency entries read through prepared statements, ranked by `policy`).
+
+pub mod seen;
+pub mod timed;
+pub mod view;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::bounded::{BoundedMap, HeapSize, alloc_size};
+use crate::bounded::{HeapSize, alloc_size};
 use crate::cache::{DecisionKey, SharedCache};
 use crate::metrics;
 use crate::net::Prefix;
@@ -21,25 +24,16 @@ use crate::proto::{self, Data};
 use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
 use crate::topology::{Entry, Target, Topology};
+use seen::SeenCounter;
+use timed::TimedCache;
+pub use view::CHECK_EVERY;
+use view::StoreView;
 
-/// How often the coprocess asks SQLite whether another process committed.
-pub const CHECK_EVERY: Duration = Duration::from_millis(250);
-/// How often a missing or broken database is tried again.
-const REOPEN_EVERY: Duration = Duration::from_secs(1);
-/// How often seen client networks are written.
-const SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
 // Bounds of what lives across questions. Entry counts are 7/8 of a power
 // of two (the table then has no slot it cannot use); the byte budgets count
 // the table and what the entries own (names, answers, decisions), as
 // allocated (`bounded::alloc_size`), and hold whatever the questions are.
 
-/// Client networks counted between two flushes (every 5 s): a few thousand
-/// networks ask each DNS server within seconds; more are dropped (and
-/// counted as such), not queued.
-pub const SEEN_MAX: usize = 3584;
-/// Budget of the seen-networks counter: its table (100 KiB; entries own no
-/// heap).
-pub const SEEN_BYTES: usize = 128 * 1024;
 /// Decisions kept: one per (dynamic name, client /24 or /48) asked within
 /// `decision_cache_ms` (at most 2 s).
 pub const DECISIONS_MAX: usize = 3584;
@@ -61,8 +55,6 @@ pub const RENDERED_BYTES: usize = 1024 * 1024;
 /// (a site has tens). A larger site's views are computed for each decision
 /// instead.
 pub const VIEWS_BYTES: usize = 256 * 1024;
-/// SQLite page cache of a coprocess, KiB.
-const PAGE_CACHE_KIB: i64 = 512;
 
 /// Which stored aggregate a latency entry came from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,27 +93,16 @@ pub struct Detail {
 
 /// The answering engine of one coprocess (or of `explain`).
 pub struct Engine {
-    db_path: PathBuf,
-    store: Option<Store>,
-    file_id: Option<(u64, u64)>,
-    pub topo: Rc<Topology>,
-    pub states: NodeStateRows,
-    data_version: i64,
-    generation: i64,
-    health_epoch: i64,
-    last_check: Option<Instant>,
-    last_open_try: Option<Instant>,
-    last_file_check: Instant,
-    decisions: BoundedMap<DecisionKey, CachedDecision>,
+    /// The database, the topology and the node states.
+    pub view: StoreView,
+    decisions: TimedCache<DecisionKey, Rc<Decision>>,
     /// Whole answers as written, for repeated questions (short-lived).
-    rendered: BoundedMap<u64, Rendered>,
+    rendered: TimedCache<u64, Rendered>,
     /// While an answer is built: until when it may be reused, and the policy
     /// of the dynamic name it answered (for the seen networks).
     building_until: Option<Instant>,
     building_seen: Option<Policy>,
-    seen: BoundedMap<Prefix, u32>,
-    seen_dropped: u64,
-    last_seen_flush: Instant,
+    seen: SeenCounter,
     /// The qname in lower case (at most a line long: `proto::MAX_LINE`).
     name_buf: String,
     /// Optional cache shared between processes (memcached).
@@ -141,24 +122,12 @@ impl Engine {
     /// An engine on the database at `path`, which may not exist yet.
     pub fn new(path: &Path) -> Engine {
         Engine {
-            db_path: path.to_path_buf(),
-            store: None,
-            file_id: None,
-            topo: Rc::new(Topology::default()),
-            states: NodeStateRows::default(),
-            data_version: -1,
-            generation: -1,
-            health_epoch: -1,
-            last_check: None,
-            last_open_try: None,
-            last_file_check: Instant::now(),
-            decisions: BoundedMap::new(DECISIONS_BYTES, DECISIONS_MAX),
-            rendered: BoundedMap::new(RENDERED_BYTES, RENDERED_MAX),
+            view: StoreView::new(path),
+            decisions: TimedCache::new(DECISIONS_BYTES, DECISIONS_MAX),
+            rendered: TimedCache::new(RENDERED_BYTES, RENDERED_MAX),
             building_until: None,
             building_seen: None,
-            seen: BoundedMap::new(SEEN_BYTES, SEEN_MAX),
-            seen_dropped: 0,
-            last_seen_flush: Instant::now(),
+            seen: SeenCounter::default(),
             name_buf: String::new(),
             shared: None,
             shared_stats_written: None,
@@ -172,7 +141,12 @@ impl Engine {
 
     /// The store, if open.
     pub fn store(&self) -> Option<&Store> {
-        self.store.as_ref()
+        self.view.store()
+    }
+
+    /// The topology answers are built from.
+    pub fn topo(&self) -> &Rc<Topology> {
+        &self.view.topo
     }
 
     /// Counters of the shared cache, if one is configured.
@@ -182,7 +156,7 @@ impl Engine {
 
     /// The topology generation and health epoch the answers are built on.
     pub fn version(&self) -> (i64, i64) {
-        (self.generation, self.health_epoch)
+        self.view.version()
     }
 
     fn log_error(&mut self, what: &str, e: &anyhow::Error) {
@@ -192,136 +166,56 @@ impl Engine {
     }
 
     /// Brings the view of the store up to date, cheaply: called before every
-    /// question; does real work at most every [`CHECK_EVERY`].
+    /// question; does real work at most every [`CHECK_EVERY`]. Drops what
+    /// the change made stale.
     pub fn refresh(&mut self) {
-        let now = Instant::now();
-        // Without a database every answer is empty, and PowerDNS caches that
-        // (REFUSED, up to negquery-cache-ttl): while none is open, a database
-        // file that appeared or changed is tried at once (one stat() per
-        // question), not after the intervals below.
-        let missing_changed = self.store.is_none() && file_id(&self.db_path) != self.file_id;
-        if !missing_changed
-            && self
-                .last_check
-                .is_some_and(|t| now.duration_since(t) < CHECK_EVERY)
-        {
-            return;
+        let changed = self.view.refresh();
+        if changed.states {
+            self.views_cache.clear();
         }
-        self.last_check = Some(now);
-        if self.store.is_some() && now.duration_since(self.last_file_check) >= REOPEN_EVERY {
-            self.last_file_check = now;
-            if file_id(&self.db_path) != self.file_id {
-                log::warn!(
-                    "the database {} was replaced or removed; reopening",
-                    self.db_path.display()
-                );
-                self.store = None;
-            }
-        }
-        if self.store.is_none() {
-            if !missing_changed
-                && self
-                    .last_open_try
-                    .is_some_and(|t| now.duration_since(t) < REOPEN_EVERY)
-            {
-                return;
-            }
-            self.last_open_try = Some(now);
-            self.file_id = file_id(&self.db_path);
-            match Store::open_existing(&self.db_path, Duration::from_millis(5))
-                .and_then(|s| s.limit_cache(PAGE_CACHE_KIB).map(|_| s))
-            {
-                Ok(s) => {
-                    log::info!("database {} open", self.db_path.display());
-                    self.file_id = file_id(&self.db_path);
-                    self.store = Some(s);
-                    self.data_version = -1;
-                    self.generation = -1;
-                }
-                Err(e) => {
-                    self.log_error("no database yet; answering with no data", &e);
-                    return;
-                }
-            }
-        }
-        if let Err(e) = self.reload() {
-            self.log_error("cannot read the database; keeping the last topology", &e);
-            if !crate::store::is_busy(&e) {
-                self.store = None;
-            }
-        }
-    }
-
-    fn reload(&mut self) -> anyhow::Result<()> {
-        let store = self.store.as_ref().expect("store open");
-        let dv = store.data_version()?;
-        if dv == self.data_version {
-            return Ok(());
-        }
-        let generation = store.meta("generation")?;
-        let health_epoch = store.meta("health_epoch")?;
-        if generation != self.generation {
-            let (site, ids) = store.load_site()?;
-            self.topo = Rc::new(Topology::build(site, &ids, generation));
-            log::info!(
-                "topology generation {generation}: {} zones, {} nodes, {} services, {} pools",
-                self.topo.zones.len(),
-                self.topo.nodes.len(),
-                self.topo.services.len(),
-                self.topo.pools.len()
-            );
-        }
-        self.states = store.node_states()?;
-        self.views_cache.clear();
-        if generation != self.generation || health_epoch != self.health_epoch {
+        if changed.decisions {
             self.decisions.clear();
             self.rendered.clear();
         }
-        self.generation = generation;
-        self.health_epoch = health_epoch;
-        self.data_version = dv;
-        Ok(())
     }
 
     /// Work that may wait until after an answer was sent: writing the seen
     /// client networks (dropped, not delayed, when the database is busy).
     pub fn housekeeping(&mut self) {
-        if self.last_seen_flush.elapsed() >= SEEN_FLUSH_EVERY {
+        if self.seen.due() {
             self.housekeeping_now();
         }
     }
 
     /// [`Engine::housekeeping`] without waiting for its interval (at exit).
     pub fn housekeeping_now(&mut self) {
-        self.last_seen_flush = Instant::now();
         self.flush_shared_stats();
-        if self.seen.is_empty() {
-            return;
+        let batch = self.seen.take();
+        if self.seen.dropped > 0 {
+            log::debug!(
+                "{} client networks not counted (counter full)",
+                self.seen.dropped
+            );
+            self.seen.dropped = 0;
         }
-        let Some(store) = self.store.as_mut() else {
-            self.seen.clear();
+        let Some(store) = self.view.store_mut() else {
             return;
         };
-        let batch: Vec<(Prefix, u32)> = self.seen.drain().collect();
+        if batch.is_empty() {
+            return;
+        }
         if let Err(e) = store.record_seen(&batch, metrics::now()) {
             log::debug!(
                 "seen client networks dropped ({} networks): {e:#}",
                 batch.len()
             );
         }
-        if self.seen_dropped > 0 {
-            log::debug!(
-                "{} client networks not counted (counter full)",
-                self.seen_dropped
-            );
-            self.seen_dropped = 0;
-        }
     }
 
     /// Writes the shared cache's counters for `status` (dropped when the
     /// database is busy; skipped when unchanged and written recently).
     fn flush_shared_stats(&mut self) {
-        let (Some(cache), Some(store)) = (self.shared.as_ref(), self.store.as_mut()) else {
+        let (Some(cache), Some(store)) = (self.shared.as_ref(), self.view.store_mut()) else {
             return;
         };
         let stats = cache.stats();
@@ -348,8 +242,7 @@ impl Engine {
         let client = q.client.truncate(q.client.family().fine());
         let key = Rendered::hash(q, abi, &client);
         if self.use_cache
-            && let Some(r) = self.rendered.get(&key)
-            && r.until > now
+            && let Some((r, _)) = self.rendered.get(&key, now)
             && r.matches(q, abi, &client)
         {
             out.extend_from_slice(&r.bytes);
@@ -363,7 +256,8 @@ impl Engine {
         self.building_seen = None;
         self.answer_uncached(q, abi, out);
         if self.use_cache {
-            let ttl = Duration::from_millis(self.topo.policy.decision_cache_ms);
+            let ttl = Duration::from_millis(self.view.topo.policy.decision_cache_ms);
+            let until = self.building_until.map_or(now + ttl, |u| u.min(now + ttl));
             self.rendered.insert(
                 key,
                 Rendered {
@@ -371,17 +265,17 @@ impl Engine {
                     qtype: q.qtype.into(),
                     abi,
                     client,
-                    until: self.building_until.map_or(now + ttl, |u| u.min(now + ttl)),
                     seen: self.building_seen,
                     bytes: out[start..].into(),
                 },
-                |r| r.until <= now,
+                until,
+                now,
             );
         }
     }
 
     fn answer_uncached(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
-        let topo = Rc::clone(&self.topo);
+        let topo = Rc::clone(&self.view.topo);
         let mut name = std::mem::take(&mut self.name_buf);
         name.clear();
         // PowerDNS sends names without the final dot; accept one anyway.
@@ -526,12 +420,8 @@ impl Engine {
 
     fn note_seen(&mut self, client: &Prefix, policy: Policy) {
         self.building_seen = Some(policy);
-        if !self.record_seen || policy == Policy::Static || client.addr.is_unspecified() {
-            return;
-        }
-        let key = client.truncate(client.family().fine());
-        if !self.seen.update(&key, |n| *n += 1) && !self.seen.try_insert(key, 1) {
-            self.seen_dropped += 1;
+        if self.record_seen {
+            self.seen.note(client, policy);
         }
     }
 
@@ -546,14 +436,13 @@ impl Engine {
         let key = DecisionKey::new(target, policy, client);
         let now = Instant::now();
         if self.use_cache
-            && let Some(CachedDecision { decision, until }) = self.decisions.get(&key)
-            && *until > now
+            && let Some((decision, until)) = self.decisions.get(&key, now)
         {
-            self.building_until = Some(self.building_until.map_or(*until, |u| u.min(*until)));
+            self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
             return Rc::clone(decision);
         }
         let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
-        let version = (self.generation, self.health_epoch);
+        let version = self.view.version();
         let shared_hit = match self.shared.as_mut() {
             Some(c) if self.use_cache => c.get(&key, version, topo),
             _ => None,
@@ -572,11 +461,7 @@ impl Engine {
         };
         if self.use_cache {
             let until = now + ttl;
-            let cached = CachedDecision {
-                decision: Rc::clone(&d),
-                until,
-            };
-            self.decisions.insert(key, cached, |c| c.until <= now);
+            self.decisions.insert(key, Rc::clone(&d), until, now);
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
         }
         d
@@ -624,7 +509,7 @@ impl Engine {
             if let Some((_, ni)) = best_named {
                 prefer = &topo.networks[ni].prefer;
             }
-            if let Some(store) = self.store.as_ref() {
+            if let Some(store) = self.view.store() {
                 let mut res = Ok(());
                 let mut missing = candidates.len();
                 for &(family, net, plen, len, label) in &lookups {
@@ -688,7 +573,7 @@ impl Engine {
     /// Node states judged for freshness, recomputed at most once a second or
     /// when the states were reloaded.
     fn views(&mut self, topo: &Topology, now: i64) -> Rc<Vec<NodeView>> {
-        let states = &self.states;
+        let states = &self.view.states;
         self.views_cache
             .get_or(now, || node_views(topo, states, now))
     }
@@ -702,7 +587,7 @@ impl Engine {
     /// Answers a whole zone for AXFR: static data, and dynamic names in the
     /// site file's order.
     pub fn axfr(&mut self, id: i64, zone: Option<&str>, abi: u8, out: &mut Vec<u8>) -> bool {
-        let topo = Rc::clone(&self.topo);
+        let topo = Rc::clone(&self.view.topo);
         let z = match zone {
             Some(name) => {
                 let n = name.trim_end_matches('.').to_ascii_lowercase();
@@ -742,22 +627,16 @@ impl Engine {
     }
 }
 
-/// A decision in the in-process cache, and until when it may be used.
-struct CachedDecision {
-    decision: Rc<Decision>,
-    until: Instant,
-}
-
 impl HeapSize for DecisionKey {
     fn heap_size(&self) -> usize {
         0
     }
 }
 
-impl HeapSize for CachedDecision {
+impl HeapSize for Rc<Decision> {
     /// The `Rc` allocation (two counters and the decision) and its vectors.
     fn heap_size(&self) -> usize {
-        let d = &*self.decision;
+        let d = &**self;
         alloc_size(2 * size_of::<usize>() + size_of::<Decision>())
             + alloc_size(d.ranked.capacity() * size_of::<policy::Ranked>())
             + alloc_size(d.left_out.capacity() * size_of::<(usize, policy::Reason)>())
@@ -800,7 +679,6 @@ struct Rendered {
     abi: u8,
     /// The client network at the fine level.
     client: Prefix,
-    until: Instant,
     /// The policy of the dynamic name answered, if any.
     seen: Option<Policy>,
     bytes: Box<[u8]>,
@@ -890,18 +768,13 @@ fn write_addresses<'a>(
 
 /// Rate limit of repeated log lines: true (and the time noted) at most
 /// every 10 s.
-fn due(last: &mut Option<Instant>) -> bool {
+pub(crate) fn due(last: &mut Option<Instant>) -> bool {
     let now = Instant::now();
     if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
         return false;
     }
     *last = Some(now);
     true
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]
@@ -938,7 +811,7 @@ nodes = ["a", "b", "c"]
             networks: vec![],
         };
         let mut e = Engine::new(Path::new("/nonexistent/pdns-ha.db"));
-        e.topo = Rc::new(Topology::build(site, &ids, 7));
+        e.view.topo = Rc::new(Topology::build(site, &ids, 7));
         e
     }
 
@@ -974,12 +847,15 @@ nodes = ["a", "b", "c"]
         let mut out = Vec::new();
         e.answer(&query(&long_name(0), "10.0.0.0/24"), 5, &mut out);
         assert_eq!(out, b"END\n");
-        let r = e.rendered.get(&Rendered::hash(
-            &query(&long_name(0), "10.0.0.0/24"),
-            5,
-            &"10.0.0.0/24".parse().unwrap(),
-        ));
-        assert!(r.unwrap().heap_size() >= 1003 + 3 + 4);
+        let r = e.rendered.get(
+            &Rendered::hash(
+                &query(&long_name(0), "10.0.0.0/24"),
+                5,
+                &"10.0.0.0/24".parse().unwrap(),
+            ),
+            Instant::now(),
+        );
+        assert!(r.unwrap().0.heap_size() >= 1003 + 3 + 4);
         for i in 0..5000 {
             out.clear();
             e.answer(&query(&long_name(i), "10.0.0.0/24"), 5, &mut out);
@@ -1001,8 +877,9 @@ nodes = ["a", "b", "c"]
 
     #[test]
     fn decisions_and_seen_networks_stay_in_budget() {
+        use seen::{SEEN_BYTES, SEEN_MAX};
         let mut e = engine();
-        let topo = Rc::clone(&e.topo);
+        let topo = Rc::clone(e.topo());
         for i in 0..3 * DECISIONS_MAX {
             let client: Prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
             let d = e.decide(&topo, Target::Service(0), &client);
@@ -1018,14 +895,11 @@ nodes = ["a", "b", "c"]
             e.decisions.len()
         );
         assert_eq!(e.seen.len(), SEEN_MAX);
-        assert_eq!(e.seen_dropped as usize, 3 * DECISIONS_MAX - SEEN_MAX);
-        let d = CachedDecision {
-            decision: Rc::new(Decision {
-                ranked: Vec::with_capacity(100),
-                ..Decision::default()
-            }),
-            until: Instant::now(),
-        };
+        assert_eq!(e.seen.dropped as usize, 3 * DECISIONS_MAX - SEEN_MAX);
+        let d = Rc::new(Decision {
+            ranked: Vec::with_capacity(100),
+            ..Decision::default()
+        });
         assert!(d.heap_size() >= 100 * size_of::<policy::Ranked>());
     }
 
@@ -1034,10 +908,10 @@ nodes = ["a", "b", "c"]
         let e = engine();
         let states = NodeStateRows::default();
         let mut cache = ViewsCache::default();
-        let a = cache.get_or(10, || node_views(&e.topo, &states, 10));
+        let a = cache.get_or(10, || node_views(e.topo(), &states, 10));
         let b = cache.get_or(10, || unreachable!("kept for its second"));
         assert!(Rc::ptr_eq(&a, &b));
-        let c = cache.get_or(11, || node_views(&e.topo, &states, 11));
+        let c = cache.get_or(11, || node_views(e.topo(), &states, 11));
         assert!(!Rc::ptr_eq(&a, &c));
         // Views of a huge site are made each time, not kept.
         let huge = VIEWS_BYTES / size_of::<NodeView>() + 1;

@@ -1,0 +1,125 @@
+//! The client networks a coprocess has answered for dynamic names, counted
+//! in memory and written to the store in batches (`status` shows them).
+//! Bounded: at most [`SEEN_MAX`] networks between two flushes; more are
+//! counted as dropped, not queued.
+
+use std::time::{Duration, Instant};
+
+use crate::bounded::BoundedMap;
+use crate::net::Prefix;
+use crate::site::Policy;
+
+/// How often seen client networks are written.
+pub const SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// Client networks counted between two flushes (every 5 s): a few thousand
+/// networks ask each DNS server within seconds; more are dropped (and
+/// counted as such), not queued.
+pub const SEEN_MAX: usize = 3584;
+/// Budget of the counter: its table (100 KiB; entries own no heap).
+pub const SEEN_BYTES: usize = 128 * 1024;
+
+pub struct SeenCounter {
+    counts: BoundedMap<Prefix, u32>,
+    /// Networks not counted since the last flush (the counter was full).
+    pub dropped: u64,
+    last_flush: Instant,
+}
+
+impl Default for SeenCounter {
+    fn default() -> Self {
+        SeenCounter {
+            counts: BoundedMap::new(SEEN_BYTES, SEEN_MAX),
+            dropped: 0,
+            last_flush: Instant::now(),
+        }
+    }
+}
+
+impl SeenCounter {
+    /// Counts a question from `client` for a name of `policy`: static names
+    /// and questions without a client (the SOA walk, AXFR) are not counted.
+    /// The network is kept at the fine level (/24, /48).
+    pub fn note(&mut self, client: &Prefix, policy: Policy) {
+        if policy == Policy::Static || client.addr.is_unspecified() {
+            return;
+        }
+        let key = client.truncate(client.family().fine());
+        if !self.counts.update(&key, |n| *n += 1) && !self.counts.try_insert(key, 1) {
+            self.dropped += 1;
+        }
+    }
+
+    /// True once [`SEEN_FLUSH_EVERY`] has passed since the last [`take`].
+    ///
+    /// [`take`]: SeenCounter::take
+    pub fn due(&self) -> bool {
+        self.last_flush.elapsed() >= SEEN_FLUSH_EVERY
+    }
+
+    /// The counts since the last call, emptied; starts a new interval.
+    pub fn take(&mut self) -> Vec<(Prefix, u32)> {
+        self.last_flush = Instant::now();
+        self.counts.drain().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.counts.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn counts_per_fine_network_and_skips_static_and_clientless_questions() {
+        let mut s = SeenCounter::default();
+        s.note(&p("198.51.100.7"), Policy::Latency);
+        s.note(&p("198.51.100.200/32"), Policy::Load);
+        s.note(&p("198.51.100.0/24"), Policy::Latency);
+        s.note(&p("2001:db8:1:2::1"), Policy::Latency);
+        s.note(&p("192.0.2.1"), Policy::Static);
+        s.note(&p("0.0.0.0/0"), Policy::Latency);
+        let mut got = s.take();
+        got.sort_by_key(|(p, _)| p.to_string());
+        assert_eq!(
+            got,
+            vec![(p("198.51.100.0/24"), 3), (p("2001:db8:1::/48"), 1)]
+        );
+        assert!(s.is_empty());
+        assert!(!s.due(), "take starts a new interval");
+    }
+
+    #[test]
+    fn a_full_counter_drops_new_networks_and_says_how_many() {
+        let mut s = SeenCounter::default();
+        for i in 0..(SEEN_MAX + 100) {
+            s.note(
+                &p(&format!("10.{}.{}.0/24", i / 256, i % 256)),
+                Policy::Latency,
+            );
+        }
+        assert_eq!(s.len(), SEEN_MAX);
+        assert_eq!(s.dropped, 100);
+        assert!(s.bytes() <= SEEN_BYTES);
+        // A network already counted is still counted.
+        s.note(&p("10.0.0.9"), Policy::Latency);
+        let got = s.take();
+        assert_eq!(
+            got.iter().find(|(n, _)| *n == p("10.0.0.0/24")).unwrap().1,
+            2
+        );
+    }
+}
