@@ -326,18 +326,6 @@ impl Status {
     }
 }
 
-/// One record of an answer, as PowerDNS would get it.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct RecordOut {
-    pub name: String,
-    pub ttl: u32,
-    #[serde(rename = "type")]
-    pub rtype: String,
-    /// With the MX/SRV priority first, as in a zone file.
-    pub content: String,
-    pub scope: u8,
-}
-
 #[derive(Serialize)]
 pub struct NodeExplain {
     pub node: String,
@@ -368,7 +356,7 @@ pub struct Explain {
     pub qname: String,
     pub qtype: String,
     pub client: String,
-    pub records: Vec<RecordOut>,
+    pub records: Vec<answer::Record>,
     pub dynamic: Vec<DynamicExplain>,
 }
 
@@ -394,9 +382,7 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
         local: None,
         client: *client,
     };
-    let mut out = Vec::new();
-    engine.answer(&q, 5, &mut out);
-    let records = parse_data_lines(&out);
+    let records = engine.records(&q);
     let topo = std::rc::Rc::clone(engine.topo());
     let mut dynamic = Vec::new();
     let lower = qname.to_ascii_lowercase();
@@ -500,26 +486,6 @@ pub fn command(engine: &mut Engine, text: &str) -> Vec<String> {
             "  help                            this text".into(),
         ],
     }
-}
-
-/// Reads back ABI 5 DATA lines.
-fn parse_data_lines(out: &[u8]) -> Vec<RecordOut> {
-    let text = String::from_utf8_lossy(out);
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            if f.first() != Some(&"DATA") || f.len() < 9 {
-                return None;
-            }
-            Some(RecordOut {
-                scope: f[1].parse().unwrap_or(0),
-                name: f[3].to_string(),
-                rtype: f[5].to_string(),
-                ttl: f[6].parse().unwrap_or(0),
-                content: f[8..].join(" "),
-            })
-        })
-        .collect()
 }
 
 impl Explain {

@@ -254,7 +254,10 @@ fn samples_too_old_or_from_the_future_change_no_answer() {
         (1, "latency sample dated 1000 is"),
         (1, "older than [policy] latency_max_age_s = 900 s"),
         (2, "latency_max_age_s"),
-        (3, "s in the future (more than the 60 s of clock skew allowed)"),
+        (
+            3,
+            "s in the future (more than the 60 s of clock skew allowed)",
+        ),
         (4, "older than [policy] health_max_age_s = 60 s"),
         (5, "older than [policy] load_max_age_s = 90 s"),
     ] {

@@ -275,6 +275,20 @@ impl Engine {
     }
 
     fn answer_uncached(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
+        self.emit(q, &mut Lines { out, abi });
+        proto::write_end(out);
+    }
+
+    /// The records of the answer to `q`, typed (what `explain` shows): the
+    /// same path as [`Engine::answer`], without the pipe's format.
+    pub fn records(&mut self, q: &proto::Query) -> Vec<Record> {
+        let mut r = Records::default();
+        self.emit(q, &mut r);
+        r.records
+    }
+
+    /// Every record of the answer to `q`, into `w`.
+    fn emit(&mut self, q: &proto::Query, w: &mut impl Emit) {
         let topo = Rc::clone(&self.view.topo);
         let mut name = std::mem::take(&mut self.name_buf);
         name.clear();
@@ -283,21 +297,13 @@ impl Engine {
         name.make_ascii_lowercase();
         if let Some(entries) = topo.names.get(&name) {
             for &e in entries {
-                self.answer_entry(&topo, e, q, abi, out);
+                self.answer_entry(&topo, e, q, w);
             }
         }
         self.name_buf = name;
-        proto::write_end(out);
     }
 
-    fn answer_entry(
-        &mut self,
-        topo: &Topology,
-        e: Entry,
-        q: &proto::Query,
-        abi: u8,
-        out: &mut Vec<u8>,
-    ) {
+    fn answer_entry(&mut self, topo: &Topology, e: Entry, q: &proto::Query, w: &mut impl Emit) {
         let qtype = q.qtype;
         let any = qtype.eq_ignore_ascii_case("ANY");
         let want = |t: &str| any || qtype.eq_ignore_ascii_case(t);
@@ -314,21 +320,15 @@ impl Engine {
             Entry::Apex(z) => {
                 let zone = &topo.zones[z];
                 if want("SOA") {
-                    proto::write_data(
-                        out,
-                        abi,
-                        &data("SOA", zone.def.ttl, zone.id, 0, None),
-                        |o| o.extend_from_slice(zone.soa.as_bytes()),
-                    );
+                    w.record(&data("SOA", zone.def.ttl, zone.id, 0, None), |o| {
+                        o.extend_from_slice(zone.soa.as_bytes())
+                    });
                 }
                 if want("NS") && !soa_question {
                     for ns in &zone.def.ns {
-                        proto::write_data(
-                            out,
-                            abi,
-                            &data("NS", zone.def.ttl, zone.id, 0, None),
-                            |o| o.extend_from_slice(ns.as_bytes()),
-                        );
+                        w.record(&data("NS", zone.def.ttl, zone.id, 0, None), |o| {
+                            o.extend_from_slice(ns.as_bytes())
+                        });
                     }
                 }
             }
@@ -339,7 +339,7 @@ impl Engine {
                     return;
                 };
                 let zone = &topo.zones[z];
-                write_addresses(out, abi, &node.def, any, qtype, |t| {
+                write_addresses(w, &node.def, any, qtype, |t| {
                     data(t, zone.def.ttl, zone.id, 0, None)
                 });
             }
@@ -357,17 +357,14 @@ impl Engine {
                     id: zone.id,
                     prio: rec.prio,
                 };
-                proto::write_data(out, abi, &d, |o| o.extend_from_slice(rec.rest.as_bytes()));
+                w.record(&d, |o| o.extend_from_slice(rec.rest.as_bytes()));
             }
             Entry::Ent(z) => {
                 if any {
                     let zone = &topo.zones[z];
-                    proto::write_data(
-                        out,
-                        abi,
-                        &data("TYPE65534", zone.def.ttl, zone.id, 0, None),
-                        |o| o.extend_from_slice(b"\\# 0"),
-                    );
+                    w.record(&data("TYPE65534", zone.def.ttl, zone.id, 0, None), |o| {
+                        o.extend_from_slice(b"\\# 0")
+                    });
                 }
             }
             Entry::Service(s) => {
@@ -381,18 +378,13 @@ impl Engine {
                 let d = self.decide(topo, Target::Service(s), &client);
                 for r in &d.ranked {
                     let host = &topo.nodes[r.node].def.host;
-                    proto::write_data(
-                        out,
-                        abi,
-                        &data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)),
-                        |o| {
-                            proto::push_uint(o, u64::from(r.weight));
-                            o.push(b' ');
-                            proto::push_uint(o, u64::from(svc.port));
-                            o.push(b' ');
-                            o.extend_from_slice(host.as_bytes());
-                        },
-                    );
+                    w.record(&data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)), |o| {
+                        proto::push_uint(o, u64::from(r.weight));
+                        o.push(b' ');
+                        proto::push_uint(o, u64::from(svc.port));
+                        o.push(b' ');
+                        o.extend_from_slice(host.as_bytes());
+                    });
                 }
             }
             Entry::Pool(p) => {
@@ -410,7 +402,7 @@ impl Engine {
                     pool.answers as usize
                 };
                 for r in d.ranked.iter().take(take) {
-                    write_addresses(out, abi, &topo.nodes[r.node].def, any, qtype, |t| {
+                    write_addresses(w, &topo.nodes[r.node].def, any, qtype, |t| {
                         data(t, pool.ttl, zone_id, d.scope, None)
                     });
                 }
@@ -618,12 +610,70 @@ impl Engine {
                 if matches!(e, Entry::Ent(_)) {
                     continue;
                 }
-                self.answer_entry(&topo, e, &q, abi, out);
+                self.answer_entry(&topo, e, &q, &mut Lines { out, abi });
             }
         }
         self.record_seen = record_seen;
         // AXFR carries no client: dynamic answers above use static scope 0.
         true
+    }
+}
+
+/// Where the engine puts the records of an answer: DATA lines for the pipe
+/// ([`Lines`]) or typed records for `explain` ([`Records`]). One path builds
+/// both, so `explain` shows what PowerDNS gets.
+pub trait Emit {
+    /// One record; `content` writes its content (after the MX/SRV priority,
+    /// which is `d.prio`).
+    fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>));
+}
+
+/// DATA lines of one pipe ABI, as PowerDNS reads them.
+pub struct Lines<'a> {
+    pub out: &'a mut Vec<u8>,
+    pub abi: u8,
+}
+
+impl Emit for Lines<'_> {
+    fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>)) {
+        proto::write_data(self.out, self.abi, d, content);
+    }
+}
+
+/// One record of an answer, as PowerDNS gets it.
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Record {
+    pub name: String,
+    pub ttl: u32,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// With the MX/SRV priority first, as in a zone file.
+    pub content: String,
+    pub scope: u8,
+}
+
+/// Typed records.
+#[derive(Default)]
+pub struct Records {
+    pub records: Vec<Record>,
+    buf: Vec<u8>,
+}
+
+impl Emit for Records {
+    fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>)) {
+        self.buf.clear();
+        if let Some(p) = d.prio {
+            proto::push_uint(&mut self.buf, u64::from(p));
+            self.buf.push(b' ');
+        }
+        content(&mut self.buf);
+        self.records.push(Record {
+            name: d.qname.to_string(),
+            ttl: d.ttl,
+            rtype: d.qtype.to_string(),
+            content: String::from_utf8_lossy(&self.buf).into_owned(),
+            scope: d.scope,
+        });
     }
 }
 
@@ -743,8 +793,7 @@ pub fn node_views(topo: &Topology, states: &NodeStateRows, now: i64) -> Vec<Node
 }
 
 fn write_addresses<'a>(
-    out: &mut Vec<u8>,
-    abi: u8,
+    w: &mut impl Emit,
     node: &crate::site::Node,
     any: bool,
     qtype: &str,
@@ -752,14 +801,14 @@ fn write_addresses<'a>(
 ) {
     if any || qtype.eq_ignore_ascii_case("A") {
         for a in &node.ipv4 {
-            proto::write_data(out, abi, &data("A"), |o| {
+            w.record(&data("A"), |o| {
                 let _ = write!(o, "{a}");
             });
         }
     }
     if any || qtype.eq_ignore_ascii_case("AAAA") {
         for a in &node.ipv6 {
-            proto::write_data(out, abi, &data("AAAA"), |o| {
+            w.record(&data("AAAA"), |o| {
                 let _ = write!(o, "{a}");
             });
         }
@@ -924,5 +973,67 @@ nodes = ["a", "b", "c"]
             Vec::new()
         });
         assert!(made);
+    }
+
+    #[test]
+    fn lines_and_typed_records_come_from_one_path() {
+        let mut e = engine();
+        for (qname, qtype) in [
+            ("_sip._udp.voip.example.com", "ANY"),
+            ("_sip._udp.voip.example.com", "SRV"),
+            ("voip.example.com", "ANY"),
+            ("_udp.voip.example.com", "ANY"),
+            ("b.voip.example.com", "A"),
+            ("nothing.voip.example.com", "ANY"),
+        ] {
+            let mut q = query(qname, "198.51.100.0/24");
+            q.qtype = qtype;
+            let mut out = Vec::new();
+            e.answer(&q, 5, &mut out);
+            let typed = e.records(&q);
+            // The DATA lines, read back: scope, name, type, TTL, content.
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<Record> = text
+                .lines()
+                .filter(|l| l.starts_with("DATA\t"))
+                .map(|l| {
+                    let f: Vec<&str> = l.split('\t').collect();
+                    Record {
+                        scope: f[1].parse().unwrap(),
+                        name: f[3].into(),
+                        rtype: f[5].into(),
+                        ttl: f[6].parse().unwrap(),
+                        content: f[8..].join(" "),
+                    }
+                })
+                .collect();
+            assert_eq!(lines, typed, "{qname} {qtype}");
+            assert!(text.ends_with("END\n"));
+            if qname.starts_with("_sip") {
+                assert_eq!(typed.len(), 3, "{typed:?}");
+                assert!(typed.iter().all(|r| r.rtype == "SRV" && r.scope == 24));
+                assert!(
+                    typed[0].content.ends_with(" 5060 a.voip.example.com"),
+                    "{typed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lines_follow_the_abi() {
+        let mut e = engine();
+        let q = query("b.voip.example.com", "198.51.100.0/24");
+        let (mut v1, mut v5) = (Vec::new(), Vec::new());
+        e.answer(&q, 1, &mut v1);
+        e.answer(&q, 5, &mut v5);
+        assert_eq!(
+            v1,
+            b"DATA\tb.voip.example.com\tIN\tA\t3600\t1\t192.0.2.2\nEND\n"
+        );
+        assert_eq!(
+            v5,
+            b"DATA\t0\t1\tb.voip.example.com\tIN\tA\t3600\t1\t192.0.2.2\nEND\n"
+        );
     }
 }
