@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 
-need_packages pdns-server pdns-backend-pipe memcached bind9-dnsutils kamailio sip-tester
+need_packages pdns-server pdns-backend-pipe pdns-backend-bind memcached bind9-dnsutils kamailio sip-tester
 
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -183,6 +183,89 @@ fn answers_each_kind_of_name() {
     assert!(p.close().success());
 }
 
+/// With `consistent-backends=no` (pdns.conf.example) PowerDNS also asks
+/// for one type (`NS` of every name below the apex when it checks for a
+/// delegation; `DS`, `DNAME`, `SVCB`, `A`, ... in other cases). A question
+/// for a type gets exactly the records of that type that `ANY` gets, and
+/// nothing for a name without them; the empty non-terminal's placeholder
+/// comes with `ANY` only, and SOA only at the apex.
+#[test]
+fn a_question_for_one_type_gets_the_records_of_that_type() {
+    let db = Db::new("pipe-types");
+    db.apply_ok(&format!(
+        "{SITE}
+[pool.\"sip.voip.example.com\"]
+policy = \"load\"
+nodes = [\"mtl1\", \"van1\"]
+answers = 2
+
+[[record]]
+name = \"voip.example.com\"
+type = \"TXT\"
+content = '\"v=spf1 -all\"'
+
+[[record]]
+name = \"alias.voip.example.com\"
+type = \"CNAME\"
+content = \"mtl1.voip.example.com.\"
+
+[[record]]
+name = \"child.voip.example.com\"
+type = \"NS\"
+content = \"ns.child.example.net.\"
+
+[[record]]
+name = \"child.voip.example.com\"
+type = \"DS\"
+content = \"60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\"
+"
+    ));
+    let names = [
+        "voip.example.com",
+        "_sip._udp.voip.example.com",
+        "_sip._tcp.voip.example.com",
+        "sip.voip.example.com",
+        "van1.voip.example.com",
+        "alias.voip.example.com",
+        "child.voip.example.com",
+        "_udp.voip.example.com",
+        "nope.voip.example.com",
+        "example.org",
+    ];
+    let types = [
+        "SOA", "NS", "A", "AAAA", "SRV", "MX", "TXT", "CNAME", "DS", "DNAME", "SVCB", "HTTPS",
+        "NAPTR",
+    ];
+    for abi in [1u8, 5] {
+        let mut p = pipe(&db, abi);
+        let qtype_field = if abi >= 3 { 5 } else { 3 };
+        let mut typed = 0;
+        for name in names {
+            let any = p.data(name, "ANY", "192.0.2.0/24");
+            let ent = any.iter().any(|l| fields(l)[qtype_field] == "TYPE65534");
+            assert_eq!(ent, name == "_udp.voip.example.com", "{name}: {any:?}");
+            for qtype in types {
+                let got = p.data(name, qtype, "192.0.2.0/24");
+                let want: Vec<String> = any
+                    .iter()
+                    .filter(|l| fields(l)[qtype_field] == qtype)
+                    .cloned()
+                    .collect();
+                assert_eq!(got, want, "ABI {abi}: {name} {qtype} (ANY: {any:?})");
+                typed += got.len();
+            }
+            assert!(
+                p.data(name, "TYPE65534", "192.0.2.0/24").is_empty(),
+                "{name}"
+            );
+        }
+        // Apex SOA, NS, MX, TXT; two SRV twice; the pool's two A and one
+        // AAAA; van1's A and AAAA; the CNAME; the delegation's NS and DS.
+        assert_eq!(typed, 16, "ABI {abi}");
+        assert!(p.close().success());
+    }
+}
+
 #[test]
 fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
     let db = Db::new("pipe-malformed");

@@ -272,6 +272,24 @@ impl Pdns {
             .unwrap_or_default()
     }
 
+    /// The questions PowerDNS sent to its coprocesses so far, in order, as
+    /// it logs them with `query-logging=yes` (add it to
+    /// [`PdnsOpts::extra`]): `Q\tNAME\tIN\tTYPE\tID\tREMOTE...`, every
+    /// coprocess (standbys included) in one list. A question is logged
+    /// before it is sent, so a question asked for a DNS query is in the list
+    /// once `dig` has its answer.
+    pub fn questions(&self) -> Vec<String> {
+        const MARK: &str = "Query: 'Q\t";
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                let at = l.find(MARK)?;
+                let q = &l[at + "Query: '".len()..];
+                Some(q.strip_suffix('\'').unwrap_or(q).to_string())
+            })
+            .collect()
+    }
+
     /// Panics (with the log) if PowerDNS logged trouble with the backend:
     /// a coprocess that exited or was killed, a SERVFAIL, a malformed line.
     #[track_caller]
