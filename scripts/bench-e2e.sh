@@ -131,8 +131,8 @@ function sip_srv(who)
   end
   return res
 end
--- Latency (ms) of mtl1, tor1, van1 per client /24, keyed "a.b.c". In
--- chunks of 5000 entries: a Lua function holds at most 65536 constants.
+-- Latency (ms) of mtl1, tor1, van1 per client /24, keyed "a.b.c", in
+-- functions of 5000 entries each (Lua limits the constants of one function).
 LUA
 
 # The data: DATA_NETWORKS client /24s (the k-th is 10+k/65536.k/256%256.k%256.0/24,
@@ -316,5 +316,8 @@ awk -v cores="$(nproc)" -v dur="$DURATION" '
                 (r[15] > 0 ? sprintf("%.1f + %.1f", r[12] * 1e6 / q, r[13] * 1e6 / q) : "none"),
                 r[17] * 1e6 / q, r[18] * 1e6 / q, r[11] / q,
                 (r[15] > 0 ? sprintf("%.2f", r[14] / q) : "none"), ours, (others > 0 ? others : 0)
+            if (others > busiest) busiest = others
         }
+        if (busiest > 0.25)
+            printf "\nOther processes used up to %.2f of the %d cores during a run: the figures are\nskewed by them (see the rounds above, and run again on a quiet machine).\n", busiest, cores
     }' "$DIR/results"
