@@ -1,0 +1,582 @@
+//! A DNS load generator for per-client answers: every query carries an EDNS
+//! Client Subnet option (RFC 7871) with the /24 of its own client network,
+//! which dnsperf cannot vary per query. It keeps a fixed number of queries
+//! in flight over one UDP socket for a fixed time, matches the responses by
+//! id, and checks each one: NOERROR with at least one SRV answer, and an ECS
+//! option echoing the network with a non-zero scope (an answer for that
+//! network only, so nothing was served from a shared cache).
+//!
+//! ```text
+//! dnsload --port PORT [--server 127.0.0.1] [--networks N] [--seconds S]
+//!         [--inflight N] [--qname NAME] [--timeout-ms N]
+//! ```
+//! `--networks N` (default 1) asks for N distinct client networks, the k-th
+//! being `10+k/65536 . k/256%256 . k%256 .0/24` (10.0.0.0/24, 10.0.1.0/24,
+//! ...), in a scrambled order that visits all N before any repeats.
+//!
+//! Prints one line of `key=value` fields: `qps` counts the good answers
+//! (`ok`) per second of the run; `p50_us`/`p99_us` are over every matched
+//! response; `cpu_user_s`/`cpu_sys_s` are the generator's own CPU. Exits 1
+//! when any query went wrong (`servfail`, `other_rcode`, `no_srv`,
+//! `no_scope`, `truncated`, `timeouts`, `errors`).
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+const TYPE_SRV: u16 = 33;
+const TYPE_OPT: u16 = 41;
+const ECS_OPTION: u16 = 8;
+
+/// The k-th client network of the benchmark (its /24 address).
+fn network(k: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10 + (k >> 16) as u8, (k >> 8) as u8, k as u8, 0)
+}
+
+/// Appends `name` in wire format (no compression).
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        assert!(label.len() < 64, "label too long: {label}");
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+/// A query for `qname`/`qtype` with an OPT record (UDP size 1232) holding an
+/// ECS option for `net`/24, source prefix 24, scope 0.
+fn build_query(id: u16, qname: &str, qtype: u16, net: Ipv4Addr) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64 + qname.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0, 0]); // QR=0 opcode QUERY, RD=0: to an authoritative server
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]); // QD=1 AN=0 NS=0 AR=1
+    push_name(&mut q, qname);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes()); // IN
+    // OPT: root name, type, UDP size, extended rcode/version/flags, rdata.
+    q.push(0);
+    q.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    q.extend_from_slice(&1232u16.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 0]);
+    q.extend_from_slice(&11u16.to_be_bytes()); // rdlen: 4 + 7
+    q.extend_from_slice(&ECS_OPTION.to_be_bytes());
+    q.extend_from_slice(&7u16.to_be_bytes()); // family(2) source(1) scope(1) address(3)
+    q.extend_from_slice(&1u16.to_be_bytes()); // IPv4
+    q.push(24);
+    q.push(0);
+    q.extend_from_slice(&net.octets()[..3]);
+    q
+}
+
+/// The ECS option of a response.
+#[derive(Debug, PartialEq)]
+struct Ecs {
+    family: u16,
+    source: u8,
+    scope: u8,
+    address: Vec<u8>,
+}
+
+/// What a response says, as far as the benchmark cares.
+#[derive(Debug, PartialEq)]
+struct Response {
+    id: u16,
+    rcode: u8,
+    truncated: bool,
+    srv_answers: usize,
+    ecs: Option<Ecs>,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        let s = self.take(2)?;
+        Some(u16::from_be_bytes([s[0], s[1]]))
+    }
+    /// Skips a name: labels up to a root label or a compression pointer.
+    fn skip_name(&mut self) -> Option<()> {
+        loop {
+            let len = self.u8()?;
+            match len & 0xc0 {
+                0x00 if len == 0 => return Some(()),
+                0x00 => {
+                    self.take(len as usize)?;
+                }
+                0xc0 => {
+                    self.u8()?;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Parses a response; None if it is not a well-formed DNS response.
+fn parse_response(buf: &[u8]) -> Option<Response> {
+    let mut r = Reader { buf, pos: 0 };
+    let id = r.u16()?;
+    let flags = r.u16()?;
+    if flags & 0x8000 == 0 {
+        return None; // not a response
+    }
+    let counts = [r.u16()?, r.u16()?, r.u16()?, r.u16()?];
+    for _ in 0..counts[0] {
+        r.skip_name()?;
+        r.take(4)?;
+    }
+    let mut srv_answers = 0;
+    let mut ecs = None;
+    for (section, &count) in counts.iter().enumerate().skip(1) {
+        for _ in 0..count {
+            r.skip_name()?;
+            let rtype = r.u16()?;
+            r.take(6)?; // class, ttl
+            let rdlen = r.u16()? as usize;
+            let rdata = r.take(rdlen)?;
+            if section == 1 && rtype == TYPE_SRV {
+                srv_answers += 1;
+            }
+            if section == 3 && rtype == TYPE_OPT {
+                ecs = parse_ecs(rdata)?;
+            }
+        }
+    }
+    Some(Response {
+        id,
+        rcode: (flags & 0x000f) as u8,
+        truncated: flags & 0x0200 != 0,
+        srv_answers,
+        ecs,
+    })
+}
+
+/// The ECS option among an OPT record's options, if any.
+fn parse_ecs(rdata: &[u8]) -> Option<Option<Ecs>> {
+    let mut r = Reader { buf: rdata, pos: 0 };
+    while r.pos < rdata.len() {
+        let code = r.u16()?;
+        let len = r.u16()? as usize;
+        let data = r.take(len)?;
+        if code == ECS_OPTION {
+            if len < 4 {
+                return None;
+            }
+            return Some(Some(Ecs {
+                family: u16::from_be_bytes([data[0], data[1]]),
+                source: data[2],
+                scope: data[3],
+                address: data[4..].to_vec(),
+            }));
+        }
+    }
+    Some(None)
+}
+
+/// The k-th query's network index: `k * prime mod n`, a permutation of
+/// 0..n for each block of n queries, scrambled.
+fn network_index(k: u64, n: u32) -> u32 {
+    (k.wrapping_mul(2_654_435_761) % n as u64) as u32
+}
+
+#[derive(Default)]
+struct Counts {
+    sent: u64,
+    ok: u64,
+    servfail: u64,
+    other_rcode: u64,
+    no_srv: u64,
+    no_scope: u64,
+    truncated: u64,
+    timeouts: u64,
+    unmatched: u64,
+    errors: u64,
+}
+
+impl Counts {
+    /// Files a matched response; true if it is a good answer.
+    fn file(&mut self, resp: &Response, net: Ipv4Addr) -> bool {
+        if resp.truncated {
+            self.truncated += 1;
+        } else if resp.rcode == 2 {
+            self.servfail += 1;
+        } else if resp.rcode != 0 {
+            self.other_rcode += 1;
+        } else if resp.srv_answers == 0 {
+            self.no_srv += 1;
+        } else if !matches!(&resp.ecs, Some(e) if e.family == 1 && e.source == 24
+            && e.scope > 0 && e.address == net.octets()[..3])
+        {
+            self.no_scope += 1;
+        } else {
+            self.ok += 1;
+            return true;
+        }
+        false
+    }
+    fn failures(&self) -> u64 {
+        self.servfail
+            + self.other_rcode
+            + self.no_srv
+            + self.no_scope
+            + self.truncated
+            + self.timeouts
+            + self.errors
+    }
+}
+
+struct InFlight {
+    seq: u64,
+    sent: Instant,
+    net: Ipv4Addr,
+}
+
+/// The process's own user and system CPU seconds (/proc/self/stat).
+fn own_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+    let tick = 100.0; // USER_HZ on Linux
+    (
+        f.get(11).copied().unwrap_or(0.0) / tick,
+        f.get(12).copied().unwrap_or(0.0) / tick,
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut port = 0u16;
+    let mut server: Ipv4Addr = Ipv4Addr::LOCALHOST;
+    let mut networks = 1u32;
+    let mut seconds = 10.0f64;
+    let mut inflight = 32usize;
+    let mut qname = "_sip._udp.voip.example.com".to_string();
+    let mut timeout_ms = 1000u64;
+    for pair in args.chunks(2) {
+        let v = pair.get(1).map(String::as_str).unwrap_or("");
+        match pair[0].as_str() {
+            "--port" => port = v.parse().expect("--port PORT"),
+            "--server" => server = v.parse().expect("--server IPV4"),
+            "--networks" => networks = v.parse().expect("--networks N"),
+            "--seconds" => seconds = v.parse().expect("--seconds S"),
+            "--inflight" => inflight = v.parse().expect("--inflight N"),
+            "--qname" => qname = v.to_string(),
+            "--timeout-ms" => timeout_ms = v.parse().expect("--timeout-ms N"),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    assert!(port != 0, "usage: dnsload --port PORT [options]");
+    assert!(
+        (1..=246 << 16).contains(&networks),
+        "--networks 1..16121856"
+    );
+    assert!((1..=16384).contains(&inflight), "--inflight 1..16384");
+    let timeout = Duration::from_millis(timeout_ms);
+
+    let local = if server.is_loopback() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    let sock = UdpSocket::bind((local, 0)).expect("bind");
+    sock.connect(SocketAddr::from((server, port)))
+        .expect("connect");
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+
+    // One template per query; only the id and the ECS address change.
+    let mut query = build_query(0, &qname, TYPE_SRV, network(0));
+    let ecs_at = query.len() - 3;
+    let mut slots: Vec<Option<InFlight>> = (0..65536).map(|_| None).collect();
+    let mut order: VecDeque<(u16, u64)> = VecDeque::with_capacity(inflight * 2);
+    let mut counts = Counts::default();
+    let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
+    let mut outstanding = 0usize;
+    let mut seq = 0u64;
+    let mut next_id = 0u16;
+    let mut buf = [0u8; 4096];
+
+    let cpu0 = own_cpu();
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut ok_in_window = 0u64;
+    let mut send_one = |now: Instant,
+                        slots: &mut Vec<Option<InFlight>>,
+                        order: &mut VecDeque<(u16, u64)>,
+                        counts: &mut Counts,
+                        outstanding: &mut usize| {
+        // Skip ids still waiting for an answer (only after wrapping around).
+        while slots[next_id as usize].is_some() {
+            next_id = next_id.wrapping_add(1);
+        }
+        let id = next_id;
+        next_id = next_id.wrapping_add(1);
+        let net = network(network_index(seq, networks));
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        query[ecs_at..].copy_from_slice(&net.octets()[..3]);
+        counts.sent += 1;
+        if sock.send(&query).is_err() {
+            counts.errors += 1;
+            return;
+        }
+        slots[id as usize] = Some(InFlight {
+            seq,
+            sent: now,
+            net,
+        });
+        order.push_back((id, seq));
+        seq += 1;
+        *outstanding += 1;
+    };
+
+    loop {
+        // Keep `inflight` queries outstanding until the end.
+        let now = Instant::now();
+        if now < end {
+            while outstanding < inflight {
+                let before = counts.errors;
+                send_one(now, &mut slots, &mut order, &mut counts, &mut outstanding);
+                if counts.errors > before {
+                    break;
+                }
+            }
+        } else if outstanding == 0 || now >= end + timeout {
+            break;
+        }
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let now = Instant::now();
+                let Some(resp) = parse_response(&buf[..n]) else {
+                    counts.unmatched += 1;
+                    continue;
+                };
+                let Some(f) = slots[resp.id as usize].take() else {
+                    counts.unmatched += 1; // late (timed out) or unknown id
+                    continue;
+                };
+                outstanding -= 1;
+                latencies.push(now.duration_since(f.sent).as_micros().min(u32::MAX as u128) as u32);
+                if counts.file(&resp, f.net) && now <= end {
+                    ok_in_window += 1;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                // ICMP port unreachable (no server) and the like.
+                counts.errors += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Expire the oldest queries (they are replaced at the top).
+        let now = Instant::now();
+        while let Some(&(id, s)) = order.front() {
+            match &slots[id as usize] {
+                Some(f) if f.seq == s => {
+                    if now.duration_since(f.sent) < timeout {
+                        break;
+                    }
+                    slots[id as usize] = None;
+                    counts.timeouts += 1;
+                    outstanding -= 1;
+                    order.pop_front();
+                }
+                _ => {
+                    order.pop_front();
+                }
+            }
+        }
+    }
+    counts.timeouts += outstanding as u64;
+    let cpu1 = own_cpu();
+
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            0
+        } else {
+            latencies[((latencies.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    println!(
+        "dnsload networks={networks} inflight={inflight} seconds={seconds} sent={} answered={} qps={:.0} p50_us={} p99_us={} max_us={} ok={} servfail={} other_rcode={} no_srv={} no_scope={} truncated={} timeouts={} unmatched={} errors={} cpu_user_s={:.2} cpu_sys_s={:.2}",
+        counts.sent,
+        latencies.len(),
+        ok_in_window as f64 / seconds,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        counts.ok,
+        counts.servfail,
+        counts.other_rcode,
+        counts.no_srv,
+        counts.no_scope,
+        counts.truncated,
+        counts.timeouts,
+        counts.unmatched,
+        counts.errors,
+        cpu1.0 - cpu0.0,
+        cpu1.1 - cpu0.1,
+    );
+    if counts.failures() > 0 || counts.ok == 0 {
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response to `query` as a server would write it: QR and AA set,
+    /// `srv` SRV answers (the owner compressed to the question), and the
+    /// OPT record with the ECS option and `scope`.
+    fn answer(query: &[u8], rcode: u8, srv: usize, scope: Option<u8>) -> Vec<u8> {
+        let opt_at = query.len() - 22; // the OPT record: 11 bytes + 11 of rdata
+        let mut r = query[..opt_at].to_vec();
+        r[2] = 0x84; // QR, AA
+        r[3] = rcode;
+        r[6..8].copy_from_slice(&(srv as u16).to_be_bytes());
+        r[10..12].copy_from_slice(&(scope.is_some() as u16).to_be_bytes());
+        for i in 0..srv {
+            r.extend_from_slice(&[0xc0, 12]); // pointer to the question name
+            r.extend_from_slice(&TYPE_SRV.to_be_bytes());
+            r.extend_from_slice(&[0, 1, 0, 0, 0, 30]);
+            let mut rdata = vec![0, i as u8, 0, 100, 0x13, 0xc4];
+            push_name(&mut rdata, &format!("node{i}.voip.example.com"));
+            r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            r.extend_from_slice(&rdata);
+        }
+        if let Some(scope) = scope {
+            let mut opt = query[opt_at..].to_vec();
+            opt[11 + 4 + 3] = scope; // after the OPT header and option header: family, source, scope
+            r.extend_from_slice(&opt);
+        }
+        r
+    }
+
+    #[test]
+    fn the_query_is_wire_format_with_the_ecs_of_its_network() {
+        let q = build_query(0x1234, "_sip._udp.voip.example.com", TYPE_SRV, network(258));
+        assert_eq!(&q[..12], &[0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+        let mut name = Vec::new();
+        push_name(&mut name, "_sip._udp.voip.example.com.");
+        assert_eq!(&q[12..12 + name.len()], &name[..]);
+        assert_eq!(name[0], 4);
+        assert_eq!(&name[1..5], b"_sip");
+        let rest = &q[12 + name.len()..];
+        assert_eq!(
+            rest,
+            &[
+                0, 33, 0, 1, // SRV IN
+                0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, // OPT, 1232, rdlen 11
+                0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2, // ECS: IPv4 /24 scope 0 10.1.2
+            ]
+        );
+        // The query parses as a query, not a response.
+        assert_eq!(parse_response(&q), None);
+    }
+
+    #[test]
+    fn networks_are_distinct_and_scrambled() {
+        assert_eq!(network(0), Ipv4Addr::new(10, 0, 0, 0));
+        assert_eq!(network(65536 + 257), Ipv4Addr::new(11, 1, 1, 0));
+        let n = 100_000;
+        let mut seen = vec![false; n as usize];
+        for k in 0..n as u64 {
+            seen[network_index(k, n) as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "every network once per round");
+        assert_ne!(network_index(1, n), 1, "scrambled");
+        assert_eq!(network_index(7, 1), 0);
+    }
+
+    #[test]
+    fn a_good_answer_has_srv_records_and_the_ecs_scope() {
+        let net = network(5);
+        let q = build_query(7, "_sip._udp.voip.example.com", TYPE_SRV, net);
+        let r = parse_response(&answer(&q, 0, 3, Some(24))).unwrap();
+        assert_eq!(
+            r,
+            Response {
+                id: 7,
+                rcode: 0,
+                truncated: false,
+                srv_answers: 3,
+                ecs: Some(Ecs {
+                    family: 1,
+                    source: 24,
+                    scope: 24,
+                    address: vec![10, 0, 5]
+                }),
+            }
+        );
+        let mut c = Counts::default();
+        assert!(c.file(&r, net));
+        assert_eq!(c.ok, 1);
+        // The same answer for another network is not good.
+        assert!(!c.file(&r, network(6)));
+        assert_eq!(c.no_scope, 1);
+    }
+
+    #[test]
+    fn bad_answers_are_counted_by_kind() {
+        let net = network(0);
+        let q = build_query(1, "_sip._udp.voip.example.com", TYPE_SRV, net);
+        let mut c = Counts::default();
+        let cases = [
+            (answer(&q, 2, 0, Some(0)), "servfail"),
+            (answer(&q, 3, 0, Some(24)), "other"),
+            (answer(&q, 0, 0, Some(24)), "no_srv"),
+            (answer(&q, 0, 2, Some(0)), "scope 0"),
+            (answer(&q, 0, 2, None), "no ECS"),
+        ];
+        for (resp, what) in &cases {
+            let r = parse_response(resp).unwrap_or_else(|| panic!("{what}"));
+            assert!(!c.file(&r, net), "{what}");
+        }
+        let mut tc = answer(&q, 0, 1, Some(24));
+        tc[2] |= 0x02;
+        assert!(!c.file(&parse_response(&tc).unwrap(), net));
+        assert_eq!(
+            (c.servfail, c.other_rcode, c.no_srv, c.no_scope, c.truncated),
+            (1, 1, 1, 2, 1)
+        );
+        assert_eq!(c.failures(), 6);
+    }
+
+    #[test]
+    fn truncated_or_garbled_packets_are_not_responses() {
+        let q = build_query(1, "_sip._udp.voip.example.com", TYPE_SRV, network(0));
+        let full = answer(&q, 0, 3, Some(24));
+        for n in 0..full.len() {
+            assert_eq!(parse_response(&full[..n]), None, "cut at {n}");
+        }
+        let mut bad = full.clone();
+        bad[12] = 0x80; // a label type that does not exist
+        assert_eq!(parse_response(&bad), None);
+    }
+}
