@@ -188,33 +188,10 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SITE: &str = r#"
-[zone."voip.test"]
-ns = ["ns1.voip.test"]
-hostmaster = "hostmaster.voip.test"
-[node.a]
-host = "a.voip.test"
-ipv4 = ["192.0.2.1"]
-"#;
-
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn dir(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("pdns-ha-view-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
+    use crate::store::testing::{ONE_NODE as SITE, TempDb};
 
     fn apply(db: &Path, text: &str) {
-        let mut s = Store::open_or_create(db).unwrap();
-        let site = crate::site::parse("site.toml", text).unwrap();
-        crate::store::apply_site(&mut s, &site).unwrap();
+        TempDb::apply_at(db, text);
     }
 
     /// Refreshes once the check interval has passed.
@@ -227,8 +204,8 @@ ipv4 = ["192.0.2.1"]
 
     #[test]
     fn opens_the_database_when_it_appears_and_loads_the_topology() {
-        let d = dir("appears");
-        let db = d.0.join("db.sqlite");
+        let d = TempDb::new("appears");
+        let db = d.path.clone();
         let mut v = StoreView::new(&db);
         assert_eq!(v.refresh(), Changed::default());
         assert!(v.store().is_none());
@@ -245,8 +222,8 @@ ipv4 = ["192.0.2.1"]
 
     #[test]
     fn a_new_generation_rebuilds_the_topology_and_a_health_change_only_the_states() {
-        let d = dir("generation");
-        let db = d.0.join("db.sqlite");
+        let d = TempDb::new("generation");
+        let db = d.path.clone();
         apply(&db, SITE);
         let mut v = StoreView::new(&db);
         v.refresh();
@@ -289,14 +266,14 @@ ipv4 = ["192.0.2.1"]
 
     #[test]
     fn a_replaced_database_is_reopened_and_a_broken_one_keeps_the_last_topology() {
-        let d = dir("replaced");
-        let db = d.0.join("db.sqlite");
+        let d = TempDb::new("replaced");
+        let db = d.path.clone();
         apply(&db, SITE);
         let mut v = StoreView::new(&db);
         v.refresh();
         assert_eq!(v.topo.nodes.len(), 1);
         // Replaced by another file (a restore): reopened, its topology read.
-        let other = d.0.join("other.sqlite");
+        let other = d.dir.join("other.sqlite");
         apply(
             &other,
             &format!("{SITE}[node.b]\nhost = \"b.voip.test\"\nipv4 = [\"192.0.2.2\"]\n"),

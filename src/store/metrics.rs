@@ -398,29 +398,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SITE: &str = r#"
-[zone."voip.test"]
-ns = ["ns1.voip.test"]
-hostmaster = "hostmaster.voip.test"
-[node.a]
-host = "a.voip.test"
-ipv4 = ["192.0.2.1"]
-"#;
-
-    fn store(tag: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("pdns-ha-unit-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut s = Store::open_or_create(&dir.join("db.sqlite")).unwrap();
-        let site = crate::site::parse("site.toml", SITE).unwrap();
-        crate::store::apply_site(&mut s, &site).unwrap();
-        (s, dir)
-    }
+    use crate::store::testing::{ONE_NODE, TempDb};
 
     #[test]
     fn samples_older_than_their_max_age_are_skipped_and_counted() {
-        let (mut s, dir) = store("too-old");
+        let db = TempDb::new("too-old");
+        let mut s = db.apply(ONE_NODE);
         let now = 1_800_000_000;
         let lat = |ts| Metric::Latency {
             node: "a".into(),
@@ -463,7 +446,5 @@ ipv4 = ["192.0.2.1"]
             .unwrap();
         assert_eq!(old, 0);
         assert!(s.node_states().unwrap().health.is_empty());
-        drop(s);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

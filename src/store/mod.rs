@@ -8,6 +8,8 @@
 mod apply;
 mod cache_stats;
 mod metrics;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::path::Path;
 use std::time::Duration;
