@@ -6,6 +6,7 @@
 //! networks asked about), and the decisions themselves (`decide`, `compute`:
 //! latency entries read through prepared statements, ranked by `policy`).
 
+pub mod latency;
 pub mod seen;
 pub mod timed;
 pub mod view;
@@ -24,6 +25,7 @@ use crate::proto::{self, Data};
 use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
 use crate::topology::{Entry, Target, Topology};
+pub use latency::{EntryLabel, LatencyEntry};
 use seen::SeenCounter;
 use timed::TimedCache;
 pub use view::CHECK_EVERY;
@@ -55,31 +57,6 @@ pub const RENDERED_BYTES: usize = 1024 * 1024;
 /// (a site has tens). A larger site's views are computed for each decision
 /// instead.
 pub const VIEWS_BYTES: usize = 256 * 1024;
-
-/// Which stored aggregate a latency entry came from.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum EntryLabel {
-    Prefix(Prefix),
-    /// A named network (index in the topology).
-    Network(usize),
-}
-
-impl EntryLabel {
-    pub fn describe(&self, topo: &Topology) -> String {
-        match self {
-            EntryLabel::Prefix(p) => p.to_string(),
-            EntryLabel::Network(i) => format!("network {}", topo.networks[*i].name),
-        }
-    }
-}
-
-/// The latency entry a decision used for one node.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LatencyEntry {
-    pub latency: Latency,
-    pub label: EntryLabel,
-    pub age_s: i64,
-}
 
 /// A decision with the details `explain` shows.
 #[derive(Clone, Debug, Default)]
@@ -476,63 +453,16 @@ impl Engine {
         let mut prefer: &[usize] = &[];
         if policy == Policy::Latency {
             let fresh_after = now - cfg.latency_max_age_s;
-            // (family, net, plen as stored, prefix length it stands for, label)
-            let mut lookups: Vec<(i64, i64, u8, u8, EntryLabel)> = client
-                .levels()
-                .map(|p| {
-                    (
-                        p.family().code(),
-                        p.net_key(),
-                        p.len,
-                        p.len,
-                        EntryLabel::Prefix(p),
-                    )
-                })
-                .collect();
-            let mut best_named: Option<(u8, usize)> = None;
-            for (ni, len) in topo.networks_of(client) {
-                let net = &topo.networks[ni];
-                lookups.push((0, net.id, 0, len, EntryLabel::Network(ni)));
-                if !net.prefer.is_empty() && best_named.is_none_or(|(l, _)| len > l) {
-                    best_named = Some((len, ni));
-                }
-            }
-            lookups.sort_by_key(|l| std::cmp::Reverse(l.3));
-            if let Some((_, ni)) = best_named {
+            let (aggregates, named) = latency::aggregates(topo, client);
+            if let Some(ni) = named {
                 prefer = &topo.networks[ni].prefer;
             }
             if let Some(store) = self.view.store() {
-                let mut res = Ok(());
-                let mut missing = candidates.len();
-                for &(family, net, plen, len, label) in &lookups {
-                    if missing == 0 {
-                        break;
+                match latency::read(store, topo, candidates, &aggregates, fresh_after, now) {
+                    Ok(e) => entries = e,
+                    Err(e) => {
+                        self.log_error("latency lookup failed; answering without latency", &e)
                     }
-                    res = store.latency_at(family, net, plen, fresh_after, |row| {
-                        let Some(&n) = topo.node_index.get(&row.node_id) else {
-                            return;
-                        };
-                        let Some(i) = candidates.iter().position(|c| c.node == n) else {
-                            return;
-                        };
-                        if entries[i].is_none() {
-                            missing -= 1;
-                            entries[i] = Some(LatencyEntry {
-                                latency: Latency {
-                                    ms: row.avg_ms,
-                                    prefix_len: len,
-                                },
-                                label,
-                                age_s: now - row.updated,
-                            });
-                        }
-                    });
-                    if res.is_err() {
-                        break;
-                    }
-                }
-                if let Err(e) = res {
-                    self.log_error("latency lookup failed; answering without latency", &e);
                 }
             }
             for (l, e) in latency.iter_mut().zip(&entries) {

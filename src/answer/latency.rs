@@ -1,0 +1,214 @@
+//! The latency entries of one decision: for each candidate node, the most
+//! specific fresh entry that contains the client, read from the store. The
+//! aggregates are tried most specific first (the client's /24, a named
+//! network's prefix by its length, /16, /8; IPv6 /48, /32), and reading
+//! stops once every candidate has its entry.
+
+use anyhow::Result;
+
+use crate::net::Prefix;
+use crate::policy::{Candidate, Latency};
+use crate::store::Store;
+use crate::topology::Topology;
+
+/// Which stored aggregate a latency entry came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EntryLabel {
+    Prefix(Prefix),
+    /// A named network (index in the topology).
+    Network(usize),
+}
+
+impl EntryLabel {
+    pub fn describe(&self, topo: &Topology) -> String {
+        match self {
+            EntryLabel::Prefix(p) => p.to_string(),
+            EntryLabel::Network(i) => format!("network {}", topo.networks[*i].name),
+        }
+    }
+}
+
+/// The latency entry a decision used for one node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyEntry {
+    pub latency: Latency,
+    pub label: EntryLabel,
+    pub age_s: i64,
+}
+
+/// One aggregate to read: as stored (`family` 4/6 with a prefix, or 0 with
+/// a named network's id and `plen` 0), and the prefix length it stands for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Aggregate {
+    pub family: i64,
+    pub net: i64,
+    pub plen: u8,
+    pub len: u8,
+    pub label: EntryLabel,
+}
+
+/// The aggregates that contain `client`, most specific first, and the
+/// most specific named network that has a `prefer` order (its index).
+pub fn aggregates(topo: &Topology, client: &Prefix) -> (Vec<Aggregate>, Option<usize>) {
+    let mut out: Vec<Aggregate> = client
+        .levels()
+        .map(|p| Aggregate {
+            family: p.family().code(),
+            net: p.net_key(),
+            plen: p.len,
+            len: p.len,
+            label: EntryLabel::Prefix(p),
+        })
+        .collect();
+    let mut best_named: Option<(u8, usize)> = None;
+    for (ni, len) in topo.networks_of(client) {
+        let net = &topo.networks[ni];
+        out.push(Aggregate {
+            family: 0,
+            net: net.id,
+            plen: 0,
+            len,
+            label: EntryLabel::Network(ni),
+        });
+        if !net.prefer.is_empty() && best_named.is_none_or(|(l, _)| len > l) {
+            best_named = Some((len, ni));
+        }
+    }
+    // Stable: at equal lengths a prefix level comes before a named network.
+    out.sort_by_key(|a| std::cmp::Reverse(a.len));
+    (out, best_named.map(|(_, ni)| ni))
+}
+
+/// For each candidate (in order), the first fresh entry (updated at or
+/// after `fresh_after`) found in `aggregates`.
+pub fn read(
+    store: &Store,
+    topo: &Topology,
+    candidates: &[Candidate],
+    aggregates: &[Aggregate],
+    fresh_after: i64,
+    now: i64,
+) -> Result<Vec<Option<LatencyEntry>>> {
+    let mut entries: Vec<Option<LatencyEntry>> = vec![None; candidates.len()];
+    let mut missing = candidates.len();
+    for a in aggregates {
+        if missing == 0 {
+            break;
+        }
+        store.latency_at(a.family, a.net, a.plen, fresh_after, |row| {
+            let Some(&n) = topo.node_index.get(&row.node_id) else {
+                return;
+            };
+            let Some(i) = candidates.iter().position(|c| c.node == n) else {
+                return;
+            };
+            if entries[i].is_none() {
+                missing -= 1;
+                entries[i] = Some(LatencyEntry {
+                    latency: Latency {
+                        ms: row.avg_ms,
+                        prefix_len: a.len,
+                    },
+                    label: a.label,
+                    age_s: now - row.updated,
+                });
+            }
+        })?;
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TempDb;
+
+    const SITE: &str = r#"
+[zone."voip.test"]
+ns = ["ns1.voip.test"]
+hostmaster = "hostmaster.voip.test"
+[node.a]
+host = "a.voip.test"
+ipv4 = ["192.0.2.1"]
+[node.b]
+host = "b.voip.test"
+ipv4 = ["192.0.2.2"]
+[node.c]
+host = "c.voip.test"
+ipv4 = ["192.0.2.3"]
+[node.d]
+host = "d.voip.test"
+ipv4 = ["192.0.2.4"]
+[service."_sip._udp.voip.test"]
+policy = "latency"
+port = 5060
+nodes = ["a", "b", "c", "d"]
+[network.city]
+prefixes = ["198.51.0.0/20"]
+prefer = ["c"]
+"#;
+
+    fn setup(tag: &str, lines: &str) -> (TempDb, Store, Topology) {
+        let db = TempDb::new(tag);
+        let mut s = db.apply(SITE);
+        let now = crate::metrics::now();
+        let batch: Vec<_> = lines
+            .lines()
+            .filter_map(|l| crate::metrics::parse_line(l, now).unwrap())
+            .collect();
+        s.write_metrics(&batch, "test", None, now).unwrap();
+        let (site, ids) = s.load_site().unwrap();
+        let topo = Topology::build(site, &ids, 1);
+        (db, s, topo)
+    }
+
+    #[test]
+    fn aggregates_go_from_the_most_specific_with_named_networks_by_length() {
+        let (_db, _s, topo) = setup("aggregates", "");
+        let client: Prefix = "198.51.7.0/24".parse().unwrap();
+        let (aggs, prefer) = aggregates(&topo, &client);
+        let lens: Vec<u8> = aggs.iter().map(|a| a.len).collect();
+        assert_eq!(lens, [24, 20, 16, 8]);
+        assert_eq!(aggs[1].label, EntryLabel::Network(0));
+        assert_eq!((aggs[1].family, aggs[1].plen), (0, 0));
+        assert_eq!(prefer, Some(0));
+        let (aggs, prefer) = aggregates(&topo, &"203.0.113.0/24".parse().unwrap());
+        assert_eq!(aggs.len(), 3);
+        assert_eq!(prefer, None);
+    }
+
+    #[test]
+    fn each_node_gets_its_most_specific_fresh_entry() {
+        // For the client 198.51.7.0/24: a has its /24 (and a /16); b only
+        // the /16; c a sample in another /24 of the named network (198.51.0.0/20),
+        // which comes before its /16; d nothing.
+        let (_db, s, topo) = setup(
+            "read",
+            "latency a 198.51.7.1 10\n\
+             latency a 198.51.200.1 90\n\
+             latency b 198.51.200.1 30\n\
+             latency c 198.51.9.1 20\n",
+        );
+        let now = crate::metrics::now();
+        let client: Prefix = "198.51.7.0/24".parse().unwrap();
+        let (aggs, _) = aggregates(&topo, &client);
+        let cands = &topo.services[0].candidates;
+        let e = read(&s, &topo, cands, &aggs, now - 900, now).unwrap();
+        let got: Vec<Option<(u8, f64)>> = e
+            .iter()
+            .map(|x| x.map(|x| (x.latency.prefix_len, x.latency.ms)))
+            .collect();
+        assert_eq!(got[0], Some((24, 10.0)), "a: its /24");
+        assert_eq!(got[1], Some((16, 30.0)), "b: the /16");
+        assert_eq!(
+            got[2],
+            Some((20, 20.0)),
+            "c: the named network, before the /16"
+        );
+        assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
+        assert_eq!(got[3], None, "d: no data");
+        // Entries older than `fresh_after` count as none.
+        let e = read(&s, &topo, cands, &aggs, now + 1, now).unwrap();
+        assert!(e.iter().all(Option::is_none));
+    }
+}
