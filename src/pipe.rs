@@ -70,6 +70,16 @@ fn answer_line(
     commands: Commands,
 ) -> Result<()> {
     match std::str::from_utf8(line) {
+        // PowerDNS writes names in ASCII (`\DDD` for other bytes); a SOA
+        // question is still never failed.
+        Err(_) if proto::is_soa_question(line) => {
+            log::warn!("SOA question for a name that is not UTF-8");
+            proto::write_log(
+                out,
+                "pdns-ha: SOA question for a name that is not UTF-8: no such zone",
+            );
+            proto::write_end(out);
+        }
         Err(_) => malformed(out, "the line is not UTF-8"),
         Ok(text) => match proto::parse(text, *abi) {
             Ok(Request::Helo(v)) => {

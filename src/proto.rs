@@ -121,9 +121,6 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, Malformed> {
                 return Err(format!("Q with {n} fields, ABI {abi} sends {want}").into());
             }
             let qname = fields[0];
-            if qname.is_empty() || !printable(qname.as_bytes()) {
-                return Err("Q with an empty or unprintable qname".into());
-            }
             let id: i64 = fields[3]
                 .parse()
                 .map_err(|_| format!("Q with a bad id '{}'", fields[3]))?;
@@ -142,8 +139,14 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, Malformed> {
             if fields[2].is_empty() || !printable(fields[2].as_bytes()) {
                 return Err("Q with an empty qtype".into());
             }
-            // Last, once the line is known to be a well-formed question.
-            if let Err(why) = dnsname::check_wire_length(qname) {
+            // Last, once the line is known to be a well-formed question: a
+            // name no zone can hold (a SOA question for it is not failed).
+            let bad_name = if qname.is_empty() || !printable(qname.as_bytes()) {
+                Err("an empty or unprintable qname".to_string())
+            } else {
+                dnsname::check_wire_length(qname)
+            };
+            if let Err(why) = bad_name {
                 return Err(Malformed {
                     why: format!("Q with {why}"),
                     soa: fields[2].eq_ignore_ascii_case("SOA"),
@@ -333,6 +336,13 @@ pub fn write_cmd_line(out: &mut Vec<u8>, line: &str) {
     out.push(b'\n');
 }
 
+/// True if `line` has the shape of a SOA question (`Q`, a name, a class,
+/// `SOA`, ...), whatever its bytes: such a question never gets `FAIL`.
+pub fn is_soa_question(line: &[u8]) -> bool {
+    let mut f = line.split(|&b| b == b'\t');
+    f.next() == Some(b"Q") && f.nth(2).is_some_and(|t| t.eq_ignore_ascii_case(b"SOA"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +504,16 @@ mod tests {
         let mut out = Vec::new();
         write_cmd_line(&mut out, "END");
         assert_eq!(out, b" END\n");
+    }
+
+    #[test]
+    fn a_soa_question_is_known_by_its_shape() {
+        assert!(is_soa_question(
+            b"Q\t\xff\xfe.example\tIN\tSOA\t-1\t0.0.0.0"
+        ));
+        assert!(is_soa_question(b"Q\tx\tIN\tsoa"));
+        assert!(!is_soa_question(b"Q\tx\tIN\tANY\t-1"));
+        assert!(!is_soa_question(b"Q\tx\tSOA"));
+        assert!(!is_soa_question(b"AXFR\t1\tSOA\tSOA"));
     }
 }
