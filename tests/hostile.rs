@@ -58,19 +58,12 @@ impl Rng {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[test]
 fn ingest_stores_every_good_line_and_reports_every_bad_one() {
     let db = Db::new("hostile-ingest");
     db.apply_ok(SITE);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let t = now();
+    let t = pdns_ha::metrics::now();
     let (mut input, mut good, mut bad) = (Vec::new(), 0usize, BTreeSet::new());
     for n in 1..=3000usize {
         let node = ["mtl1", "van1"][rng.below(2) as usize];

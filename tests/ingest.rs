@@ -161,13 +161,6 @@ fn ingest_bytes(db: &Db, input: &[u8]) -> std::process::Output {
     support::pdns_ha_stdin_bytes(&db.path, &["ingest"], input)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// The nodes of `explain --json` for one dynamic name, in answer order.
 fn explain_order(db: &Db, qname: &str, client: &str) -> Vec<String> {
     let o = db.run(&["explain", qname, "SRV", "--client", client, "--json"]);
@@ -235,7 +228,7 @@ fn samples_too_old_or_from_the_future_change_no_answer() {
     assert!(before[0].ends_with("van1.voip.example.com"), "{before:?}");
     let rows = metric_rows(&db);
 
-    let t = now();
+    let t = pdns_ha::metrics::now();
     let input = format!(
         "latency van1 198.51.100.9 900 1000\n\
          latency van1 198.51.100.9 900 {}\n\
