@@ -304,8 +304,11 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
     let mut first_line_of_batch = 1;
     let mut since: Option<Instant> = None;
     let mut eof = false;
+    // The latency snapshot follows what this ingest writes (store::snapshot).
+    let mut publisher = store::Publisher::new();
     while !eof {
-        let wait = since.map_or(Duration::from_secs(3600), |t| {
+        // Idle, it still wakes to publish a snapshot that is behind.
+        let wait = since.map_or(publisher.interval(), |t| {
             INGEST_LINGER.saturating_sub(t.elapsed())
         });
         match rx.recv_timeout(wait) {
@@ -347,7 +350,11 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
                 bad += 1;
                 eof = true;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if batch.is_empty() {
+                    publisher.maybe_publish(&mut store, false);
+                }
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => eof = true,
         }
         let due = since.is_some_and(|t| t.elapsed() >= INGEST_LINGER);
@@ -386,8 +393,10 @@ fn ingest(db: &Path, file: Option<&Path>, busy: Duration) -> Result<i32> {
             }
             batch.clear();
             since = None;
+            publisher.maybe_publish(&mut store, eof);
         }
     }
+    publisher.maybe_publish(&mut store, true);
     eprintln!("{stored} metric(s) stored, {bad} bad line(s)");
     Ok(if bad > 0 { 1 } else { 0 })
 }

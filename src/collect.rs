@@ -47,6 +47,7 @@ pub fn run(db: &Path) -> Result<i32> {
     };
     let mut sink = StoreSink {
         store: Store::open_existing(db, Duration::from_millis(500))?,
+        publisher: crate::store::Publisher::new(),
     };
     collector::run(config, targets, &mut reload, &mut sink, &stop)?;
     log::info!("collector stopped");
@@ -92,9 +93,13 @@ pub fn plan(site: &Site) -> (CollectorConfig, Vec<Target>) {
     (site.collector.clone(), targets)
 }
 
-/// Writes the collector's batches, one transaction each.
+/// Writes the collector's batches, one transaction each, and publishes the
+/// latency snapshot when it is behind (at most every publisher interval; an
+/// idle collector still stores its heartbeat every few seconds, so a
+/// snapshot behind is published then).
 struct StoreSink {
     store: Store,
+    publisher: crate::store::Publisher,
 }
 
 impl MetricSink for StoreSink {
@@ -106,6 +111,7 @@ impl MetricSink for StoreSink {
         for (node, state) in out.health_changes {
             log::debug!("stored: node {node} is now {state}");
         }
+        self.publisher.maybe_publish(&mut self.store, false);
         Ok(())
     }
 }

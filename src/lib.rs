@@ -16,6 +16,7 @@ pub mod proto;
 pub mod rdata;
 pub mod report;
 pub mod site;
+pub mod snapshot;
 pub mod store;
 pub mod text;
 pub mod topology;

@@ -54,6 +54,23 @@ pub struct Status {
     pub seen_networks: i64,
     pub top_seen_networks: Vec<SeenNetwork>,
     pub memcached: Option<CacheStatsReport>,
+    pub latency_snapshot: SnapshotReport,
+}
+
+/// The published latency snapshot, as the coprocesses find it.
+#[derive(Serialize)]
+pub struct SnapshotReport {
+    /// False: none, or unreadable; coprocesses read latency through SQLite.
+    pub usable: bool,
+    pub age_s: Option<i64>,
+    /// Latency writes not in it yet (published at most every few seconds).
+    pub writes_behind: i64,
+    pub build_ms: i64,
+    pub entries: u64,
+    pub aggregates: u64,
+    pub bytes: u64,
+    /// Why it is not usable.
+    pub problem: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -84,6 +101,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
     let views = answer::node_views(topo, &states, now);
     let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
     let hb = store.meta("collector_heartbeat")?;
+    let latency_snapshot = snapshot_report(store, now)?;
     let mut nodes = Vec::new();
     for (i, n) in topo.nodes.iter().enumerate() {
         let h = states.health.get(&n.id);
@@ -125,7 +143,40 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
         seen_networks: counts.seen_networks,
         top_seen_networks: top,
         memcached: shared.map(Into::into),
+        latency_snapshot,
     })
+}
+
+fn snapshot_report(store: &Store, now: i64) -> Result<SnapshotReport> {
+    let c = store.counters()?;
+    let mut r = SnapshotReport {
+        usable: false,
+        age_s: (c.snapshot_token != 0).then(|| now - c.snapshot_at),
+        writes_behind: (c.latency_version - c.snapshot_version).max(0),
+        build_ms: c.snapshot_ms,
+        entries: 0,
+        aggregates: 0,
+        bytes: 0,
+        problem: None,
+    };
+    let Some(db) = store.db_path() else {
+        return Ok(r);
+    };
+    if c.snapshot_token == 0 {
+        r.problem = Some("none published yet: run `pdns-ha apply` or `ingest`".into());
+        return Ok(r);
+    }
+    match crate::snapshot::Mapped::open(&crate::store::snapshot::path_of(&db), c.snapshot_token) {
+        Ok(m) => {
+            let h = m.header();
+            r.usable = true;
+            r.entries = h.entries;
+            r.aggregates = h.keys;
+            r.bytes = h.file_len;
+        }
+        Err(e) => r.problem = Some(format!("{e:#}: run `pdns-ha apply` to publish it again")),
+    }
+    Ok(r)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -164,6 +215,20 @@ impl Status {
                 s.prefix, s.queries, s.last_seen_age_s
             ));
         }
+        let l = &self.latency_snapshot;
+        out.push(match (&l.problem, l.usable) {
+            (Some(p), _) => format!("latency snapshot: not used ({p}); latency read through SQLite"),
+            (None, true) => format!(
+                "latency snapshot: {} entries for {} aggregates, {} KiB, built in {} ms, {} s ago, {} write(s) behind",
+                l.entries,
+                l.aggregates,
+                l.bytes / 1024,
+                l.build_ms,
+                opt(l.age_s),
+                l.writes_behind
+            ),
+            (None, false) => "latency snapshot: none (in-memory database)".into(),
+        });
         if let Some(m) = &self.memcached {
             out.push(format!(
                 "memcached: {} hits, {} misses, {} errors, {} rejected{}",
@@ -203,6 +268,27 @@ impl Status {
                 vec![(String::new(), a as f64)],
             );
         }
+        let l = &self.latency_snapshot;
+        metric(
+            "latency_snapshot_usable",
+            "1 if coprocesses read latency from the published snapshot, 0 if through SQLite.",
+            "gauge",
+            vec![(String::new(), f64::from(u8::from(l.usable)))],
+        );
+        if let Some(a) = l.age_s {
+            metric(
+                "latency_snapshot_age_seconds",
+                "Seconds since the latency snapshot was published.",
+                "gauge",
+                vec![(String::new(), a as f64)],
+            );
+        }
+        metric(
+            "latency_snapshot_writes_behind",
+            "Latency writes not yet in the published snapshot.",
+            "gauge",
+            vec![(String::new(), l.writes_behind as f64)],
+        );
         metric(
             "node_health",
             "1 for the node's current health state.",

@@ -8,8 +8,42 @@ use anyhow::Result;
 
 use crate::net::Prefix;
 use crate::policy::{Candidate, Latency};
+use crate::snapshot::Mapped;
 use crate::store::Store;
 use crate::topology::Topology;
+
+/// Where latency entries are read from: the published snapshot (a shared
+/// memory map, no system call), or SQLite while there is none.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Snapshot(&'a Mapped),
+    Store(&'a Store),
+}
+
+impl Source<'_> {
+    /// Calls `f(node_id, avg_ms, updated)` for each entry of the aggregate
+    /// updated at or after `fresh_after`.
+    fn each(
+        &self,
+        a: &Aggregate,
+        fresh_after: i64,
+        mut f: impl FnMut(i64, f64, i64),
+    ) -> Result<()> {
+        match self {
+            Source::Snapshot(m) => {
+                m.entries(a.family as u8, a.net, a.plen, |e| {
+                    if e.updated >= fresh_after {
+                        f(e.node_id, e.avg_ms, e.updated)
+                    }
+                });
+                Ok(())
+            }
+            Source::Store(s) => s.latency_at(a.family, a.net, a.plen, fresh_after, |r| {
+                f(r.node_id, r.avg_ms, r.updated)
+            }),
+        }
+    }
+}
 
 /// Which stored aggregate a latency entry came from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,7 +116,7 @@ pub fn aggregates(topo: &Topology, client: &Prefix) -> (Vec<Aggregate>, Option<u
 /// For each candidate (in order), the first fresh entry (updated at or
 /// after `fresh_after`) found in `aggregates`.
 pub fn read(
-    store: &Store,
+    source: Source,
     topo: &Topology,
     candidates: &[Candidate],
     aggregates: &[Aggregate],
@@ -95,8 +129,8 @@ pub fn read(
         if missing == 0 {
             break;
         }
-        store.latency_at(a.family, a.net, a.plen, fresh_after, |row| {
-            let Some(&n) = topo.node_index.get(&row.node_id) else {
+        source.each(a, fresh_after, |node_id, avg_ms, updated| {
+            let Some(&n) = topo.node_index.get(&node_id) else {
                 return;
             };
             let Some(i) = candidates.iter().position(|c| c.node == n) else {
@@ -106,11 +140,11 @@ pub fn read(
                 missing -= 1;
                 entries[i] = Some(LatencyEntry {
                     latency: Latency {
-                        ms: row.avg_ms,
+                        ms: avg_ms,
                         prefix_len: a.len,
                     },
                     label: a.label,
-                    age_s: now - row.updated,
+                    age_s: now - updated,
                 });
             }
         })?;
@@ -177,38 +211,105 @@ prefer = ["c"]
         assert_eq!(prefer, None);
     }
 
+    /// The published snapshot of the database, mapped.
+    fn mapped(db: &TempDb, s: &mut Store) -> Mapped {
+        let p = s.publish_snapshot(crate::metrics::now()).unwrap().unwrap();
+        Mapped::open(&crate::store::snapshot::path_of(&db.path), p.header.token).unwrap()
+    }
+
     #[test]
-    fn each_node_gets_its_most_specific_fresh_entry() {
+    fn each_node_gets_its_most_specific_fresh_entry_from_either_source() {
         // For the client 198.51.7.0/24: a has its /24 (and a /16); b only
         // the /16; c a sample in another /24 of the named network (198.51.0.0/20),
         // which comes before its /16; d nothing.
-        let (_db, s, topo) = setup(
+        let (db, mut s, topo) = setup(
             "read",
             "latency a 198.51.7.1 10\n\
              latency a 198.51.200.1 90\n\
              latency b 198.51.200.1 30\n\
              latency c 198.51.9.1 20\n",
         );
+        let m = mapped(&db, &mut s);
         let now = crate::metrics::now();
         let client: Prefix = "198.51.7.0/24".parse().unwrap();
         let (aggs, _) = aggregates(&topo, &client);
         let cands = &topo.services[0].candidates;
-        let e = read(&s, &topo, cands, &aggs, now - 900, now).unwrap();
-        let got: Vec<Option<(u8, f64)>> = e
-            .iter()
-            .map(|x| x.map(|x| (x.latency.prefix_len, x.latency.ms)))
+        for source in [Source::Store(&s), Source::Snapshot(&m)] {
+            let e = read(source, &topo, cands, &aggs, now - 900, now).unwrap();
+            let got: Vec<Option<(u8, f64)>> = e
+                .iter()
+                .map(|x| x.map(|x| (x.latency.prefix_len, x.latency.ms)))
+                .collect();
+            assert_eq!(got[0], Some((24, 10.0)), "a: its /24");
+            assert_eq!(got[1], Some((16, 30.0)), "b: the /16");
+            assert_eq!(
+                got[2],
+                Some((20, 20.0)),
+                "c: the named network, before the /16"
+            );
+            assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
+            assert_eq!(got[3], None, "d: no data");
+            // Entries older than `fresh_after` count as none.
+            let e = read(source, &topo, cands, &aggs, now + 1, now).unwrap();
+            assert!(e.iter().all(Option::is_none));
+        }
+    }
+
+    #[test]
+    fn the_snapshot_and_sqlite_give_the_same_entries_for_any_client() {
+        // Random samples over IPv4 and IPv6, some in the named network, some
+        // too old to count, averaged by repeated samples; then random
+        // clients (most near the data) read through both sources.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let now = crate::metrics::now();
+        let mut lines = String::new();
+        for _ in 0..3000 {
+            let node = ["a", "b", "c", "d"][rnd(4) as usize];
+            let ms = rnd(2000) as f64 / 10.0;
+            let age = if rnd(10) == 0 { 2000 } else { rnd(600) };
+            let ip = match rnd(3) {
+                0 => format!("198.51.{}.{}", rnd(32), rnd(256)),
+                1 => format!("10.{}.{}.{}", rnd(4), rnd(256), rnd(256)),
+                _ => format!("2001:db8:{:x}:{:x}::1", rnd(3), rnd(64)),
+            };
+            lines.push_str(&format!("latency {node} {ip} {ms} {}\n", now - age as i64));
+        }
+        let db = TempDb::new("read-same");
+        let mut s = db.apply(SITE);
+        let batch: Vec<_> = lines
+            .lines()
+            .filter_map(|l| crate::metrics::parse_line(l, now).ok().flatten())
             .collect();
-        assert_eq!(got[0], Some((24, 10.0)), "a: its /24");
-        assert_eq!(got[1], Some((16, 30.0)), "b: the /16");
-        assert_eq!(
-            got[2],
-            Some((20, 20.0)),
-            "c: the named network, before the /16"
-        );
-        assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
-        assert_eq!(got[3], None, "d: no data");
-        // Entries older than `fresh_after` count as none.
-        let e = read(&s, &topo, cands, &aggs, now + 1, now).unwrap();
-        assert!(e.iter().all(Option::is_none));
+        assert!(batch.len() > 2500);
+        s.write_metrics(&batch, "test", None, now).unwrap();
+        let (site, ids) = s.load_site().unwrap();
+        let topo = Topology::build(site, &ids, 1);
+        let m = mapped(&db, &mut s);
+        assert!(m.header().entries > 500, "{:?}", m.header());
+        let cands = &topo.services[0].candidates;
+        let mut found = 0;
+        for i in 0..3000 {
+            let client: Prefix = match i % 3 {
+                0 => format!("198.51.{}.0/24", rnd(40)),
+                1 => format!("10.{}.{}.0/24", rnd(6), rnd(256)),
+                _ => format!("2001:db8:{:x}:{:x}::/64", rnd(4), rnd(70)),
+            }
+            .parse()
+            .unwrap();
+            let client = client.truncate(client.family().fine());
+            let (aggs, _) = aggregates(&topo, &client);
+            let fresh_after = now - 900;
+            let a = read(Source::Store(&s), &topo, cands, &aggs, fresh_after, now).unwrap();
+            let b = read(Source::Snapshot(&m), &topo, cands, &aggs, fresh_after, now).unwrap();
+            assert_eq!(a, b, "client {client}");
+            found += a.iter().flatten().count();
+        }
+        assert!(found > 3000, "the clients hit the data ({found} entries)");
     }
 }

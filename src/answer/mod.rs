@@ -457,8 +457,13 @@ impl Engine {
             if let Some(ni) = named {
                 prefer = &topo.networks[ni].prefer;
             }
-            if let Some(store) = self.view.store() {
-                match latency::read(store, topo, candidates, &aggregates, fresh_after, now) {
+            let source = match (self.view.snapshot(), self.view.store()) {
+                (Some(m), _) => Some(latency::Source::Snapshot(m)),
+                (None, Some(s)) => Some(latency::Source::Store(s)),
+                (None, None) => None,
+            };
+            if let Some(source) = source {
+                match latency::read(source, topo, candidates, &aggregates, fresh_after, now) {
                     Ok(e) => entries = e,
                     Err(e) => {
                         self.log_error("latency lookup failed; answering without latency", &e)

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::store::{NodeStateRows, Store};
+use crate::snapshot::Mapped;
+use crate::store::{NodeStateRows, Store, snapshot};
 use crate::topology::Topology;
 
 /// How often the coprocess asks SQLite whether another process committed.
@@ -17,8 +18,10 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// How often a missing or broken database is tried again, and how often an
 /// open one is checked for having been replaced.
 pub const REOPEN_EVERY: Duration = Duration::from_secs(1);
-/// SQLite page cache of a coprocess, KiB.
-const PAGE_CACHE_KIB: i64 = 512;
+/// SQLite page cache of a coprocess, KiB: the topology, node states and
+/// meta are a few pages; latency entries come from the snapshot (SQLite
+/// only reads them while there is none).
+const PAGE_CACHE_KIB: i64 = 128;
 
 /// What a refresh changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +39,9 @@ pub struct StoreView {
     file_id: Option<(u64, u64)>,
     pub topo: Rc<Topology>,
     pub states: NodeStateRows,
+    /// The published latency snapshot, mapped (None: read through SQLite).
+    snapshot: Option<Mapped>,
+    snapshot_token: u64,
     data_version: i64,
     generation: i64,
     health_epoch: i64,
@@ -54,6 +60,8 @@ impl StoreView {
             file_id: None,
             topo: Rc::new(Topology::default()),
             states: NodeStateRows::default(),
+            snapshot: None,
+            snapshot_token: 0,
             data_version: -1,
             generation: -1,
             health_epoch: -1,
@@ -71,6 +79,11 @@ impl StoreView {
 
     pub fn store_mut(&mut self) -> Option<&mut Store> {
         self.store.as_mut()
+    }
+
+    /// The mapped latency snapshot, if the database names one that is valid.
+    pub fn snapshot(&self) -> Option<&Mapped> {
+        self.snapshot.as_ref()
     }
 
     /// The topology generation and health epoch the view is at.
@@ -124,6 +137,8 @@ impl StoreView {
                     self.store = Some(s);
                     self.data_version = -1;
                     self.generation = -1;
+                    self.snapshot = None;
+                    self.snapshot_token = 0;
                 }
                 Err(e) => {
                     self.log_error("no database yet; answering with no data", &e);
@@ -149,8 +164,29 @@ impl StoreView {
         if dv == self.data_version {
             return Ok(Changed::default());
         }
-        let generation = store.meta("generation")?;
-        let health_epoch = store.meta("health_epoch")?;
+        // One read: the topology and the snapshot it goes with.
+        let c = store.counters()?;
+        let (generation, health_epoch) = (c.generation, c.health_epoch);
+        if c.snapshot_token != self.snapshot_token {
+            self.snapshot_token = c.snapshot_token;
+            self.snapshot = None;
+            if c.snapshot_token != 0 {
+                let path = snapshot::path_of(&self.db_path);
+                match Mapped::open(&path, c.snapshot_token) {
+                    Ok(m) => {
+                        log::info!(
+                            "latency snapshot {}: {} entries for {} aggregates",
+                            path.display(),
+                            m.header().entries,
+                            m.header().keys
+                        );
+                        self.snapshot = Some(m);
+                    }
+                    // Once per token: the next publish is tried anew.
+                    Err(e) => log::warn!("latency read through SQLite: {e:#}"),
+                }
+            }
+        }
         if generation != self.generation {
             let (site, ids) = store.load_site()?;
             self.topo = Rc::new(Topology::build(site, &ids, generation));

@@ -106,6 +106,7 @@ pub fn diff_site(store: Option<&Store>, site: &Site) -> Result<Vec<Change>> {
 /// (empty: nothing was written).
 pub fn apply_site(store: &mut Store, site: &Site) -> Result<Vec<Change>> {
     let new = rows_of(site)?;
+    let store_path = store.db_path();
     let tx = store
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -115,7 +116,17 @@ pub fn apply_site(store: &mut Store, site: &Site) -> Result<Vec<Change>> {
         rows.collect::<Result<BTreeMap<(String, String), String>, _>>()?
     };
     let changes = diff_rows(&old, &new);
+    let db = store_path.as_deref();
     if changes.is_empty() {
+        // Nothing to change; still publish a missing, unreadable or lagging
+        // latency snapshot (a database made before snapshots existed gets
+        // its first).
+        if let Some(db) = db
+            && !super::snapshot::current(&tx, db)?
+        {
+            super::snapshot::publish_in(&tx, db, crate::metrics::now())?;
+            tx.commit()?;
+        }
         return Ok(changes);
     }
     for c in &changes {
@@ -146,6 +157,11 @@ pub fn apply_site(store: &mut Store, site: &Site) -> Result<Vec<Change>> {
          DELETE FROM drain WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          UPDATE meta SET value = value + 1 WHERE key = 'generation';",
     )?;
+    // Node and network ids may be reused from now on: the latency snapshot
+    // is rebuilt from this transaction's rows and published with it.
+    if let Some(db) = db {
+        super::snapshot::publish_in(&tx, db, crate::metrics::now())?;
+    }
     tx.commit()?;
     Ok(changes)
 }

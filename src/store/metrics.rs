@@ -115,6 +115,7 @@ impl Store {
             (nodes, networks, policy)
         };
         let mut out = WriteOutcome::default();
+        let mut latency_written = false;
         let stale_before = now - policy.latency_max_age_s;
         let alpha = policy.latency_alpha;
         {
@@ -161,6 +162,7 @@ impl Store {
                     Metric::Latency {
                         client, rtt_ms, ts, ..
                     } => {
+                        latency_written = true;
                         for p in client.levels() {
                             lat.execute(params![
                                 p.family().code(),
@@ -222,6 +224,10 @@ impl Store {
                 }
                 out.stored += 1;
             }
+        }
+        if latency_written {
+            // The published latency snapshot is now behind (store::snapshot).
+            super::snapshot::bump_latency_version(&tx)?;
         }
         if !out.health_changes.is_empty() {
             tx.execute(

@@ -8,6 +8,7 @@
 mod apply;
 mod cache_stats;
 mod metrics;
+pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -24,6 +25,7 @@ pub use cache_stats::CacheStats;
 pub use metrics::{
     HealthRow, LatencyRow, LoadRow, NodeStateRows, SeenRow, StatusCounts, WriteOutcome,
 };
+pub use snapshot::{Counters, Publisher};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
