@@ -532,6 +532,11 @@ fn freeswitch_loads_and_registrations_through_collect_and_powerdns() {
     // /24, /16 and /8 for each Reachable registration.
     assert_eq!(n1["latency_entries"], 9, "{n1}");
     assert_eq!(n2["latency_entries"], 6, "{n2}");
+    // The answers above came from the latency snapshot the collector
+    // published: every entry is in it.
+    let snap = &st["latency_snapshot"];
+    assert_eq!(snap["usable"], true, "{snap}");
+    assert_eq!(snap["entries"], 15, "{snap}");
     assert!(
         st["collector_heartbeat_age_s"]
             .as_i64()
