@@ -206,6 +206,18 @@ snapshot() {
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
+# The memory of the coprocesses after a run: NETWORKS COPROCESSES
+# PSS_TOTAL_KIB RSS_MAX_KIB RSS_ANON_MAX_KIB (PSS counts a shared page once
+# across all processes that map it).
+memory() { # NETWORKS
+    local c
+    for c in $(ps -o pid= --ppid "$PDNS_PID"); do
+        awk '/^Pss:/ { p = $2 } END { printf "%d ", p }' "/proc/$c/smaps_rollup" 2>/dev/null || continue
+        awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } END { print r, a }' "/proc/$c/status"
+    done | awk -v n="$1" '{ k++; p += $1; if ($2 > r) r = $2; if ($3 > a) a = $3 }
+        END { print n, k, p, r, a }'
+}
+
 # One measurement: appends to results "NETS SERVER ROUND fields...".
 measure() { # ha|lua NETWORKS ROUND
     local out before after
@@ -218,6 +230,7 @@ measure() { # ha|lua NETWORKS ROUND
         exit 1
     }
     after=$(snapshot)
+    [ "$1" = ha ] && memory "$2" >> "$DIR/memory"
     stop_server
     # CPU seconds and context switches used during the run, by role:
     # PDNS_USER PDNS_SYS PDNS_CSW COPROC_USER COPROC_SYS COPROC_CSW COPROCS MACHINE_BUSY
@@ -321,3 +334,11 @@ awk -v cores="$(nproc)" -v dur="$DURATION" '
         if (busiest > 0.25)
             printf "\nOther processes used up to %.2f of the %d cores during a run: the figures are\nskewed by them (see the rounds above, and run again on a quiet machine).\n", busiest, cores
     }' "$DIR/results"
+echo
+echo "Memory of pdns-ha's coprocesses at the end of its last run (KiB; PSS counts a page"
+echo "shared by several processes once in all):"
+echo
+echo "| client /24s | coprocesses | PSS, all | RSS, largest | private (RssAnon), largest |"
+echo "| ---: | ---: | ---: | ---: | ---: |"
+awk '{ last[$1] = $0; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+    END { for (i = 1; i <= n; i++) { split(last[order[i]], m, " "); printf "| %s | %s | %s | %s | %s |\n", m[1], m[2], m[3], m[4], m[5] } }' "$DIR/memory"
