@@ -139,6 +139,9 @@ rb=$(echo "$big" | field hwm_kib)
 report "latency SRV, 1000 networks in db" "$small"
 report "latency SRV, $BIG_NETWORKS networks in db" "$big"
 echo "peak resident: $rs KiB with 1000 networks, $rb KiB with $BIG_NETWORKS: difference $((rb - rs)) KiB"
+long=$(RUNS=1 QUESTIONS=1000000 bench --qname _sip._udp.voip.example.com --subnets 100000 -- taskset -c 0 "$BIN" pipe --db "$DIR/big.db")
+echo "after 1000000 questions over 100000 networks ($BIG_NETWORKS in db): resident $(echo "$long" | field rss_kib) KiB," \
+    "private (RssAnon) $(echo "$long" | field anon_kib) KiB"
 
 echo
 echo "== memcached: latency SRV over 8192 networks, decisions kept 100 ms in process (so most are not)"
