@@ -444,6 +444,8 @@ pub struct Explain {
     pub client: String,
     pub records: Vec<answer::Record>,
     pub dynamic: Vec<DynamicExplain>,
+    /// Where latency entries were read from: `snapshot` or `sqlite`.
+    pub latency_from: &'static str,
 }
 
 /// The records the coprocess would send for this question and client, and
@@ -537,6 +539,11 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
         client: client.to_string(),
         records,
         dynamic,
+        latency_from: if engine.snapshot_header().is_some() {
+            "snapshot"
+        } else {
+            "sqlite"
+        },
     }
 }
 
@@ -592,12 +599,18 @@ impl Explain {
         for d in &self.dynamic {
             out.push(String::new());
             out.push(format!(
-                "; {} {} policy={} scope=/{}{}",
+                "; {} {} policy={} scope=/{}{}{}",
                 d.kind,
                 d.name,
                 d.policy,
                 d.scope,
-                if d.failed_open { " FAIL-OPEN" } else { "" }
+                if d.failed_open { " FAIL-OPEN" } else { "" },
+                match (d.policy, self.latency_from) {
+                    ("latency", "snapshot") => " (latency from the latency snapshot)",
+                    ("latency", _) =>
+                        " (latency through SQLite: no usable latency snapshot, see status)",
+                    _ => "",
+                }
             ));
             out.push(format!(
                 "{:<12} {:<11} {:>5} {:>6} {:>9} {:<24} {:>7} {:>9}  {}",

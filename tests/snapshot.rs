@@ -92,6 +92,14 @@ fn answers(db: &Db) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Where `explain` says latency came from: "snapshot" or "sqlite".
+fn latency_from(db: &Db) -> String {
+    let o = db.run(&["explain", SRV, "SRV", "--client", "10.0.7.0/24", "--json"]);
+    support::assert_ok("explain", &o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["latency_from"].as_str().unwrap().to_string()
+}
+
 fn snapshot_status(db: &Db) -> serde_json::Value {
     db.status_json()["latency_snapshot"].clone()
 }
@@ -169,7 +177,9 @@ fn a_database_from_before_snapshots_answers_the_same_and_apply_publishes_one() {
         "the data orders clients differently: {with_snapshot:?}"
     );
 
+    assert_eq!(latency_from(&db), "snapshot");
     forget_snapshot(&db);
+    assert_eq!(latency_from(&db), "sqlite");
     let s = snapshot_status(&db);
     assert_eq!(s["usable"], false, "{s}");
     assert!(
@@ -188,6 +198,7 @@ fn a_database_from_before_snapshots_answers_the_same_and_apply_publishes_one() {
     );
     let s = snapshot_status(&db);
     assert_eq!(s["usable"], true, "{s}");
+    assert_eq!(latency_from(&db), "snapshot");
     assert_eq!(answers(&db), with_snapshot);
 }
 

@@ -121,6 +121,12 @@ impl Engine {
         self.view.store()
     }
 
+    /// The latency snapshot latency entries are read from, or None while
+    /// they are read through SQLite.
+    pub fn snapshot_header(&self) -> Option<crate::snapshot::Header> {
+        self.view.snapshot().map(|m| m.header())
+    }
+
     /// The topology answers are built from.
     pub fn topo(&self) -> &Rc<Topology> {
         &self.view.topo
