@@ -20,7 +20,7 @@ use crate::bounded::{HeapSize, alloc_size};
 use crate::cache::{DecisionKey, SharedCache};
 use crate::metrics;
 use crate::net::Prefix;
-use crate::policy::{self, Candidate, Decision, Input, Latency, NodeView};
+use crate::policy::{self, Candidate, Choice, Decision, Input, Latency, NodeView};
 use crate::proto::{self, Data};
 use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
@@ -72,7 +72,7 @@ pub struct Detail {
 pub struct Engine {
     /// The database, the topology and the node states.
     pub view: StoreView,
-    decisions: TimedCache<DecisionKey, Rc<Decision>>,
+    decisions: TimedCache<DecisionKey, Choice>,
     /// Whole answers as written, for repeated questions (short-lived).
     rendered: TimedCache<u64, Rendered>,
     /// While an answer is built: until when it may be reused, and the policy
@@ -93,6 +93,10 @@ pub struct Engine {
     last_error_log: Option<Instant>,
     last_fail_open_log: Option<Instant>,
     views_cache: ViewsCache,
+    /// Reused by each computed decision (as large as the longest list of
+    /// candidates in the site).
+    decision_buf: Decision,
+    latency_buf: Vec<Option<Latency>>,
 }
 
 impl Engine {
@@ -113,6 +117,8 @@ impl Engine {
             last_error_log: None,
             last_fail_open_log: None,
             views_cache: ViewsCache::default(),
+            decision_buf: Decision::default(),
+            latency_buf: Vec::new(),
         }
     }
 
@@ -231,7 +237,7 @@ impl Engine {
         let start = out.len();
         self.building_until = None;
         self.building_seen = None;
-        self.answer_uncached(q, abi, out);
+        self.answer_uncached(q, abi, now, out);
         if self.use_cache {
             let ttl = Duration::from_millis(self.view.topo.policy.decision_cache_ms);
             let until = self.building_until.map_or(now + ttl, |u| u.min(now + ttl));
@@ -251,8 +257,8 @@ impl Engine {
         }
     }
 
-    fn answer_uncached(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
-        self.emit(q, &mut Lines { out, abi });
+    fn answer_uncached(&mut self, q: &proto::Query, abi: u8, now: Instant, out: &mut Vec<u8>) {
+        self.emit(q, now, &mut Lines { out, abi });
         proto::write_end(out);
     }
 
@@ -260,12 +266,12 @@ impl Engine {
     /// same path as [`Engine::answer`], without the pipe's format.
     pub fn records(&mut self, q: &proto::Query) -> Vec<Record> {
         let mut r = Records::default();
-        self.emit(q, &mut r);
+        self.emit(q, Instant::now(), &mut r);
         r.records
     }
 
     /// Every record of the answer to `q`, into `w`.
-    fn emit(&mut self, q: &proto::Query, w: &mut impl Emit) {
+    fn emit(&mut self, q: &proto::Query, now: Instant, w: &mut impl Emit) {
         let topo = Rc::clone(&self.view.topo);
         let mut name = std::mem::take(&mut self.name_buf);
         name.clear();
@@ -274,13 +280,20 @@ impl Engine {
         name.make_ascii_lowercase();
         if let Some(entries) = topo.names.get(&name) {
             for &e in entries {
-                self.answer_entry(&topo, e, q, w);
+                self.answer_entry(&topo, e, q, now, w);
             }
         }
         self.name_buf = name;
     }
 
-    fn answer_entry(&mut self, topo: &Topology, e: Entry, q: &proto::Query, w: &mut impl Emit) {
+    fn answer_entry(
+        &mut self,
+        topo: &Topology,
+        e: Entry,
+        q: &proto::Query,
+        now: Instant,
+        w: &mut impl Emit,
+    ) {
         let qtype = q.qtype;
         let any = qtype.eq_ignore_ascii_case("ANY");
         let want = |t: &str| any || qtype.eq_ignore_ascii_case(t);
@@ -352,9 +365,9 @@ impl Engine {
                 let zone_id = topo.zones[svc.zone].id;
                 let client = q.client;
                 self.note_seen(&client, svc.policy);
-                let d = self.decide(topo, Target::Service(s), &client);
-                for r in &d.ranked {
-                    let host = &topo.nodes[r.node].def.host;
+                let d = self.decide(topo, Target::Service(s), &client, now);
+                for r in d.places() {
+                    let host = &topo.nodes[r.node as usize].def.host;
                     w.record(&data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)), |o| {
                         proto::push_uint(o, u64::from(r.weight));
                         o.push(b' ');
@@ -372,14 +385,14 @@ impl Engine {
                 let zone_id = topo.zones[pool.zone].id;
                 let client = q.client;
                 self.note_seen(&client, pool.policy);
-                let d = self.decide(topo, Target::Pool(p), &client);
+                let d = self.decide(topo, Target::Pool(p), &client, now);
                 let take = if d.failed_open {
-                    d.ranked.len()
+                    d.places().len()
                 } else {
                     pool.answers as usize
                 };
-                for r in d.ranked.iter().take(take) {
-                    write_addresses(w, &topo.nodes[r.node].def, any, qtype, |t| {
+                for r in d.places().iter().take(take) {
+                    write_addresses(w, &topo.nodes[r.node as usize].def, any, qtype, |t| {
                         data(t, pool.ttl, zone_id, d.scope, None)
                     });
                 }
@@ -395,20 +408,25 @@ impl Engine {
     }
 
     /// The decision for a dynamic name and a client, from the in-process
-    /// cache, the shared cache, or computed.
-    pub fn decide(&mut self, topo: &Topology, target: Target, client: &Prefix) -> Rc<Decision> {
+    /// cache, the shared cache, or computed (`now`: the question's arrival).
+    pub fn decide(
+        &mut self,
+        topo: &Topology,
+        target: Target,
+        client: &Prefix,
+        now: Instant,
+    ) -> Choice {
         let (policy, _) = target_of(topo, target);
         let fine_scope = client.family().fine().min(client.len);
         // Decisions are made per client network at the fine level: a more
         // specific source prefix tells nothing more.
         let client = &client.truncate(fine_scope);
         let key = DecisionKey::new(target, policy, client);
-        let now = Instant::now();
         if self.use_cache
             && let Some((decision, until)) = self.decisions.get(&key, now)
         {
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
-            return Rc::clone(decision);
+            return decision.clone();
         }
         let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
         let version = self.view.version();
@@ -417,20 +435,23 @@ impl Engine {
             _ => None,
         };
         let d = match shared_hit {
-            Some(d) => Rc::new(d),
+            Some(d) => Choice::of(&d),
             None => {
-                let d = Rc::new(self.compute(topo, target, client, fine_scope).decision);
+                let mut d = std::mem::take(&mut self.decision_buf);
+                self.compute_into(topo, target, client, fine_scope, &mut d);
                 if self.use_cache
                     && let Some(c) = self.shared.as_mut()
                 {
                     c.put(&key, version, topo, &d);
                 }
-                d
+                let choice = Choice::of(&d);
+                self.decision_buf = d;
+                choice
             }
         };
         if self.use_cache {
             let until = now + ttl;
-            self.decisions.insert(key, Rc::clone(&d), until, now);
+            self.decisions.insert(key, d.clone(), until, now);
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
         }
         d
@@ -444,12 +465,36 @@ impl Engine {
         client: &Prefix,
         fine_scope: u8,
     ) -> Detail {
+        let mut decision = Decision::default();
+        let (mut latency, views) =
+            self.compute_into(topo, target, client, fine_scope, &mut decision);
+        let (_, candidates) = target_of(topo, target);
+        latency.resize(candidates.len(), None);
+        Detail {
+            decision,
+            latency,
+            views,
+        }
+    }
+
+    /// Computes a decision into `decision` (its vectors reused); returns
+    /// the latency entries found (empty if none were read) and the views.
+    fn compute_into(
+        &mut self,
+        topo: &Topology,
+        target: Target,
+        client: &Prefix,
+        fine_scope: u8,
+        decision: &mut Decision,
+    ) -> (Vec<Option<LatencyEntry>>, Rc<Vec<NodeView>>) {
         let (policy, candidates) = target_of(topo, target);
         let now = metrics::now();
         let cfg = &topo.policy;
         let views = self.views(topo, now);
-        let mut latency: Vec<Option<Latency>> = vec![None; candidates.len()];
-        let mut entries: Vec<Option<LatencyEntry>> = vec![None; candidates.len()];
+        let mut latency = std::mem::take(&mut self.latency_buf);
+        latency.clear();
+        latency.resize(candidates.len(), None);
+        let mut entries: Vec<Option<LatencyEntry>> = Vec::new();
         let mut prefer: &[usize] = &[];
         if policy == Policy::Latency {
             let fresh_after = now - cfg.latency_max_age_s;
@@ -469,15 +514,19 @@ impl Engine {
                 *l = e.map(|e| e.latency);
             }
         }
-        let decision = policy::rank(&Input {
-            policy,
-            config: cfg,
-            candidates,
-            views: &views,
-            latency: &latency,
-            prefer,
-            fine_scope,
-        });
+        policy::rank_into(
+            &Input {
+                policy,
+                config: cfg,
+                candidates,
+                views: &views,
+                latency: &latency,
+                prefer,
+                fine_scope,
+            },
+            decision,
+        );
+        self.latency_buf = latency;
         if decision.failed_open {
             let name = match target {
                 Target::Service(s) => &topo.services[s].name,
@@ -485,11 +534,7 @@ impl Engine {
             };
             self.log_fail_open(name);
         }
-        Detail {
-            decision,
-            latency: entries,
-            views,
-        }
+        (entries, views)
     }
 
     /// Node states judged for freshness, recomputed at most once a second or
@@ -526,6 +571,7 @@ impl Engine {
             .collect();
         names.sort_by(|a, b| (a.0 != &apex, a.0).cmp(&(b.0 != &apex, b.0)));
         let record_seen = std::mem::replace(&mut self.record_seen, false);
+        let now = Instant::now();
         for (name, entries) in names {
             let q = proto::Query {
                 qname: name,
@@ -540,7 +586,7 @@ impl Engine {
                 if matches!(e, Entry::Ent(_)) {
                     continue;
                 }
-                self.answer_entry(&topo, e, &q, &mut Lines { out, abi });
+                self.answer_entry(&topo, e, &q, now, &mut Lines { out, abi });
             }
         }
         self.record_seen = record_seen;
@@ -613,13 +659,14 @@ impl HeapSize for DecisionKey {
     }
 }
 
-impl HeapSize for Rc<Decision> {
-    /// The `Rc` allocation (two counters and the decision) and its vectors.
+impl HeapSize for Choice {
+    /// Nothing up to `policy::CHOICE_INLINE` nodes; else the shared slice
+    /// (two counters and the places).
     fn heap_size(&self) -> usize {
-        let d = &**self;
-        alloc_size(2 * size_of::<usize>() + size_of::<Decision>())
-            + alloc_size(d.ranked.capacity() * size_of::<policy::Ranked>())
-            + alloc_size(d.left_out.capacity() * size_of::<(usize, policy::Reason)>())
+        match self.heap_places() {
+            0 => 0,
+            n => alloc_size(2 * size_of::<usize>() + n * size_of::<policy::Place>()),
+        }
     }
 }
 
@@ -861,8 +908,8 @@ nodes = ["a", "b", "c"]
         let topo = Rc::clone(e.topo());
         for i in 0..3 * DECISIONS_MAX {
             let client: Prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
-            let d = e.decide(&topo, Target::Service(0), &client);
-            assert_eq!(d.ranked.len(), 3);
+            let d = e.decide(&topo, Target::Service(0), &client, Instant::now());
+            assert_eq!(d.places().len(), 3);
             e.note_seen(&client, Policy::Latency);
             assert!(e.decisions.bytes() <= DECISIONS_BYTES);
             assert!(e.seen.bytes() <= SEEN_BYTES);
@@ -875,11 +922,21 @@ nodes = ["a", "b", "c"]
         );
         assert_eq!(e.seen.len(), SEEN_MAX);
         assert_eq!(e.seen.dropped as usize, 3 * DECISIONS_MAX - SEEN_MAX);
-        let d = Rc::new(Decision {
-            ranked: Vec::with_capacity(100),
+        // A decision of more nodes than a choice holds inline is counted.
+        let d = Decision {
+            ranked: vec![
+                policy::Ranked {
+                    node: 1,
+                    tier: 0,
+                    weight: 1,
+                    reason: policy::Reason::Static,
+                };
+                100
+            ],
             ..Decision::default()
-        });
-        assert!(d.heap_size() >= 100 * size_of::<policy::Ranked>());
+        };
+        assert!(Choice::of(&d).heap_size() >= 100 * size_of::<policy::Place>());
+        assert_eq!(Choice::of(&Decision::default()).heap_size(), 0);
     }
 
     #[test]
