@@ -27,32 +27,37 @@ use crate::store::{NodeStateRows, Store};
 use crate::topology::{Entry, Target, Topology};
 pub use latency::{EntryLabel, LatencyEntry};
 use seen::SeenCounter;
-use timed::TimedCache;
+use timed::{TimedBytes, TimedCache};
 pub use view::CHECK_EVERY;
 use view::StoreView;
 
-// Bounds of what lives across questions. Entry counts are 7/8 of a power
-// of two (the table then has no slot it cannot use); the byte budgets count
-// the table and what the entries own (names, answers, decisions), as
-// allocated (`bounded::alloc_size`), and hold whatever the questions are.
+// Bounds of what lives across questions. The caches' tables are sets of
+// four entries (`bounded::SetCache`: a new entry replaces an expired one of
+// its set, else the one expiring first), allocated once; the byte budgets
+// count the table and what the entries own, as allocated
+// (`bounded::alloc_size`), and hold whatever the questions are. The caches
+// serve questions asked again within `decision_cache_ms` (at most 2 s); a
+// stream of new client networks only costs them, so they are small.
 
 /// Decisions kept: one per (dynamic name, client /24 or /48) asked within
-/// `decision_cache_ms` (at most 2 s).
-pub const DECISIONS_MAX: usize = 3584;
-/// Budget of the decision cache: the table (230 KiB) and 3584 decisions of
-/// three nodes (192 bytes each; 4000 would fit); a site with many nodes per
-/// service keeps fewer decisions, not more memory.
-pub const DECISIONS_BYTES: usize = 1024 * 1024;
+/// `decision_cache_ms`. Rendered answers hold the same networks; a decision
+/// serves the questions they do not (another type, A after AAAA for a
+/// pool, another ABI).
+pub const DECISIONS_MAX: usize = 512;
+/// Budget of the decision cache: the table (56 KiB: a key and a `Choice`
+/// of up to six nodes inline, 112 bytes a slot) and 8 KiB for decisions of
+/// more nodes, which own heap (more of them drop the others).
+pub const DECISIONS_BYTES: usize = 64 * 1024;
 /// Rendered answers kept: PowerDNS asks the same few names, for each client
-/// network, again and again; more than a thousand client networks within a
-/// second are answered from here.
-pub const RENDERED_MAX: usize = 1792;
-/// Budget of the rendered-answer cache: the table (194 KiB) and 1792
-/// answers of about 400 bytes (an SRV answer of three records), or about 750
-/// of the longest names (a question's name as written, up to 1003 bytes).
-/// Larger answers mean fewer kept, and one answer over an eighth of the
-/// budget is not kept.
-pub const RENDERED_BYTES: usize = 1024 * 1024;
+/// network, again and again, moments apart; the last few hundred answers
+/// are served from here.
+pub const RENDERED_MAX: usize = 512;
+/// Budget of the rendered-answer cache: the table (32 KiB) and a ring of
+/// 128 KiB for the answers with their names and types as asked (the oldest
+/// written over first): 450 SRV answers of three records (about 290 bytes
+/// each), or about 130 of the longest names (1003 bytes). One answer over
+/// an eighth of the ring is not kept.
+pub const RENDERED_BYTES: usize = 160 * 1024;
 /// Budget of the node views of the current second: 6500 nodes of 40 bytes
 /// (a site has tens). A larger site's views are computed for each decision
 /// instead.
@@ -74,7 +79,7 @@ pub struct Engine {
     pub view: StoreView,
     decisions: TimedCache<DecisionKey, Choice>,
     /// Whole answers as written, for repeated questions (short-lived).
-    rendered: TimedCache<u64, Rendered>,
+    rendered: TimedBytes<u64, Rendered>,
     /// While an answer is built: until when it may be reused, and the policy
     /// of the dynamic name it answered (for the seen networks).
     building_until: Option<Instant>,
@@ -105,7 +110,7 @@ impl Engine {
         Engine {
             view: StoreView::new(path),
             decisions: TimedCache::new(DECISIONS_BYTES, DECISIONS_MAX),
-            rendered: TimedCache::new(RENDERED_BYTES, RENDERED_MAX),
+            rendered: TimedBytes::new(RENDERED_BYTES, RENDERED_MAX),
             building_until: None,
             building_seen: None,
             seen: SeenCounter::default(),
@@ -225,10 +230,10 @@ impl Engine {
         let client = q.client.truncate(q.client.family().fine());
         let key = Rendered::hash(q, abi, &client);
         if self.use_cache
-            && let Some((r, _)) = self.rendered.get(&key, now)
-            && r.matches(q, abi, &client)
+            && let Some((r, bytes)) = self.rendered.get(&key, now)
+            && let Some(answer) = r.answer(bytes, q, abi, &client)
         {
-            out.extend_from_slice(&r.bytes);
+            out.extend_from_slice(answer);
             if let Some(policy) = r.seen {
                 self.note_seen(&q.client, policy);
             }
@@ -241,19 +246,20 @@ impl Engine {
         if self.use_cache {
             let ttl = Duration::from_millis(self.view.topo.policy.decision_cache_ms);
             let until = self.building_until.map_or(now + ttl, |u| u.min(now + ttl));
-            self.rendered.insert(
-                key,
-                Rendered {
-                    qname: q.qname.into(),
-                    qtype: q.qtype.into(),
+            // A name and type are at most a line long (`proto::MAX_LINE`).
+            if let (Ok(qname_len), Ok(qtype_len)) =
+                (u16::try_from(q.qname.len()), u16::try_from(q.qtype.len()))
+            {
+                let r = Rendered {
+                    qname_len,
+                    qtype_len,
                     abi,
                     client,
                     seen: self.building_seen,
-                    bytes: out[start..].into(),
-                },
-                until,
-                now,
-            );
+                };
+                let parts = [q.qname.as_bytes(), q.qtype.as_bytes(), &out[start..]];
+                self.rendered.insert(key, r, &parts, until, now);
+            }
         }
     }
 
@@ -699,22 +705,17 @@ fn views_bytes(v: &Vec<NodeView>) -> usize {
         + alloc_size(v.capacity() * size_of::<NodeView>())
 }
 
-/// An answer as written, with what it answered.
+/// What an answer as written answered. Its string in the cache is the
+/// question's name and type as asked, then the answer.
+#[derive(Clone, Copy)]
 struct Rendered {
-    qname: Box<str>,
-    qtype: Box<str>,
+    qname_len: u16,
+    qtype_len: u16,
     abi: u8,
     /// The client network at the fine level.
     client: Prefix,
     /// The policy of the dynamic name answered, if any.
     seen: Option<Policy>,
-    bytes: Box<[u8]>,
-}
-
-impl HeapSize for Rendered {
-    fn heap_size(&self) -> usize {
-        self.qname.heap_size() + self.qtype.heap_size() + self.bytes.heap_size()
-    }
 }
 
 impl Rendered {
@@ -728,11 +729,20 @@ impl Rendered {
         h.finish()
     }
 
-    fn matches(&self, q: &proto::Query, abi: u8, client: &Prefix) -> bool {
-        &*self.qname == q.qname
-            && &*self.qtype == q.qtype
-            && self.abi == abi
-            && self.client == *client
+    /// The answer in `bytes` (this entry's string), if it answers `q`.
+    fn answer<'a>(
+        &self,
+        bytes: &'a [u8],
+        q: &proto::Query,
+        abi: u8,
+        client: &Prefix,
+    ) -> Option<&'a [u8]> {
+        if self.abi != abi || self.client != *client {
+            return None;
+        }
+        let (qname, rest) = bytes.split_at_checked(usize::from(self.qname_len))?;
+        let (qtype, answer) = rest.split_at_checked(usize::from(self.qtype_len))?;
+        (qname == q.qname.as_bytes() && qtype == q.qtype.as_bytes()).then_some(answer)
     }
 }
 
@@ -867,21 +877,23 @@ nodes = ["a", "b", "c"]
         )
     }
 
+    /// The string kept for a question, if any.
+    fn rendered<'a>(e: &'a Engine, q: &proto::Query) -> Option<&'a [u8]> {
+        let client = q.client.truncate(q.client.family().fine());
+        e.rendered
+            .get(&Rendered::hash(q, 5, &client), Instant::now())
+            .map(|(_, bytes)| bytes)
+    }
+
     #[test]
-    fn rendered_answers_are_counted_with_their_names_and_stay_in_budget() {
+    fn rendered_answers_are_kept_with_their_names_and_stay_in_budget() {
         let mut e = engine();
         let mut out = Vec::new();
-        e.answer(&query(&long_name(0), "10.0.0.0/24"), 5, &mut out);
+        let name = long_name(0);
+        let q = query(&name, "10.0.0.0/24");
+        e.answer(&q, 5, &mut out);
         assert_eq!(out, b"END\n");
-        let r = e.rendered.get(
-            &Rendered::hash(
-                &query(&long_name(0), "10.0.0.0/24"),
-                5,
-                &"10.0.0.0/24".parse().unwrap(),
-            ),
-            Instant::now(),
-        );
-        assert!(r.unwrap().0.heap_size() >= 1003 + 3 + 4);
+        assert_eq!(rendered(&e, &q).unwrap().len(), name.len() + 3 + 4);
         for i in 0..5000 {
             out.clear();
             e.answer(&query(&long_name(i), "10.0.0.0/24"), 5, &mut out);
@@ -889,16 +901,65 @@ nodes = ["a", "b", "c"]
             assert!(e.rendered.bytes() <= RENDERED_BYTES);
             assert!(e.rendered.len() <= RENDERED_MAX);
         }
-        // Ordinary answers, one per client network: as many as the table holds.
+        // The oldest went first.
+        let (first, last) = (long_name(0), long_name(4999));
+        assert!(rendered(&e, &query(&first, "10.0.0.0/24")).is_none());
+        assert!(rendered(&e, &query(&last, "10.0.0.0/24")).is_some());
+        // Ordinary answers, one per client network, as many as the table has
+        // slots: most are kept (some sets fill before others) and readable
+        // (the ring holds about as many).
         e.rendered.clear();
-        for i in 0..RENDERED_MAX {
+        let clients: Vec<String> = (0..RENDERED_MAX)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        let srv = "_sip._udp.voip.example.com";
+        for c in &clients {
             out.clear();
-            let client = format!("10.{}.{}.0/24", i / 256, i % 256);
-            e.answer(&query("_sip._udp.voip.example.com", &client), 5, &mut out);
+            e.answer(&query(srv, c), 5, &mut out);
             assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 4);
         }
-        assert_eq!(e.rendered.len(), RENDERED_MAX);
         assert!(e.rendered.bytes() <= RENDERED_BYTES);
+        let kept = clients
+            .iter()
+            .filter(|c| rendered(&e, &query(srv, c)).is_some())
+            .count();
+        assert!(kept > RENDERED_MAX * 3 / 4, "{kept}");
+    }
+
+    #[test]
+    fn a_rendered_answer_answers_only_its_own_question() {
+        let mut e = engine();
+        let srv = "_sip._udp.voip.example.com";
+        let q = query(srv, "198.51.100.7/32");
+        let mut first = Vec::new();
+        e.answer(&q, 5, &mut first);
+        let (r, bytes) = {
+            let client = q.client.truncate(24);
+            let (r, bytes) = e
+                .rendered
+                .get(&Rendered::hash(&q, 5, &client), Instant::now())
+                .unwrap();
+            (*r, bytes.to_vec())
+        };
+        let client: Prefix = "198.51.100.0/24".parse().unwrap();
+        assert_eq!(r.answer(&bytes, &q, 5, &client), Some(&first[..]));
+        assert_eq!(r.answer(&bytes, &q, 4, &client), None, "ABI");
+        let other: Prefix = "198.51.101.0/24".parse().unwrap();
+        assert_eq!(r.answer(&bytes, &q, 5, &other), None, "client");
+        let mut srv_type = q.clone();
+        srv_type.qtype = "SRV";
+        assert_eq!(r.answer(&bytes, &srv_type, 5, &client), None, "type");
+        let upper = query("_SIP._udp.voip.example.com", "198.51.100.7/32");
+        assert_eq!(
+            r.answer(&bytes, &upper, 5, &client),
+            None,
+            "name as written"
+        );
+        // Asked again: the same bytes, from the cache.
+        let mut again = Vec::new();
+        e.answer(&q, 5, &mut again);
+        assert_eq!(again, first);
+        assert_eq!(e.rendered.len(), 1);
     }
 
     #[test]
@@ -906,22 +967,27 @@ nodes = ["a", "b", "c"]
         use seen::{SEEN_BYTES, SEEN_MAX};
         let mut e = engine();
         let topo = Rc::clone(e.topo());
-        for i in 0..3 * DECISIONS_MAX {
+        let n = (3 * DECISIONS_MAX).max(2 * SEEN_MAX);
+        for i in 0..n {
             let client: Prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
             let d = e.decide(&topo, Target::Service(0), &client, Instant::now());
             assert_eq!(d.places().len(), 3);
             e.note_seen(&client, Policy::Latency);
             assert!(e.decisions.bytes() <= DECISIONS_BYTES);
+            assert!(e.decisions.len() <= DECISIONS_MAX);
             assert!(e.seen.bytes() <= SEEN_BYTES);
+            if i + 1 == DECISIONS_MAX {
+                // Decisions of three nodes own no heap: the table fills
+                // (some sets before others).
+                assert!(
+                    e.decisions.len() > DECISIONS_MAX * 3 / 4,
+                    "{}",
+                    e.decisions.len()
+                );
+            }
         }
-        // A decision of three nodes is small enough for every entry to fit.
-        assert!(
-            e.decisions.len() > DECISIONS_MAX / 2,
-            "{}",
-            e.decisions.len()
-        );
         assert_eq!(e.seen.len(), SEEN_MAX);
-        assert_eq!(e.seen.dropped as usize, 3 * DECISIONS_MAX - SEEN_MAX);
+        assert_eq!(e.seen.dropped as usize, n - SEEN_MAX);
         // A decision of more nodes than a choice holds inline is counted.
         let d = Decision {
             ranked: vec![
