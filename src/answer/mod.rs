@@ -45,18 +45,20 @@ use view::StoreView;
 /// pool, another ABI).
 pub const DECISIONS_MAX: usize = 512;
 /// Budget of the decision cache: the table (56 KiB: a key and a `Choice`
-/// of up to six nodes inline, 112 bytes a slot) and 8 KiB for decisions of
-/// more nodes, which own heap (more of them drop the others).
+/// of up to six nodes inline, 96 bytes a slot, and 16 in its set's head)
+/// and 8 KiB for decisions of more nodes, which own heap (more of them drop
+/// the others).
 pub const DECISIONS_BYTES: usize = 64 * 1024;
 /// Rendered answers kept: PowerDNS asks the same few names, for each client
 /// network, again and again, moments apart; the last few hundred answers
 /// are served from here.
 pub const RENDERED_MAX: usize = 512;
-/// Budget of the rendered-answer cache: the table (32 KiB) and a ring of
-/// 128 KiB for the answers with their names and types as asked (the oldest
-/// written over first): 450 SRV answers of three records (about 290 bytes
-/// each), or about 130 of the longest names (1003 bytes). One answer over
-/// an eighth of the ring is not kept.
+/// Budget of the rendered-answer cache: the table (32 KiB: 48 bytes a slot
+/// and 16 in its set's head) and a ring of 128 KiB for the answers with
+/// their names and types as asked (the oldest written over first): 450 SRV
+/// answers of three records (about 290 bytes each), or about 130 of the
+/// longest names (1003 bytes). One answer over an eighth of the ring is not
+/// kept.
 pub const RENDERED_BYTES: usize = 160 * 1024;
 /// Budget of the node views of the current second: 6500 nodes of 40 bytes
 /// (a site has tens). A larger site's views are computed for each decision
@@ -84,6 +86,8 @@ pub struct Engine {
     /// of the dynamic name it answered (for the seen networks).
     building_until: Option<Instant>,
     building_seen: Option<Policy>,
+    /// When the last question was answered, for [`Engine::housekeeping`].
+    answered_at: Option<Instant>,
     seen: SeenCounter,
     /// The qname in lower case (at most a line long: `proto::MAX_LINE`).
     name_buf: String,
@@ -113,6 +117,7 @@ impl Engine {
             rendered: TimedBytes::new(RENDERED_BYTES, RENDERED_MAX),
             building_until: None,
             building_seen: None,
+            answered_at: None,
             seen: SeenCounter::default(),
             name_buf: String::new(),
             shared: None,
@@ -170,7 +175,10 @@ impl Engine {
     /// Work that may wait until after an answer was sent: writing the seen
     /// client networks (dropped, not delayed, when the database is busy).
     pub fn housekeeping(&mut self) {
-        if self.seen.due() {
+        // The instant of the question just answered, if any: one clock
+        // read less per question.
+        let now = self.answered_at.take().unwrap_or_else(Instant::now);
+        if self.seen.due(now) {
             self.housekeeping_now();
         }
     }
@@ -227,6 +235,7 @@ impl Engine {
     /// over, and this skips the lookups and the formatting.
     pub fn answer(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
         let now = Instant::now();
+        self.answered_at = Some(now);
         let client = q.client.truncate(q.client.family().fine());
         let key = Rendered::hash(q, abi, &client);
         if self.use_cache
@@ -258,7 +267,7 @@ impl Engine {
                     seen: self.building_seen,
                 };
                 let parts = [q.qname.as_bytes(), q.qtype.as_bytes(), &out[start..]];
-                self.rendered.insert(key, r, &parts, until, now);
+                self.rendered.insert(key, r, &parts, until);
             }
         }
     }
@@ -457,7 +466,7 @@ impl Engine {
         };
         if self.use_cache {
             let until = now + ttl;
-            self.decisions.insert(key, d.clone(), until, now);
+            self.decisions.insert(key, d.clone(), until);
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
         }
         d

@@ -48,16 +48,17 @@ impl SeenCounter {
             return;
         }
         let key = key(&client.truncate(client.family().fine()));
-        if !self.counts.update(&key, |n| *n += 1) && !self.counts.try_insert(key, 1) {
+        if !self.counts.upsert(key, |n| *n += 1, || 1) {
             self.dropped += 1;
         }
     }
 
-    /// True once [`SEEN_FLUSH_EVERY`] has passed since the last [`take`].
+    /// True once [`SEEN_FLUSH_EVERY`] has passed, at `now`, since the last
+    /// [`take`].
     ///
     /// [`take`]: SeenCounter::take
-    pub fn due(&self) -> bool {
-        self.last_flush.elapsed() >= SEEN_FLUSH_EVERY
+    pub fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_flush) >= SEEN_FLUSH_EVERY
     }
 
     /// The counts since the last call, emptied; starts a new interval.
@@ -125,7 +126,8 @@ mod tests {
             vec![(p("198.51.100.0/24"), 3), (p("2001:db8:1::/48"), 1)]
         );
         assert!(s.is_empty());
-        assert!(!s.due(), "take starts a new interval");
+        assert!(!s.due(Instant::now()), "take starts a new interval");
+        assert!(s.due(Instant::now() + SEEN_FLUSH_EVERY));
     }
 
     #[test]

@@ -2,29 +2,32 @@
 //! entries and in bytes ([`SetCache`]): the rules by which the engine keeps
 //! decisions ([`TimedCache`]) and rendered answers ([`TimedBytes`], whose
 //! strings are in a [`ByteRing`], written over oldest first). An expired
-//! value is never returned; a new value takes the place, among the few its
-//! key may use, of one expired (or written over), else of the one that
-//! expires first.
+//! value (or a string written over) is never returned; a new value takes the
+//! place, among the few its key may use, of the one that expires first (an
+//! expired one if any).
 
 use std::hash::Hash;
 use std::time::Instant;
 
 use crate::bounded::{ByteRing, HeapSize, SetCache, Span};
 
-/// A value and until when it may be used.
-pub struct Timed<V> {
-    pub value: V,
-    pub until: Instant,
-}
+/// Instants as ranks in a [`SetCache`]: nanoseconds since the cache was made.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
 
-impl<V: HeapSize> HeapSize for Timed<V> {
-    fn heap_size(&self) -> usize {
-        self.value.heap_size()
+impl Clock {
+    fn rank(self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.0).as_nanos() as u64
+    }
+
+    fn instant(self, rank: u64) -> Instant {
+        self.0 + std::time::Duration::from_nanos(rank)
     }
 }
 
 pub struct TimedCache<K, V> {
-    map: SetCache<K, Timed<V>>,
+    map: SetCache<K, V>,
+    clock: Clock,
 }
 
 impl<K: Hash + Eq + HeapSize, V: HeapSize> TimedCache<K, V> {
@@ -32,22 +35,20 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> TimedCache<K, V> {
     pub fn new(budget: usize, max_entries: usize) -> Self {
         TimedCache {
             map: SetCache::new(budget, max_entries),
+            clock: Clock(Instant::now()),
         }
     }
 
     /// The value for `k` if it is still valid at `now`, and until when.
     pub fn get(&self, k: &K, now: Instant) -> Option<(&V, Instant)> {
-        self.map
-            .get(k)
-            .filter(|t| t.until > now)
-            .map(|t| (&t.value, t.until))
+        let (v, until) = self.map.get(k)?;
+        (until > self.clock.rank(now)).then(|| (v, self.clock.instant(until)))
     }
 
     /// Keeps `value` for `k` until `until`. Returns false if it was not
     /// kept (too large for the budget).
-    pub fn insert(&mut self, k: K, value: V, until: Instant, now: Instant) -> bool {
-        self.map
-            .insert(k, Timed { value, until }, |t| (t.until > now, t.until))
+    pub fn insert(&mut self, k: K, value: V, until: Instant) -> bool {
+        self.map.insert(k, value, self.clock.rank(until))
     }
 
     pub fn clear(&mut self) {
@@ -74,8 +75,9 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> TimedCache<K, V> {
 /// holds the strings. A string is returned until it expires or is written
 /// over.
 pub struct TimedBytes<K, M> {
-    map: SetCache<K, Timed<Stored<M>>>,
+    map: SetCache<K, Stored<M>>,
     ring: ByteRing,
+    clock: Clock,
 }
 
 /// A value and where its string is.
@@ -100,38 +102,28 @@ impl<K: Hash + Eq + HeapSize, M> TimedBytes<K, M> {
         TimedBytes {
             map,
             ring: ByteRing::new(ring.saturating_sub(16)),
+            clock: Clock(Instant::now()),
         }
     }
 
     /// The value and string for `k` if still valid at `now`.
     pub fn get(&self, k: &K, now: Instant) -> Option<(&M, &[u8])> {
-        let t = self.map.get(k).filter(|t| t.until > now)?;
-        Some((&t.value.value, self.ring.get(t.value.span)?))
+        let (stored, until) = self.map.get(k)?;
+        if until <= self.clock.rank(now) {
+            return None;
+        }
+        Some((&stored.value, self.ring.get(stored.span)?))
     }
 
     /// Keeps `value`, and the concatenation of `parts` as its string, for
     /// `k` until `until`. Returns false if it was not kept (the string is
     /// over an eighth of the ring).
-    pub fn insert(
-        &mut self,
-        k: K,
-        value: M,
-        parts: &[&[u8]],
-        until: Instant,
-        now: Instant,
-    ) -> bool {
+    pub fn insert(&mut self, k: K, value: M, parts: &[&[u8]], until: Instant) -> bool {
         let Some(span) = self.ring.push(parts) else {
             return false;
         };
-        let ring = &self.ring;
-        self.map.insert(
-            k,
-            Timed {
-                value: Stored { value, span },
-                until,
-            },
-            |t| (t.until > now && ring.is_live(t.value.span), t.until),
-        )
+        self.map
+            .insert(k, Stored { value, span }, self.clock.rank(until))
     }
 
     pub fn clear(&mut self) {
@@ -168,7 +160,7 @@ mod tests {
         let mut c: TimedCache<u32, Box<[u8]>> = TimedCache::new(64 * 1024, 512);
         let t0 = Instant::now();
         let until = t0 + Duration::from_millis(100);
-        assert!(c.insert(1, b"one".to_vec().into(), until, t0));
+        assert!(c.insert(1, b"one".to_vec().into(), until));
         assert_eq!(
             c.get(&1, t0).map(|(v, u)| (&**v, u)),
             Some((&b"one"[..], until))
@@ -184,15 +176,15 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         for (k, ms) in [(1, 10), (2, 5000), (3, 20), (4, 3000)] {
-            assert!(c.insert(k, vec![0u8; 8].into(), at(ms), t0));
+            assert!(c.insert(k, vec![0u8; 8].into(), at(ms)));
         }
         assert_eq!(c.len(), 4);
         // At 15 ms, 1 has expired: it goes, though 3 expires sooner than 2.
-        assert!(c.insert(5, vec![1u8; 8].into(), at(6000), at(15)));
+        assert!(c.insert(5, vec![1u8; 8].into(), at(6000)));
         assert!(c.get(&1, at(15)).is_none());
         assert!([2, 3, 4, 5].iter().all(|k| c.get(k, at(15)).is_some()));
         // Nothing expired: the first to expire (3) goes.
-        assert!(c.insert(6, vec![1u8; 8].into(), at(6000), at(15)));
+        assert!(c.insert(6, vec![1u8; 8].into(), at(6000)));
         assert!(c.get(&3, at(15)).is_none());
         assert!([2, 4, 5, 6].iter().all(|k| c.get(k, at(15)).is_some()));
         assert_eq!(c.len(), 4);
@@ -204,8 +196,8 @@ mod tests {
         let mut c: TimedCache<u32, Box<[u8]>> = TimedCache::new(64 * 1024, 512);
         let t0 = Instant::now();
         let until = t0 + Duration::from_secs(1);
-        assert!(c.insert(1, vec![0u8; 100].into(), until, t0));
-        assert!(!c.insert(2, vec![0u8; 16 * 1024].into(), until, t0));
+        assert!(c.insert(1, vec![0u8; 100].into(), until));
+        assert!(!c.insert(2, vec![0u8; 16 * 1024].into(), until));
         assert!(c.get(&2, t0).is_none());
         assert!(c.get(&1, t0).is_some(), "the others stay");
     }
@@ -218,17 +210,17 @@ mod tests {
         assert!(ring > 12 * 1024, "{ring}");
         let t0 = Instant::now();
         let until = t0 + Duration::from_millis(100);
-        assert!(c.insert(1, 7, &[b"one", b"!"], until, t0));
+        assert!(c.insert(1, 7, &[b"one", b"!"], until));
         assert_eq!(c.get(&1, t0), Some((&7, &b"one!"[..])));
         assert!(c.get(&1, until).is_none(), "not at its expiry instant");
         // Strings of an eighth of the ring: the ninth one goes over the
         // first string.
         let big = vec![0u8; ring / 8];
         for k in 2..10 {
-            assert!(c.insert(k, 0, &[&big], until, t0));
+            assert!(c.insert(k, 0, &[&big], until));
         }
         assert!(c.get(&1, t0).is_none());
-        assert!(!c.insert(99, 0, &[&big, b"x"], until, t0), "too long");
+        assert!(!c.insert(99, 0, &[&big, b"x"], until), "too long");
         assert!(c.get(&99, t0).is_none());
         assert!(c.bytes() <= 16 * 1024);
         c.clear();
@@ -236,29 +228,28 @@ mod tests {
     }
 
     #[test]
-    fn a_string_written_over_gives_its_place_first() {
+    fn a_string_written_over_is_gone_and_its_place_goes_by_expiry() {
         // Four entries: one set.
         let mut c: TimedBytes<u32, u8> = TimedBytes::new(4096, 4);
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let big = vec![0u8; c.ring_capacity() / 8];
-        assert!(c.insert(0, 0, &[b"zero"], at(10_000), t0));
+        assert!(c.insert(0, 0, &[b"zero"], at(10_000)));
         // Key 9, written again and again, goes round the ring once: over
         // key 0's string, though key 0 keeps its place.
         for _ in 0..8 {
-            assert!(c.insert(9, 9, &[&big], at(10_000), t0));
+            assert!(c.insert(9, 9, &[&big], at(10_000)));
         }
         assert_eq!(c.len(), 2);
         assert!(c.get(&0, t0).is_none());
-        assert!(c.insert(1, 1, &[b"one"], at(1000), t0));
-        assert!(c.insert(2, 2, &[b"two"], at(2000), t0));
-        // Full: key 0 (written over) goes first, then key 1 (first to expire).
-        assert!(c.insert(3, 3, &[b"three"], at(10_000), t0));
-        assert_eq!(c.get(&1, t0), Some((&1, &b"one"[..])));
-        assert!(c.insert(4, 4, &[b"four"], at(10_000), t0));
+        assert!(c.insert(1, 1, &[b"one"], at(1000)));
+        assert!(c.insert(2, 2, &[b"two"], at(2000)));
+        // Full: key 1, the first to expire, goes.
+        assert!(c.insert(3, 3, &[b"three"], at(10_000)));
         assert!(c.get(&1, t0).is_none());
-        for (k, v) in [(9, &big[..]), (2, b"two"), (3, b"three"), (4, b"four")] {
+        for (k, v) in [(9, &big[..]), (2, b"two"), (3, b"three")] {
             assert_eq!(c.get(&k, t0).map(|(_, b)| b), Some(v), "{k}");
         }
+        assert_eq!(c.len(), 4);
     }
 }
