@@ -232,11 +232,13 @@ pub struct SetCache<K, V> {
     budget: usize,
 }
 
-/// The tags (0: empty slot) and ranks of a set's slots, in one cache line.
+/// The tags (0: empty slot), heap costs and ranks of a set's slots, in one
+/// cache line: replacing an entry that needs no drop reads no slot.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Head {
     tags: [u32; WAYS],
+    costs: [u32; WAYS],
     ranks: [u64; WAYS],
 }
 
@@ -324,13 +326,15 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
                     .expect("a set has slots")
             });
         let at = set * WAYS + i;
-        if let Some((old_k, old_v)) = self.slots[at].take() {
-            self.heap -= k_v_cost(&old_k, &old_v);
+        let head = &mut self.heads[set];
+        if head.tags[i] != 0 {
+            self.heap -= head.costs[i] as usize;
             self.len -= 1;
-            self.heads[set].tags[i] = 0;
+            head.tags[i] = 0;
         }
         let cost = k_v_cost(&k, &v);
         if cost > self.heap_budget / 8 {
+            self.slots[at] = None;
             return false;
         }
         if self.heap + cost > self.heap_budget {
@@ -338,9 +342,12 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
         }
         self.heap += cost;
         self.len += 1;
+        // Drops the entry replaced, if any.
         self.slots[at] = Some((k, v));
-        self.heads[set].tags[i] = tag;
-        self.heads[set].ranks[i] = rank;
+        let head = &mut self.heads[set];
+        head.tags[i] = tag;
+        head.costs[i] = cost as u32;
+        head.ranks[i] = rank;
         true
     }
 
