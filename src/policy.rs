@@ -317,23 +317,13 @@ fn push_static_tiers(
 
 /// An eligible candidate, sorted by group, then by `key` within the group
 /// (ascending unless the group sorts descending), then by position.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Sorted {
     group: u8,
+    /// Load: at its session limit (else overloaded), in the last group.
+    full: bool,
     key: f64,
     i: usize,
-    reason: Reason,
-}
-
-impl Default for Sorted {
-    fn default() -> Self {
-        Sorted {
-            group: 0,
-            key: 0.0,
-            i: 0,
-            reason: Reason::Static,
-        }
-    }
 }
 
 /// Sorts by group, then key (descending in group `desc`), then position.
@@ -378,9 +368,9 @@ fn latency(input: &Input, eligible: &[usize], d: &mut Decision) {
             };
             *s = Sorted {
                 group,
+                full: false,
                 key,
                 i,
-                reason: Reason::Static,
             };
         }
         sort_groups(v, None);
@@ -468,20 +458,20 @@ fn load(input: &Input, eligible: &[usize], d: &mut Decision) {
             let c = input.candidates[i];
             let view = &input.views[c.node];
             let prio = f64::from(c.priority);
-            let (group, key, reason) = if view.health == Some(Health::Overloaded) {
-                (LAST, prio, Reason::Overloaded)
+            let (group, full, key) = if view.health == Some(Health::Overloaded) {
+                (LAST, false, prio)
             } else {
                 match free_capacity(view) {
-                    Some(f) if f > 0.0 => (KNOWN, f, Reason::FreeCapacity(f)),
-                    Some(_) => (LAST, prio, Reason::Full),
-                    None => (UNKNOWN, prio, Reason::NoLoad),
+                    Some(f) if f > 0.0 => (KNOWN, false, f),
+                    Some(_) => (LAST, true, prio),
+                    None => (UNKNOWN, false, prio),
                 }
             };
             *s = Sorted {
                 group,
+                full,
                 key,
                 i,
-                reason,
             };
         }
         sort_groups(v, Some(KNOWN));
@@ -503,7 +493,7 @@ fn load(input: &Input, eligible: &[usize], d: &mut Decision) {
                     node: input.candidates[s.i].node,
                     tier: next,
                     weight: ((1000.0 * s.key / total).round() as u16).max(1),
-                    reason: s.reason,
+                    reason: Reason::FreeCapacity(s.key),
                 });
             }
             next += 1;
@@ -524,7 +514,11 @@ fn load(input: &Input, eligible: &[usize], d: &mut Decision) {
                 node: c.node,
                 tier: next,
                 weight: c.weight,
-                reason: s.reason,
+                reason: if s.full {
+                    Reason::Full
+                } else {
+                    Reason::Overloaded
+                },
             });
             next += 1;
         }
