@@ -1,10 +1,12 @@
 //! Answering: from a question and a client network to the records PowerDNS
 //! gets. The engine ties together its parts, each tested on its own:
 //! [`view::StoreView`] (the database, the topology and the node states, kept
-//! up to date), [`timed::TimedCache`] (decisions and rendered answers, valid
-//! for a short time, bounded in bytes), [`seen::SeenCounter`] (the client
-//! networks asked about), and the decisions themselves (`decide`, `compute`:
-//! latency entries read through prepared statements, ranked by `policy`).
+//! up to date), [`timed::TimedCache`] and [`timed::TimedBytes`] (decisions
+//! and rendered answers, valid for a short time, bounded in bytes),
+//! [`seen::SeenCounter`] (the client networks asked about), and the
+//! decisions themselves (`decide`, `compute`: latency entries read through
+//! prepared statements, ranked by `policy` into buffers the engine reuses,
+//! kept as a `policy::Choice`).
 
 pub mod latency;
 pub mod seen;
