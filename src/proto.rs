@@ -288,6 +288,51 @@ pub fn write_data(
     content: impl FnOnce(&mut Vec<u8>),
 ) -> bool {
     let start = out.len();
+    write_head(out, abi, d) && finish_data(out, start, d.prio, content)
+}
+
+/// The DATA lines of records that differ only in their priority and
+/// content (`d.prio` is not used): the same lines as [`write_data`] for each
+/// item, with the fields before the priority written and checked once and
+/// copied. Returns how many lines were written.
+pub fn write_data_lines<T>(
+    out: &mut Vec<u8>,
+    abi: u8,
+    d: &Data,
+    items: &[T],
+    prio: impl Fn(&T) -> Option<u16>,
+    content: impl Fn(&T, &mut Vec<u8>),
+) -> usize {
+    // The fields before the priority of the last line written.
+    let mut head: Option<std::ops::Range<usize>> = None;
+    let mut written = 0;
+    for item in items {
+        let start = out.len();
+        match &head {
+            Some(h) => out.extend_from_within(h.clone()),
+            None if write_head(out, abi, d) => {}
+            None => return 0,
+        }
+        let fields = start..out.len();
+        if finish_data(out, start, prio(item), |o| content(item, o)) {
+            head = Some(fields);
+            written += 1;
+        }
+    }
+    written
+}
+
+/// The fields of a DATA line before its priority. Returns false (and
+/// writes nothing) if the name or type is empty or holds a control
+/// character; the other fields are numbers.
+fn write_head(out: &mut Vec<u8>, abi: u8, d: &Data) -> bool {
+    if d.qname.is_empty()
+        || !printable(d.qname.as_bytes())
+        || d.qtype.is_empty()
+        || !printable(d.qtype.as_bytes())
+    {
+        return false;
+    }
     out.extend_from_slice(b"DATA\t");
     if abi >= 3 {
         push_uint(out, u64::from(d.scope));
@@ -304,19 +349,25 @@ pub fn write_data(
     }
     push_uint(out, d.id.unsigned_abs());
     out.push(b'\t');
-    if let Some(p) = d.prio {
+    true
+}
+
+/// The priority and content of the DATA line started at `start`, and its
+/// end. Returns false, and takes the line back out, if the content is
+/// empty or holds a control character.
+fn finish_data(
+    out: &mut Vec<u8>,
+    start: usize,
+    prio: Option<u16>,
+    content: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    if let Some(p) = prio {
         push_uint(out, u64::from(p));
         out.push(b'\t');
     }
     let content_start = out.len();
     content(out);
-    // The other fields are numbers we wrote, or names checked here.
-    let ok = out.len() > content_start
-        && printable(&out[content_start..])
-        && !d.qname.is_empty()
-        && printable(d.qname.as_bytes())
-        && !d.qtype.is_empty()
-        && printable(d.qtype.as_bytes());
+    let ok = out.len() > content_start && printable(&out[content_start..]);
     if ok {
         out.push(b'\n');
     } else {
@@ -607,5 +658,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn lines_of_several_records_are_the_lines_of_each() {
+        let d = Data {
+            scope: 24,
+            qname: "_sip._udp.voip.test",
+            qtype: "SRV",
+            ttl: 60,
+            id: -1,
+            prio: None,
+        };
+        // A content with a tab (refused) first, in the middle and last.
+        let items: [(u16, &str); 5] = [
+            (0, "bad\tcontent"),
+            (0, "100 5060 a.voip.test"),
+            (1, "bad\tcontent"),
+            (2, "100 5060 b.voip.test"),
+            (3, ""),
+        ];
+        for abi in [1, 3, 5] {
+            let (mut each, mut lines) = (b"before\n".to_vec(), b"before\n".to_vec());
+            let mut n = 0;
+            for (p, c) in items {
+                let one = Data { prio: Some(p), ..d };
+                n += usize::from(write_data(&mut each, abi, &one, |o| {
+                    o.extend_from_slice(c.as_bytes())
+                }));
+            }
+            let written = write_data_lines(
+                &mut lines,
+                abi,
+                &d,
+                &items,
+                |&(p, _)| Some(p),
+                |&(_, c), o| o.extend_from_slice(c.as_bytes()),
+            );
+            assert_eq!((written, n), (2, 2));
+            assert_eq!(
+                String::from_utf8(lines).unwrap(),
+                String::from_utf8(each).unwrap()
+            );
+        }
+        // A name that cannot be written: no line at all.
+        let bad = Data { qname: "a\tb", ..d };
+        let mut out = Vec::new();
+        assert_eq!(
+            write_data_lines(&mut out, 5, &bad, &items, |_| None, |_, o| o.push(b'x')),
+            0
+        );
+        assert!(out.is_empty());
     }
 }

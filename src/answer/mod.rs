@@ -383,16 +383,18 @@ impl Engine {
                 let client = q.client;
                 self.note_seen(&client, svc.policy);
                 let d = self.decide(topo, Target::Service(s), &client, now);
-                for r in d.places() {
-                    let host = &topo.nodes[r.node as usize].def.host;
-                    w.record(&data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)), |o| {
+                w.records(
+                    &data("SRV", svc.ttl, zone_id, d.scope, None),
+                    d.places(),
+                    |r| Some(r.tier),
+                    |r, o| {
                         proto::push_uint(o, u64::from(r.weight));
                         o.push(b' ');
                         proto::push_uint(o, u64::from(svc.port));
                         o.push(b' ');
-                        o.extend_from_slice(host.as_bytes());
-                    });
-                }
+                        o.extend_from_slice(topo.nodes[r.node as usize].def.host.as_bytes());
+                    },
+                );
             }
             Entry::Pool(p) => {
                 let pool = &topo.pools[p];
@@ -619,6 +621,24 @@ pub trait Emit {
     /// One record; `content` writes its content (after the MX/SRV priority,
     /// which is `d.prio`).
     fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>));
+
+    /// Records that differ only in their priority and content (an SRV
+    /// answer): one [`Emit::record`] each.
+    fn records<T>(
+        &mut self,
+        d: &Data,
+        items: &[T],
+        prio: impl Fn(&T) -> Option<u16>,
+        content: impl Fn(&T, &mut Vec<u8>),
+    ) {
+        for item in items {
+            let d = Data {
+                prio: prio(item),
+                ..*d
+            };
+            self.record(&d, |o| content(item, o));
+        }
+    }
 }
 
 /// DATA lines of one pipe ABI, as PowerDNS reads them.
@@ -630,6 +650,17 @@ pub struct Lines<'a> {
 impl Emit for Lines<'_> {
     fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>)) {
         proto::write_data(self.out, self.abi, d, content);
+    }
+
+    /// The same lines, with the fields they share written once.
+    fn records<T>(
+        &mut self,
+        d: &Data,
+        items: &[T],
+        prio: impl Fn(&T) -> Option<u16>,
+        content: impl Fn(&T, &mut Vec<u8>),
+    ) {
+        proto::write_data_lines(self.out, self.abi, d, items, prio, content);
     }
 }
 
