@@ -1,16 +1,18 @@
-//! Memory that lives across questions, bounded in bytes: a hash map with a
-//! byte budget (the coprocess's caches) and a reusable buffer that gives its
-//! allocation back after a use that grew it (the answer buffer, memcached's
-//! read buffer). Pure; no I/O.
+//! Memory that lives across questions, bounded in bytes: a cache table of
+//! fixed sets whose new entries replace old ones (the coprocess's caches), a
+//! hash map that refuses entries once full (the seen-networks counter), a
+//! ring of byte strings written over oldest first (the rendered answers),
+//! and a reusable buffer that gives its allocation back after a use that
+//! grew it (the answer buffer, memcached's read buffer). Pure; no I/O.
 //!
 //! Sizes are what the allocator really takes: [`alloc_size`] models glibc's
 //! malloc (an 8-byte header, 16-byte rounding, 32 bytes at least), so a
 //! budget holds for resident memory, not only for lengths.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::ops::{Deref, DerefMut};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// What glibc's malloc takes for a request of `n` bytes (0: no allocation):
 /// `n` plus an 8-byte header, rounded up to 16, at least 32.
@@ -45,17 +47,15 @@ impl HeapSize for Box<[u8]> {
     }
 }
 
-/// A hash map bounded in entries and in bytes, for caches that live across
-/// questions.
+/// A hash map bounded in entries and in bytes that refuses new entries once
+/// full (a counter between two flushes).
 ///
-/// The table is allocated once, for `max_entries`, and never grows; its size
-/// counts in `budget`, and what is left of the budget bounds the heap bytes
-/// the entries own ([`HeapSize`]: key strings, answer bytes, vectors). An
-/// insert that would pass either bound first drops the stale entries, then
-/// everything (the caches it serves are short-lived: dropping all is cheap
-/// and keeps no bookkeeping per entry). An entry that alone would take more
-/// than an eighth of the budget is not kept, so one huge value cannot flush
-/// the others.
+/// The table is allocated once, for `max_entries`, and never grows (entries
+/// are only added, changed or all taken out: no tombstones ever make the
+/// table rehash into a larger one); its size counts in `budget`, and what is
+/// left of the budget bounds the heap bytes the entries own ([`HeapSize`]).
+/// An entry that alone would take more than an eighth of the budget is not
+/// kept.
 pub struct BoundedMap<K, V> {
     map: FxHashMap<K, V>,
     /// Heap bytes owned by the entries.
@@ -110,26 +110,35 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> BoundedMap<K, V> {
         true
     }
 
-    /// Inserts (or replaces) an entry. When it does not fit, the entries for
-    /// which `stale` holds are dropped first, then all of them. Returns
-    /// false, and keeps nothing for `k`, if the entry alone is too big.
-    pub fn insert(&mut self, k: K, v: V, stale: impl FnMut(&V) -> bool) -> bool {
-        let cost = Self::cost(&k, &v);
-        if let Some(old) = self.map.remove(&k) {
-            self.heap -= Self::cost(&k, &old);
+    /// Changes the entry for `k` in place, or inserts `new()` if it fits
+    /// without dropping others: one lookup. Returns false if there was no
+    /// entry for `k` and none was inserted.
+    pub fn upsert(&mut self, k: K, f: impl FnOnce(&mut V), new: impl FnOnce() -> V) -> bool {
+        // Full: a vacant entry would make the table reserve room (grow).
+        if self.map.len() >= self.max_entries {
+            return self.update(&k, f);
         }
-        if cost > self.heap_budget / 8 {
-            return false;
-        }
-        if !self.fits(cost) {
-            self.retain(stale);
-            if !self.fits(cost) {
-                self.clear();
+        match self.map.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let before = e.get().heap_size();
+                f(e.get_mut());
+                self.heap = self.heap - before + e.get().heap_size();
+                if self.heap > self.heap_budget {
+                    self.clear();
+                }
+                true
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let v = new();
+                let cost = e.key().heap_size() + v.heap_size();
+                if self.heap + cost > self.heap_budget || cost > self.heap_budget / 8 {
+                    return false;
+                }
+                self.heap += cost;
+                e.insert(v);
+                true
             }
         }
-        self.heap += cost;
-        self.map.insert(k, v);
-        true
     }
 
     /// Inserts only if the entry fits without dropping others. Returns
@@ -146,18 +155,6 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> BoundedMap<K, V> {
 
     fn fits(&self, cost: usize) -> bool {
         self.map.len() < self.max_entries && self.heap + cost <= self.heap_budget
-    }
-
-    /// Drops the entries for which `stale` holds.
-    pub fn retain(&mut self, mut stale: impl FnMut(&V) -> bool) {
-        let heap = &mut self.heap;
-        self.map.retain(|k, v| {
-            let keep = !stale(v);
-            if !keep {
-                *heap -= Self::cost(k, v);
-            }
-            keep
-        });
     }
 
     /// Drops every entry (the table stays allocated).
@@ -205,6 +202,276 @@ fn table_bytes<K, V>(capacity: usize) -> usize {
         capacity.div_ceil(7) * 8
     };
     alloc_size(slots * (size_of::<(K, V)>() + 1) + 16)
+}
+
+/// Entries per set of a [`SetCache`].
+pub const WAYS: usize = 4;
+
+/// A cache bounded in entries and in bytes, for values that live across
+/// questions for a short time.
+///
+/// Its table is allocated once, for `max_entries` slots in sets of
+/// [`WAYS`]: a key can only be in its set (by its hash). Each set has a head
+/// of one cache line with a tag (some bits of the hash) and a rank per
+/// slot, so a lookup reads one line, and one slot only when its tag
+/// matches; a new entry replaces, in its set, the one of least rank (the
+/// engine's rank is the expiry: the expired go first, then the one that
+/// expires first). Nothing else is ever dropped, moved or rehashed. The table
+/// counts in `budget`; what is left bounds the heap bytes the entries own
+/// ([`HeapSize`]): an entry over an eighth of that is not kept, and an entry
+/// that does not fit in what is left drops all the others.
+pub struct SetCache<K, V> {
+    heads: Box<[Head]>,
+    slots: Box<[Option<(K, V)>]>,
+    /// Shift that turns a 64-bit hash into a set number.
+    shift: u32,
+    len: usize,
+    /// Heap bytes owned by the entries.
+    heap: usize,
+    heap_budget: usize,
+    budget: usize,
+}
+
+/// The tags (0: empty slot), heap costs and ranks of a set's slots, in one
+/// cache line: replacing an entry that needs no drop reads no slot.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Head {
+    tags: [u32; WAYS],
+    costs: [u32; WAYS],
+    ranks: [u64; WAYS],
+}
+
+impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
+    /// A cache of `max_entries` slots ([`WAYS`] times a power of two) and
+    /// `budget` bytes in all. Panics on a wrong const: another count of
+    /// slots, or a table that alone does not fit in the budget.
+    pub fn new(budget: usize, max_entries: usize) -> Self {
+        let sets = max_entries / WAYS;
+        assert!(
+            sets.is_power_of_two() && sets * WAYS == max_entries,
+            "{max_entries} slots are not {WAYS} times a power of two"
+        );
+        let table = Self::table(max_entries);
+        assert!(
+            table < budget,
+            "a table of {max_entries} entries ({table} bytes) does not fit in {budget} bytes"
+        );
+        SetCache {
+            heads: vec![Head::default(); sets].into_boxed_slice(),
+            slots: (0..max_entries).map(|_| None).collect(),
+            shift: 64 - sets.trailing_zeros(),
+            len: 0,
+            heap: 0,
+            heap_budget: budget - table,
+            budget,
+        }
+    }
+
+    /// What the table of `slots` slots takes: the slots, and the heads
+    /// (aligned to a cache line: up to a line more).
+    fn table(slots: usize) -> usize {
+        alloc_size(slots * size_of::<Option<(K, V)>>())
+            + alloc_size(slots / WAYS * size_of::<Head>() + size_of::<Head>())
+    }
+
+    /// `k`'s set and tag.
+    fn locate(&self, k: &K) -> (usize, u32) {
+        // FxHash is fast but weak on keys that differ in a few bits (client
+        // networks): mixed (MurmurHash3's finalizer), its high bits pick the
+        // set and its low bits are the tag.
+        let mut h = FxBuildHasher.hash_one(k);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        (
+            h.checked_shr(self.shift).unwrap_or(0) as usize,
+            h as u32 | 1,
+        )
+    }
+
+    /// The slot of `k` in set `set`, if there.
+    fn find(&self, set: usize, tag: u32, k: &K) -> Option<usize> {
+        let head = &self.heads[set];
+        (0..WAYS).find(|&i| {
+            head.tags[i] == tag
+                && self.slots[set * WAYS + i]
+                    .as_ref()
+                    .is_some_and(|(key, _)| key == k)
+        })
+    }
+
+    /// The value for `k` and its rank.
+    pub fn get(&self, k: &K) -> Option<(&V, u64)> {
+        let (set, tag) = self.locate(k);
+        let i = self.find(set, tag, k)?;
+        let (_, v) = self.slots[set * WAYS + i].as_ref()?;
+        Some((v, self.heads[set].ranks[i]))
+    }
+
+    /// Inserts (or replaces) an entry, in place of the entry of least rank
+    /// when its set is full. Returns false, and keeps nothing for `k`, if
+    /// the entry alone is too big.
+    pub fn insert(&mut self, k: K, v: V, rank: u64) -> bool {
+        let (set, tag) = self.locate(&k);
+        let head = &self.heads[set];
+        let i = self
+            .find(set, tag, &k)
+            .or_else(|| head.tags.iter().position(|&t| t == 0))
+            .unwrap_or_else(|| {
+                (0..WAYS)
+                    .min_by_key(|&i| head.ranks[i])
+                    .expect("a set has slots")
+            });
+        let at = set * WAYS + i;
+        let head = &mut self.heads[set];
+        if head.tags[i] != 0 {
+            self.heap -= head.costs[i] as usize;
+            self.len -= 1;
+            head.tags[i] = 0;
+        }
+        let cost = k_v_cost(&k, &v);
+        if cost > self.heap_budget / 8 {
+            self.slots[at] = None;
+            return false;
+        }
+        if self.heap + cost > self.heap_budget {
+            self.clear();
+        }
+        self.heap += cost;
+        self.len += 1;
+        // Drops the entry replaced, if any.
+        self.slots[at] = Some((k, v));
+        let head = &mut self.heads[set];
+        head.tags[i] = tag;
+        head.costs[i] = cost as u32;
+        head.ranks[i] = rank;
+        true
+    }
+
+    /// Drops every entry (the table stays allocated).
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|e| *e = None);
+        self.heads.iter_mut().for_each(|h| *h = Head::default());
+        self.len = 0;
+        self.heap = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes in use: the table and what the entries own. At most
+    /// [`SetCache::budget`].
+    pub fn bytes(&self) -> usize {
+        self.table_bytes() + self.heap
+    }
+
+    /// Bytes the table takes alone.
+    pub fn table_bytes(&self) -> usize {
+        Self::table(self.slots.len())
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+}
+
+fn k_v_cost<K: HeapSize, V: HeapSize>(k: &K, v: &V) -> usize {
+    k.heap_size() + v.heap_size()
+}
+
+/// Byte strings written one after the other into one buffer allocated once:
+/// when the buffer is full, writing goes on from its start, over the oldest
+/// strings (first in, first out, with no allocation per string). A [`Span`]
+/// says where a string was written; it reads back only while nothing was
+/// written over it. A string over an eighth of the buffer is refused, so one
+/// cannot wipe out the others.
+pub struct ByteRing {
+    buf: Box<[u8]>,
+    /// Bytes written since the start: positions count from the start, not
+    /// modulo the buffer's length.
+    head: u64,
+}
+
+/// Where a string was written in a [`ByteRing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pos: u64,
+    len: u32,
+}
+
+impl ByteRing {
+    /// A ring of `capacity` bytes (at least 8: a wrong const is a bug).
+    pub fn new(capacity: usize) -> ByteRing {
+        assert!(capacity >= 8, "a ring of {capacity} bytes");
+        ByteRing {
+            buf: vec![0; capacity].into_boxed_slice(),
+            head: 0,
+        }
+    }
+
+    /// Writes the concatenation of `parts`, contiguous (the end of the
+    /// buffer is skipped if it does not fit there). None if longer than an
+    /// eighth of the buffer.
+    pub fn push(&mut self, parts: &[&[u8]]) -> Option<Span> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let cap = self.buf.len();
+        if len > cap / 8 {
+            return None;
+        }
+        let mut off = (self.head % cap as u64) as usize;
+        if off + len > cap {
+            self.head += (cap - off) as u64;
+            off = 0;
+        }
+        let span = Span {
+            pos: self.head,
+            len: len as u32,
+        };
+        for p in parts {
+            self.buf[off..off + p.len()].copy_from_slice(p);
+            off += p.len();
+        }
+        self.head += len as u64;
+        Some(span)
+    }
+
+    /// True while nothing was written over the string at `s`: the writing
+    /// reaches its first byte again only after a whole buffer more.
+    pub fn is_live(&self, s: Span) -> bool {
+        self.head - s.pos <= self.buf.len() as u64
+    }
+
+    /// The string written at `s`, unless it was written over.
+    pub fn get(&self, s: Span) -> Option<&[u8]> {
+        if !self.is_live(s) {
+            return None;
+        }
+        let off = (s.pos % self.buf.len() as u64) as usize;
+        Some(&self.buf[off..off + s.len as usize])
+    }
+
+    /// Makes every string written so far unreadable.
+    pub fn clear(&mut self) {
+        self.head += self.buf.len() as u64 + 1;
+    }
+
+    /// The buffer's length.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// What the buffer takes, as allocated.
+    pub fn bytes(&self) -> usize {
+        alloc_size(self.buf.len())
+    }
 }
 
 /// A byte buffer reused from one question to the next. It keeps its
@@ -273,50 +540,65 @@ mod tests {
     }
 
     #[test]
-    fn stays_within_its_budget_whatever_the_entry_sizes() {
-        let mut m: BoundedMap<Box<str>, Box<[u8]>> = BoundedMap::new(64 * 1024, 112);
+    fn a_set_cache_stays_within_its_budget_whatever_the_entry_sizes() {
+        let mut m: SetCache<Box<str>, Box<[u8]>> = SetCache::new(64 * 1024, 128);
         let table = m.bytes();
-        assert!(table > 112 * 32 && table < 64 * 1024, "{table}");
+        assert_eq!(table, m.table_bytes());
+        assert!((128 * (16 + 32)..64 * 1024).contains(&table), "{table}");
         for i in 0..5000 {
             // From 1 byte to 2 KiB, and now and then one too big to keep.
             let len = 1 + (i * 7919) % 2048;
             let len = if i % 97 == 0 { 100_000 } else { len };
-            let kept = m.insert(name(i, 8), vec![0u8; len].into(), |_| false);
+            let kept = m.insert(name(i, 8), vec![0u8; len].into(), i as u64);
             assert_eq!(kept, len < 100_000);
+            assert_eq!(m.get(&name(i, 8)).map(|(_, r)| r), kept.then_some(i as u64));
             assert!(m.bytes() <= m.budget(), "{} > {}", m.bytes(), m.budget());
-            assert!(m.len() <= 112);
+            assert!(m.len() <= 128);
         }
         // Keys are counted too: 1 MB keys are refused, 5 KiB ones fit few.
-        assert!(!m.insert(name(1, 1 << 20), Box::default(), |_| false));
+        assert!(!m.insert(name(1, 1 << 20), Box::default(), 0));
         for i in 0..100 {
-            m.insert(name(i, 5000), Box::default(), |_| false);
+            m.insert(name(i, 5000), Box::default(), 0);
             assert!(m.bytes() <= m.budget());
         }
         assert!(m.len() < 13, "{}", m.len());
+        m.clear();
+        assert!(m.is_empty() && m.get(&name(99, 5000)).is_none());
+        assert_eq!(m.bytes(), table);
     }
 
     #[test]
-    fn drops_stale_entries_first_then_everything() {
-        let mut m: BoundedMap<u64, u32> = BoundedMap::new(4096, 7);
-        for i in 0..7 {
-            assert!(m.insert(i, i as u32, |_| false));
+    fn a_full_set_replaces_its_entry_of_least_rank() {
+        // One set: every key goes to it.
+        let mut m: SetCache<u64, u32> = SetCache::new(4096, WAYS);
+        for i in 0..WAYS as u64 {
+            assert!(m.insert(i, i as u32, 10 + i));
         }
-        // Full: the odd values are stale and go; the even ones stay.
-        assert!(m.insert(100, 100, |v| v % 2 == 1));
-        assert_eq!(m.len(), 5);
-        assert_eq!(m.get(&2), Some(&2));
-        assert_eq!(m.get(&3), None);
-        m.insert(101, 101, |_| false);
-        m.insert(102, 102, |_| false);
-        // Full again and nothing stale: everything goes.
-        assert!(m.insert(103, 103, |_| false));
-        assert_eq!(m.len(), 1);
-        assert_eq!(m.get(&103), Some(&103));
-        // Replacing an entry does not count it twice.
-        for _ in 0..100 {
-            m.insert(103, 7, |_| false);
+        assert_eq!(m.len(), WAYS);
+        // Full: the least rank (key 0's) goes.
+        assert!(m.insert(100, 100, 50));
+        assert_eq!(m.get(&0), None);
+        assert_eq!(m.get(&100), Some((&100, 50)));
+        assert_eq!(m.len(), WAYS);
+        // Replacing an entry keeps its place and is not counted twice, even
+        // with the least rank.
+        for r in 0..100 {
+            assert!(m.insert(101, 7, r));
         }
-        assert_eq!((m.len(), m.get(&103)), (1, Some(&7)));
+        assert_eq!(m.get(&1), None, "the least rank when 101 came");
+        assert_eq!((m.len(), m.get(&101)), (WAYS, Some((&7, 99))));
+        assert!([2, 3, 100].iter().all(|k| m.get(k).is_some()));
+    }
+
+    #[test]
+    fn keys_spread_over_the_sets() {
+        let mut m: SetCache<u64, u64> = SetCache::new(64 * 1024, 512);
+        for k in 0..512u64 {
+            m.insert(k << 8, k, k);
+        }
+        // Multiples of 256 fill most slots (random keys fill 80 %).
+        assert!(m.len() > 384, "{}", m.len());
+        assert!(m.get(&(511 << 8)).is_some(), "the last one is kept");
     }
 
     #[test]
@@ -332,6 +614,20 @@ mod tests {
         assert!(m.update(&1, |v| *v = vec![1u8; 200].into()));
         assert_eq!(m.bytes(), before - 32 + 208);
         assert!(!m.update(&99, |_| {}));
+        let taken: Vec<u64> = m.drain().map(|(k, _)| k).collect();
+        assert_eq!(taken.len(), 7);
+        assert!(m.is_empty());
+        // upsert: one lookup for both; a full map changes its entries only,
+        // and its table never grows.
+        let table = m.bytes();
+        for i in 0..7 {
+            assert!(m.upsert(i, |_| unreachable!(), || vec![1u8; 10].into()));
+        }
+        assert!(m.upsert(3, |v| *v = vec![2u8; 10].into(), || unreachable!()));
+        assert_eq!(m.get(&3).map(|v| v[0]), Some(2));
+        assert!(!m.upsert(8, |_| unreachable!(), Box::default), "full");
+        assert_eq!(m.len(), 7);
+        assert_eq!(m.bytes(), table + 7 * 32);
         let taken: Vec<u64> = m.drain().map(|(k, _)| k).collect();
         assert_eq!(taken.len(), 7);
         assert!(m.is_empty());
@@ -354,6 +650,18 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "does not fit")]
+    fn a_set_cache_table_larger_than_its_budget_is_a_bug() {
+        let _: SetCache<u64, u64> = SetCache::new(1024, 512);
+    }
+
+    #[test]
+    #[should_panic(expected = "not 4 times a power of two")]
+    fn a_set_cache_of_another_size_is_a_bug() {
+        let _: SetCache<u64, u64> = SetCache::new(1 << 20, 448);
+    }
+
+    #[test]
     fn scratch_gives_back_what_a_huge_use_took() {
         let mut s = Scratch::new(64, 1024);
         s.extend_from_slice(&[7u8; 1000]);
@@ -365,5 +673,41 @@ mod tests {
         s.reset();
         assert!(s.is_empty());
         assert_eq!(s.capacity(), 64);
+    }
+
+    #[test]
+    fn a_ring_reads_back_until_written_over_oldest_first() {
+        let mut r = ByteRing::new(64);
+        let a = r.push(&[b"ab", b"cd"]).unwrap();
+        let b = r.push(&[b"efgh"]).unwrap();
+        assert_eq!(r.get(a), Some(&b"abcd"[..]));
+        assert_eq!(r.get(b), Some(&b"efgh"[..]));
+        assert_eq!(r.push(&[&[0u8; 9]]), None, "over an eighth");
+        // 56 more bytes fill the buffer: `a` is still whole.
+        let fill: Vec<Span> = (0..7).map(|_| r.push(&[&[7u8; 8]]).unwrap()).collect();
+        assert_eq!(r.get(a), Some(&b"abcd"[..]));
+        // The next string goes over `a`, then over `b`.
+        let c = r.push(&[b"wxyz"]).unwrap();
+        assert_eq!(r.get(a), None);
+        assert_eq!(r.get(b), Some(&b"efgh"[..]));
+        r.push(&[b"1"]).unwrap();
+        assert_eq!(r.get(b), None);
+        assert_eq!(r.get(c), Some(&b"wxyz"[..]));
+        assert!(fill.iter().all(|&s| r.get(s) == Some(&[7u8; 8][..])));
+        // A string that does not fit before the end starts over at 0 (over
+        // the first string), whole.
+        let mut r = ByteRing::new(64);
+        let x = r.push(&[&[1u8; 8]]).unwrap();
+        for _ in 0..6 {
+            r.push(&[&[2u8; 8]]).unwrap();
+        }
+        let y = r.push(&[&[3u8; 5]]).unwrap();
+        let z = r.push(&[&[4u8; 4]]).unwrap();
+        assert_eq!(r.get(z), Some(&[4u8; 4][..]));
+        assert_eq!(r.get(x), None);
+        assert_eq!(r.get(y), Some(&[3u8; 5][..]));
+        r.clear();
+        assert_eq!(r.get(z), None);
+        assert_eq!(r.bytes(), alloc_size(64));
     }
 }

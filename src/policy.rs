@@ -1,6 +1,10 @@
 //! The policies: pure functions from a snapshot of node states and latency
 //! entries to a ranking (SRV priority tiers and weights) and an ECS scope.
 //! No I/O here; `answer` gathers the inputs, `explain` prints the reasons.
+//! Ranking into a reused [`Decision`] ([`rank_into`]) does not allocate; the
+//! engine keeps a [`Choice`], the ranking without its reasons.
+
+use std::rc::Rc;
 
 use crate::metrics::Health;
 use crate::site::{Policy, PolicyConfig};
@@ -110,6 +114,78 @@ pub struct Decision {
     pub failed_open: bool,
 }
 
+/// A decision as answers use it: the nodes in answer order with their
+/// tiers and weights, the scope, and whether it failed open. No reasons
+/// (`explain` computes a [`Decision`]); up to [`CHOICE_INLINE`] nodes it owns
+/// no heap, so keeping one costs no allocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    places: Places,
+    /// ECS scope to send (0 for static answers).
+    pub scope: u8,
+    pub failed_open: bool,
+}
+
+/// A node's place in an answer: a [`Ranked`] without its reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    /// Index of the node in the topology.
+    pub node: u32,
+    pub tier: u16,
+    pub weight: u16,
+}
+
+/// Nodes a [`Choice`] holds without a heap allocation: services and pools
+/// list a few nodes each (a larger one's choices are shared, counted).
+pub const CHOICE_INLINE: usize = 6;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Places {
+    Inline(u8, [Place; CHOICE_INLINE]),
+    Shared(Rc<[Place]>),
+}
+
+impl Choice {
+    /// The answer part of `d`.
+    pub fn of(d: &Decision) -> Choice {
+        let place = |r: &Ranked| Place {
+            node: u32::try_from(r.node).expect("a node index fits in 32 bits"),
+            tier: r.tier,
+            weight: r.weight,
+        };
+        let places = if d.ranked.len() <= CHOICE_INLINE {
+            let mut a = [Place::default(); CHOICE_INLINE];
+            for (p, r) in a.iter_mut().zip(&d.ranked) {
+                *p = place(r);
+            }
+            Places::Inline(d.ranked.len() as u8, a)
+        } else {
+            Places::Shared(d.ranked.iter().map(place).collect())
+        };
+        Choice {
+            places,
+            scope: d.scope,
+            failed_open: d.failed_open,
+        }
+    }
+
+    /// The nodes, in answer order.
+    pub fn places(&self) -> &[Place] {
+        match &self.places {
+            Places::Inline(n, a) => &a[..usize::from(*n)],
+            Places::Shared(v) => v,
+        }
+    }
+
+    /// The places kept on the heap (0 up to [`CHOICE_INLINE`]).
+    pub fn heap_places(&self) -> usize {
+        match &self.places {
+            Places::Inline(..) => 0,
+            Places::Shared(v) => v.len(),
+        }
+    }
+}
+
 /// Everything a policy looks at.
 pub struct Input<'a> {
     pub policy: Policy,
@@ -129,70 +205,99 @@ pub struct Input<'a> {
 /// Ranks the candidates. See the product contract, "How an answer is chosen".
 pub fn rank(input: &Input) -> Decision {
     let mut d = Decision::default();
-    let mut eligible: Vec<usize> = Vec::with_capacity(input.candidates.len());
-    for (i, c) in input.candidates.iter().enumerate() {
-        let v = &input.views[c.node];
-        if v.drained {
-            d.left_out.push((c.node, Reason::Drained));
-        } else if v.health == Some(Health::Down) {
-            d.left_out.push((c.node, Reason::Down));
-        } else {
-            eligible.push(i);
-        }
-    }
-    if eligible.is_empty() {
-        d.failed_open = true;
-        d.left_out.clear();
-        let all: Vec<usize> = (0..input.candidates.len()).collect();
-        d.ranked = as_in_site(input.candidates, all, Reason::FailOpen);
-        d.scope = if input.policy == Policy::Static {
-            0
-        } else {
-            input.fine_scope
-        };
-        return d;
-    }
-    match input.policy {
-        Policy::Static => {
-            d.ranked = as_in_site(input.candidates, eligible, Reason::Static);
-            d.scope = 0;
-        }
-        Policy::Latency => latency(input, &eligible, &mut d),
-        Policy::Load => load(input, &eligible, &mut d),
-    }
+    rank_into(input, &mut d);
     d
+}
+
+/// [`rank`] into `d`, whose vectors are emptied and reused: with them, and
+/// up to [`SCRATCH`] candidates, ranking does not allocate.
+pub fn rank_into(input: &Input, d: &mut Decision) {
+    d.ranked.clear();
+    d.left_out.clear();
+    d.scope = 0;
+    d.failed_open = false;
+    let n = input.candidates.len();
+    with_scratch(n, |positions: &mut [usize]| {
+        let mut eligible = 0;
+        for (i, c) in input.candidates.iter().enumerate() {
+            let v = &input.views[c.node];
+            if v.drained {
+                d.left_out.push((c.node, Reason::Drained));
+            } else if v.health == Some(Health::Down) {
+                d.left_out.push((c.node, Reason::Down));
+            } else {
+                positions[eligible] = i;
+                eligible += 1;
+            }
+        }
+        if eligible == 0 {
+            d.failed_open = true;
+            d.left_out.clear();
+            for (i, p) in positions.iter_mut().enumerate() {
+                *p = i;
+            }
+            as_in_site(input.candidates, positions, Reason::FailOpen, &mut d.ranked);
+            d.scope = if input.policy == Policy::Static {
+                0
+            } else {
+                input.fine_scope
+            };
+            return;
+        }
+        let eligible = &mut positions[..eligible];
+        match input.policy {
+            Policy::Static => {
+                as_in_site(input.candidates, eligible, Reason::Static, &mut d.ranked);
+                d.scope = 0;
+            }
+            Policy::Latency => latency(input, eligible, d),
+            Policy::Load => load(input, eligible, d),
+        }
+    });
+}
+
+/// Candidates ranked without a heap allocation for scratch space.
+pub const SCRATCH: usize = 16;
+
+/// Runs `f` on `n` default values: on the stack up to [`SCRATCH`], else
+/// on the heap.
+fn with_scratch<T: Copy + Default, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    if n <= SCRATCH {
+        let mut a = [T::default(); SCRATCH];
+        f(&mut a[..n])
+    } else {
+        f(&mut vec![T::default(); n])
+    }
 }
 
 /// The candidates at these positions with the site file's priorities and
 /// weights, in site order.
-fn as_in_site(c: &[Candidate], mut idx: Vec<usize>, reason: Reason) -> Vec<Ranked> {
-    static_order(c, &mut idx);
-    idx.iter()
-        .map(|&i| Ranked {
-            node: c[i].node,
-            tier: c[i].priority,
-            weight: c[i].weight,
-            reason,
-        })
-        .collect()
+fn as_in_site(c: &[Candidate], idx: &mut [usize], reason: Reason, out: &mut Vec<Ranked>) {
+    static_order(c, idx);
+    out.extend(idx.iter().map(|&i| Ranked {
+        node: c[i].node,
+        tier: c[i].priority,
+        weight: c[i].weight,
+        reason,
+    }));
 }
 
 /// Sorts candidate positions by site priority, then listing order.
 fn static_order(c: &[Candidate], idx: &mut [usize]) {
-    idx.sort_by_key(|&i| (c[i].priority, i));
+    idx.sort_unstable_by_key(|&i| (c[i].priority, i));
 }
 
 /// Appends nodes one tier each, or sharing a tier when their site
-/// priorities are equal.
+/// priorities are equal. `idx` is in site order ([`static_order`]).
 fn push_static_tiers(
     input: &Input,
-    idx: &[usize],
-    reason: impl Fn(usize) -> Reason,
+    idx: impl Iterator<Item = usize>,
+    reason: Reason,
     next: &mut u16,
     d: &mut Decision,
 ) {
     let mut last_prio = None;
-    for &i in idx {
+    for i in idx {
         let c = input.candidates[i];
         if last_prio.is_some() && last_prio != Some(c.priority) {
             *next += 1;
@@ -202,7 +307,7 @@ fn push_static_tiers(
             node: c.node,
             tier: *next,
             weight: c.weight,
-            reason: reason(c.node),
+            reason,
         });
     }
     if last_prio.is_some() {
@@ -210,82 +315,120 @@ fn push_static_tiers(
     }
 }
 
+/// An eligible candidate, sorted by group, then by `key` within the group
+/// (ascending unless the group sorts descending), then by position.
+#[derive(Clone, Copy, Default)]
+struct Sorted {
+    group: u8,
+    /// Load: at its session limit (else overloaded), in the last group.
+    full: bool,
+    key: f64,
+    i: usize,
+}
+
+/// Sorts by group, then key (descending in group `desc`), then position.
+fn sort_groups(v: &mut [Sorted], desc: Option<u8>) {
+    v.sort_unstable_by(|a, b| {
+        let key = if desc == Some(a.group) {
+            b.key.total_cmp(&a.key)
+        } else {
+            a.key.total_cmp(&b.key)
+        };
+        a.group.cmp(&b.group).then(key).then(a.i.cmp(&b.i))
+    });
+}
+
+/// The length of the leading run of `group` in `v`.
+fn group_len(v: &[Sorted], group: u8) -> usize {
+    v.iter().take_while(|s| s.group == group).count()
+}
+
 fn latency(input: &Input, eligible: &[usize], d: &mut Decision) {
+    // Groups, in answer order: measured (by latency), unmeasured and
+    // preferred by the named network (by `prefer` order), unmeasured (site
+    // order), overloaded (site order).
+    const MEASURED: u8 = 0;
+    const PREFERRED: u8 = 1;
+    const REST: u8 = 2;
+    const OVERLOADED: u8 = 3;
     let cfg = input.config;
-    let overloaded =
-        |i: usize| input.views[input.candidates[i].node].health == Some(Health::Overloaded);
-    let mut measured: Vec<(usize, f64)> = Vec::new();
-    let mut unmeasured: Vec<usize> = Vec::new();
-    let mut last: Vec<usize> = Vec::new();
     let mut scope: Option<u8> = None;
-    for &i in eligible {
-        if overloaded(i) {
-            last.push(i);
-            continue;
-        }
-        match input.latency[i] {
-            Some(l) => {
-                measured.push((i, l.ms));
+    with_scratch(eligible.len(), |v: &mut [Sorted]| {
+        for (s, &i) in v.iter_mut().zip(eligible) {
+            let c = input.candidates[i];
+            let (group, key) = if input.views[c.node].health == Some(Health::Overloaded) {
+                (OVERLOADED, f64::from(c.priority))
+            } else if let Some(l) = input.latency[i] {
                 scope = Some(scope.map_or(l.prefix_len, |s| s.max(l.prefix_len)));
-            }
-            None => unmeasured.push(i),
+                (MEASURED, l.ms)
+            } else if let Some(r) = input.prefer.iter().position(|&n| n == c.node) {
+                (PREFERRED, r as f64)
+            } else {
+                (REST, f64::from(c.priority))
+            };
+            *s = Sorted {
+                group,
+                full: false,
+                key,
+                i,
+            };
         }
-    }
-    measured.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    let mut tier = 0u16;
-    let mut leader: Option<f64> = None;
-    for &(i, ms) in &measured {
-        if let Some(best) = leader {
-            let tolerance = cfg
-                .latency_tolerance_ms
-                .max(best * cfg.latency_tolerance_pct / 100.0);
-            if ms > best + tolerance {
-                tier += 1;
+        sort_groups(v, None);
+        let measured = group_len(v, MEASURED);
+        let mut tier = 0u16;
+        let mut leader: Option<f64> = None;
+        for s in &v[..measured] {
+            let ms = s.key;
+            if let Some(best) = leader {
+                let tolerance = cfg
+                    .latency_tolerance_ms
+                    .max(best * cfg.latency_tolerance_pct / 100.0);
+                if ms > best + tolerance {
+                    tier += 1;
+                    leader = Some(ms);
+                }
+            } else {
                 leader = Some(ms);
             }
-        } else {
-            leader = Some(ms);
+            let c = input.candidates[s.i];
+            d.ranked.push(Ranked {
+                node: c.node,
+                tier,
+                weight: c.weight,
+                reason: Reason::Measured(ms),
+            });
         }
-        let c = input.candidates[i];
-        d.ranked.push(Ranked {
-            node: c.node,
-            tier,
-            weight: c.weight,
-            reason: Reason::Measured(ms),
-        });
-    }
-    let mut next = if measured.is_empty() { 0 } else { tier + 1 };
-    // Preferred nodes first, each its own tier, in `prefer` order.
-    let rank_in_prefer = |i: usize| {
-        input
-            .prefer
-            .iter()
-            .position(|&n| n == input.candidates[i].node)
-    };
-    let mut preferred: Vec<usize> = unmeasured
-        .iter()
-        .copied()
-        .filter(|&i| rank_in_prefer(i).is_some())
-        .collect();
-    preferred.sort_by_key(|&i| rank_in_prefer(i));
-    for &i in &preferred {
-        let c = input.candidates[i];
-        d.ranked.push(Ranked {
-            node: c.node,
-            tier: next,
-            weight: c.weight,
-            reason: Reason::Preferred,
-        });
-        next += 1;
-    }
-    let mut rest: Vec<usize> = unmeasured
-        .into_iter()
-        .filter(|&i| rank_in_prefer(i).is_none())
-        .collect();
-    static_order(input.candidates, &mut rest);
-    push_static_tiers(input, &rest, |_| Reason::NoLatency, &mut next, d);
-    static_order(input.candidates, &mut last);
-    push_static_tiers(input, &last, |_| Reason::Overloaded, &mut next, d);
+        let mut next = if measured == 0 { 0 } else { tier + 1 };
+        let v = &v[measured..];
+        // Preferred nodes first, each its own tier, in `prefer` order.
+        let preferred = group_len(v, PREFERRED);
+        for s in &v[..preferred] {
+            let c = input.candidates[s.i];
+            d.ranked.push(Ranked {
+                node: c.node,
+                tier: next,
+                weight: c.weight,
+                reason: Reason::Preferred,
+            });
+            next += 1;
+        }
+        let v = &v[preferred..];
+        let rest = group_len(v, REST);
+        push_static_tiers(
+            input,
+            v[..rest].iter().map(|s| s.i),
+            Reason::NoLatency,
+            &mut next,
+            d,
+        );
+        push_static_tiers(
+            input,
+            v[rest..].iter().map(|s| s.i),
+            Reason::Overloaded,
+            &mut next,
+            d,
+        );
+    });
     d.scope = scope.unwrap_or(input.fine_scope);
 }
 
@@ -304,56 +447,82 @@ pub fn free_capacity(v: &NodeView) -> Option<f64> {
 }
 
 fn load(input: &Input, eligible: &[usize], d: &mut Decision) {
+    // Groups, in answer order: known free capacity (most first), load
+    // unknown (site order), full or overloaded (site order).
+    const KNOWN: u8 = 0;
+    const UNKNOWN: u8 = 1;
+    const LAST: u8 = 2;
     let cfg = input.config;
-    let mut known: Vec<(usize, f64)> = Vec::new();
-    let mut unknown: Vec<usize> = Vec::new();
-    let mut last: Vec<(usize, Reason)> = Vec::new();
-    for &i in eligible {
-        let v = &input.views[input.candidates[i].node];
-        if v.health == Some(Health::Overloaded) {
-            last.push((i, Reason::Overloaded));
-            continue;
+    with_scratch(eligible.len(), |v: &mut [Sorted]| {
+        for (s, &i) in v.iter_mut().zip(eligible) {
+            let c = input.candidates[i];
+            let view = &input.views[c.node];
+            let prio = f64::from(c.priority);
+            let (group, full, key) = if view.health == Some(Health::Overloaded) {
+                (LAST, false, prio)
+            } else {
+                match free_capacity(view) {
+                    Some(f) if f > 0.0 => (KNOWN, false, f),
+                    Some(_) => (LAST, true, prio),
+                    None => (UNKNOWN, false, prio),
+                }
+            };
+            *s = Sorted {
+                group,
+                full,
+                key,
+                i,
+            };
         }
-        match free_capacity(v) {
-            Some(f) if f > 0.0 => known.push((i, f)),
-            Some(_) => last.push((i, Reason::Full)),
-            None => unknown.push(i),
+        sort_groups(v, Some(KNOWN));
+        let known = group_len(v, KNOWN);
+        let mut next = 0u16;
+        // Tiers: each node within the tolerance of its tier's first.
+        let mut start = 0;
+        while start < known {
+            let lead = v[start].key;
+            let end = start
+                + 1
+                + v[start + 1..known]
+                    .iter()
+                    .take_while(|s| s.key >= lead * (1.0 - cfg.load_tolerance_pct / 100.0))
+                    .count();
+            let total: f64 = v[start..end].iter().map(|s| s.key).sum();
+            for s in &v[start..end] {
+                d.ranked.push(Ranked {
+                    node: input.candidates[s.i].node,
+                    tier: next,
+                    weight: ((1000.0 * s.key / total).round() as u16).max(1),
+                    reason: Reason::FreeCapacity(s.key),
+                });
+            }
+            next += 1;
+            start = end;
         }
-    }
-    known.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut tiers: Vec<Vec<(usize, f64)>> = Vec::new();
-    for &(i, f) in &known {
-        match tiers.last_mut() {
-            Some(t) if f >= t[0].1 * (1.0 - cfg.load_tolerance_pct / 100.0) => t.push((i, f)),
-            _ => tiers.push(vec![(i, f)]),
-        }
-    }
-    let mut next = 0u16;
-    for t in &tiers {
-        let total: f64 = t.iter().map(|x| x.1).sum();
-        for &(i, f) in t {
+        let v = &v[known..];
+        let unknown = group_len(v, UNKNOWN);
+        push_static_tiers(
+            input,
+            v[..unknown].iter().map(|s| s.i),
+            Reason::NoLoad,
+            &mut next,
+            d,
+        );
+        for s in &v[unknown..] {
+            let c = input.candidates[s.i];
             d.ranked.push(Ranked {
-                node: input.candidates[i].node,
+                node: c.node,
                 tier: next,
-                weight: ((1000.0 * f / total).round() as u16).max(1),
-                reason: Reason::FreeCapacity(f),
+                weight: c.weight,
+                reason: if s.full {
+                    Reason::Full
+                } else {
+                    Reason::Overloaded
+                },
             });
+            next += 1;
         }
-        next += 1;
-    }
-    static_order(input.candidates, &mut unknown);
-    push_static_tiers(input, &unknown, |_| Reason::NoLoad, &mut next, d);
-    last.sort_by_key(|&(i, _)| (input.candidates[i].priority, i));
-    for (i, r) in last {
-        let c = input.candidates[i];
-        d.ranked.push(Ranked {
-            node: c.node,
-            tier: next,
-            weight: c.weight,
-            reason: r,
-        });
-        next += 1;
-    }
+    });
     d.scope = input.fine_scope;
 }
 
@@ -585,5 +754,97 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(1, 10, 60), (0, 20, 5)]
         );
+    }
+
+    #[test]
+    fn rank_into_reuses_the_decision_and_leaves_nothing_behind() {
+        let lats = [lat(30.0, 24), lat(10.0, 16), None];
+        let mut d = run(Policy::Latency, &[up(), up(), up()], &lats, &[]);
+        let cap = d.ranked.capacity();
+        // A fail open, then a ranking with a node left out, in the same
+        // decision: each as computed afresh, in the same allocation.
+        let down = NodeView {
+            health: Some(Health::Down),
+            ..up()
+        };
+        let drained = NodeView {
+            drained: true,
+            ..up()
+        };
+        let config = PolicyConfig::default();
+        let c = cands(3);
+        let input = |views: &'static [NodeView]| Input {
+            policy: Policy::Latency,
+            config: &config,
+            candidates: &c,
+            views,
+            latency: &lats,
+            prefer: &[],
+            fine_scope: 20,
+        };
+        let all_down: &'static [NodeView] = Box::leak(Box::new([down; 3]));
+        rank_into(&input(all_down), &mut d);
+        assert_eq!(d, rank(&input(all_down)));
+        assert!(d.failed_open);
+        let one_drained: &'static [NodeView] = Box::leak(Box::new([up(), up(), drained]));
+        rank_into(&input(one_drained), &mut d);
+        assert_eq!(d, rank(&input(one_drained)));
+        assert!(!d.failed_open);
+        assert_eq!(order(&d), [(1, 0), (0, 1)]);
+        assert_eq!(d.left_out, [(2, Reason::Drained)]);
+        assert_eq!(d.scope, 24);
+        assert_eq!(d.ranked.capacity(), cap, "no new allocation");
+    }
+
+    #[test]
+    fn more_candidates_than_the_scratch_space_rank_the_same_way() {
+        let n = SCRATCH + 4;
+        let views = vec![up(); n];
+        // Latencies in reverse order of the nodes, each twice the next: one
+        // tier each.
+        let lats: Vec<Option<Latency>> = (0..n)
+            .map(|i| lat(10.0 * f64::from(1u32 << (n - i)), 24))
+            .collect();
+        let d = run(Policy::Latency, &views, &lats, &[]);
+        let want: Vec<(usize, u16)> = (0..n).rev().zip(0..).collect();
+        assert_eq!(order(&d), want);
+        let d = run(Policy::Static, &views, &vec![None; n], &[]);
+        assert_eq!(d.ranked.len(), n);
+        assert!(d.ranked.iter().enumerate().all(|(i, r)| r.node == i));
+    }
+
+    #[test]
+    fn a_choice_keeps_the_answer_part_inline_up_to_its_size() {
+        let views = [up(), up(), up()];
+        let d = run(
+            Policy::Latency,
+            &views,
+            &[lat(30.0, 24), lat(10.0, 16), None],
+            &[],
+        );
+        let c = Choice::of(&d);
+        assert_eq!(c.heap_places(), 0);
+        assert_eq!((c.scope, c.failed_open), (24, false));
+        let places: Vec<(u32, u16, u16)> = c
+            .places()
+            .iter()
+            .map(|p| (p.node, p.tier, p.weight))
+            .collect();
+        assert_eq!(places, [(1, 0, 100), (0, 1, 100), (2, 2, 100)]);
+        // More nodes than fit inline: on the heap, same places.
+        let n = CHOICE_INLINE + 1;
+        let d = run(Policy::Static, &vec![up(); n], &vec![None; n], &[]);
+        let c = Choice::of(&d);
+        assert_eq!(c.heap_places(), n);
+        assert_eq!(c.places().len(), n);
+        assert!(
+            c.places()
+                .iter()
+                .zip(&d.ranked)
+                .all(|(p, r)| p.node as usize == r.node
+                    && p.tier == r.tier
+                    && p.weight == r.weight)
+        );
+        assert_eq!(c.clone(), c);
     }
 }

@@ -4,7 +4,7 @@
 //! Every field written is checked: a tab, newline or other control character
 //! (or an empty field, which PowerDNS would collapse) never reaches the pipe.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::dnsname;
 use crate::net::Prefix;
@@ -126,9 +126,7 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, Malformed> {
                 .map_err(|_| format!("Q with a bad id '{}'", fields[3]))?;
             // Parse only the address the answer depends on.
             let client = if abi >= 3 {
-                fields[6]
-                    .parse::<Prefix>()
-                    .map_err(|e| format!("Q with a bad edns-subnet: {e}"))?
+                parse_subnet(fields[6]).map_err(|e| format!("Q with a bad edns-subnet: {e}"))?
             } else {
                 let remote: IpAddr = fields[4]
                     .parse()
@@ -190,6 +188,47 @@ pub fn parse(line: &str, abi: u8) -> Result<Request<'_>, Malformed> {
     }
 }
 
+/// The edns-subnet field: `a.b.c.d/n` (what PowerDNS sends for IPv4) read
+/// directly, anything else by [`Prefix`]'s parser, which reads those the
+/// same way.
+fn parse_subnet(s: &str) -> Result<Prefix, String> {
+    match ipv4_prefix(s.as_bytes()) {
+        Some(p) => Ok(p),
+        None => s.parse(),
+    }
+}
+
+/// `a.b.c.d/n` as the standard parsers read it (octets of one to three
+/// digits, no leading zero, at most 255; a length of one or two digits, at
+/// most 32), else None.
+fn ipv4_prefix(b: &[u8]) -> Option<Prefix> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        let start = i;
+        let mut v = 0u32;
+        while i - start < 3 && b.get(i).is_some_and(u8::is_ascii_digit) {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || v > 255 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = v as u8;
+        if b.get(i) != Some(if n < 3 { &b'.' } else { &b'/' }) {
+            return None;
+        }
+        i += 1;
+    }
+    let len = &b[i..];
+    if len.is_empty() || len.len() > 2 || !len.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let len = len.iter().fold(0, |a, &d| a * 10 + (d - b'0'));
+    (len <= 32).then(|| Prefix::new(IpAddr::V4(Ipv4Addr::from(octets)), len))
+}
+
 /// Splits on tabs (a byte scan: cheaper than `str::split` for short fields).
 fn tab_fields(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
@@ -249,6 +288,51 @@ pub fn write_data(
     content: impl FnOnce(&mut Vec<u8>),
 ) -> bool {
     let start = out.len();
+    write_head(out, abi, d) && finish_data(out, start, d.prio, content)
+}
+
+/// The DATA lines of records that differ only in their priority and
+/// content (`d.prio` is not used): the same lines as [`write_data`] for each
+/// item, with the fields before the priority written and checked once and
+/// copied. Returns how many lines were written.
+pub fn write_data_lines<T>(
+    out: &mut Vec<u8>,
+    abi: u8,
+    d: &Data,
+    items: &[T],
+    prio: impl Fn(&T) -> Option<u16>,
+    content: impl Fn(&T, &mut Vec<u8>),
+) -> usize {
+    // The fields before the priority of the last line written.
+    let mut head: Option<std::ops::Range<usize>> = None;
+    let mut written = 0;
+    for item in items {
+        let start = out.len();
+        match &head {
+            Some(h) => out.extend_from_within(h.clone()),
+            None if write_head(out, abi, d) => {}
+            None => return 0,
+        }
+        let fields = start..out.len();
+        if finish_data(out, start, prio(item), |o| content(item, o)) {
+            head = Some(fields);
+            written += 1;
+        }
+    }
+    written
+}
+
+/// The fields of a DATA line before its priority. Returns false (and
+/// writes nothing) if the name or type is empty or holds a control
+/// character; the other fields are numbers.
+fn write_head(out: &mut Vec<u8>, abi: u8, d: &Data) -> bool {
+    if d.qname.is_empty()
+        || !printable(d.qname.as_bytes())
+        || d.qtype.is_empty()
+        || !printable(d.qtype.as_bytes())
+    {
+        return false;
+    }
     out.extend_from_slice(b"DATA\t");
     if abi >= 3 {
         push_uint(out, u64::from(d.scope));
@@ -265,19 +349,25 @@ pub fn write_data(
     }
     push_uint(out, d.id.unsigned_abs());
     out.push(b'\t');
-    if let Some(p) = d.prio {
+    true
+}
+
+/// The priority and content of the DATA line started at `start`, and its
+/// end. Returns false, and takes the line back out, if the content is
+/// empty or holds a control character.
+fn finish_data(
+    out: &mut Vec<u8>,
+    start: usize,
+    prio: Option<u16>,
+    content: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    if let Some(p) = prio {
         push_uint(out, u64::from(p));
         out.push(b'\t');
     }
     let content_start = out.len();
     content(out);
-    // The other fields are numbers we wrote, or names checked here.
-    let ok = out.len() > content_start
-        && printable(&out[content_start..])
-        && !d.qname.is_empty()
-        && printable(d.qname.as_bytes())
-        && !d.qtype.is_empty()
-        && printable(d.qtype.as_bytes());
+    let ok = out.len() > content_start && printable(&out[content_start..]);
     if ok {
         out.push(b'\n');
     } else {
@@ -515,5 +605,109 @@ mod tests {
         assert!(!is_soa_question(b"Q\tx\tIN\tANY\t-1"));
         assert!(!is_soa_question(b"Q\tx\tSOA"));
         assert!(!is_soa_question(b"AXFR\t1\tSOA\tSOA"));
+    }
+
+    #[test]
+    fn an_ipv4_subnet_is_read_directly_as_the_general_parser_reads_it() {
+        for ok in [
+            "10.1.2.0/24",
+            "0.0.0.0/0",
+            "255.255.255.255/32",
+            "198.51.100.7/05",
+        ] {
+            assert_eq!(ipv4_prefix(ok.as_bytes()), ok.parse().ok(), "{ok}");
+            assert!(ipv4_prefix(ok.as_bytes()).is_some(), "{ok}");
+        }
+        // Left to the general parser (which refuses most of them).
+        for other in [
+            "10.1.2.0",
+            "01.1.2.0/24",
+            "10.1.2.256/24",
+            "1000.1.2.0/24",
+            "10.1.2/24",
+            "10.1.2.0/33",
+            "10.1.2.0/",
+            "10.1.2.0/+5",
+            "10.1.2.0/024",
+            "10.1.2.0/24 ",
+            "2001:db8::/48",
+            "::ffff:10.1.2.0/120",
+            "",
+            "10..2.0/24",
+            "10.1.2.0.1/24",
+        ] {
+            assert_eq!(ipv4_prefix(other.as_bytes()), None, "{other}");
+            assert_eq!(parse_subnet(other), other.parse::<Prefix>(), "{other}");
+        }
+        // Every string of these pieces: read directly only as the general
+        // parser reads it.
+        let parts = [
+            "0", "00", "1", "01", "9", "10", "99", "255", "256", "999", "1000", "",
+        ];
+        let lens = [
+            "", "/", "/0", "/8", "/24", "/32", "/33", "/09", "/+1", "/100",
+        ];
+        for a in parts {
+            for b in parts {
+                for l in lens {
+                    let s = format!("{a}.1.{b}.7{l}");
+                    if let Some(p) = ipv4_prefix(s.as_bytes()) {
+                        assert_eq!(Ok(p), s.parse::<Prefix>(), "{s}");
+                    }
+                    assert_eq!(parse_subnet(&s), s.parse::<Prefix>(), "{s}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lines_of_several_records_are_the_lines_of_each() {
+        let d = Data {
+            scope: 24,
+            qname: "_sip._udp.voip.test",
+            qtype: "SRV",
+            ttl: 60,
+            id: -1,
+            prio: None,
+        };
+        // A content with a tab (refused) first, in the middle and last.
+        let items: [(u16, &str); 5] = [
+            (0, "bad\tcontent"),
+            (0, "100 5060 a.voip.test"),
+            (1, "bad\tcontent"),
+            (2, "100 5060 b.voip.test"),
+            (3, ""),
+        ];
+        for abi in [1, 3, 5] {
+            let (mut each, mut lines) = (b"before\n".to_vec(), b"before\n".to_vec());
+            let mut n = 0;
+            for (p, c) in items {
+                let one = Data { prio: Some(p), ..d };
+                n += usize::from(write_data(&mut each, abi, &one, |o| {
+                    o.extend_from_slice(c.as_bytes())
+                }));
+            }
+            let written = write_data_lines(
+                &mut lines,
+                abi,
+                &d,
+                &items,
+                |&(p, _)| Some(p),
+                |&(_, c), o| o.extend_from_slice(c.as_bytes()),
+            );
+            assert_eq!((written, n), (2, 2));
+            assert_eq!(
+                String::from_utf8(lines).unwrap(),
+                String::from_utf8(each).unwrap()
+            );
+        }
+        // A name that cannot be written: no line at all.
+        let bad = Data { qname: "a\tb", ..d };
+        let mut out = Vec::new();
+        assert_eq!(
+            write_data_lines(&mut out, 5, &bad, &items, |_| None, |_, o| o.push(b'x')),
+            0
+        );
+        assert!(out.is_empty());
     }
 }

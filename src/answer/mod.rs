@@ -1,10 +1,12 @@
 //! Answering: from a question and a client network to the records PowerDNS
 //! gets. The engine ties together its parts, each tested on its own:
 //! [`view::StoreView`] (the database, the topology and the node states, kept
-//! up to date), [`timed::TimedCache`] (decisions and rendered answers, valid
-//! for a short time, bounded in bytes), [`seen::SeenCounter`] (the client
-//! networks asked about), and the decisions themselves (`decide`, `compute`:
-//! latency entries read through prepared statements, ranked by `policy`).
+//! up to date), [`timed::TimedCache`] and [`timed::TimedBytes`] (decisions
+//! and rendered answers, valid for a short time, bounded in bytes),
+//! [`seen::SeenCounter`] (the client networks asked about), and the
+//! decisions themselves (`decide`, `compute`: latency entries read through
+//! prepared statements, ranked by `policy` into buffers the engine reuses,
+//! kept as a `policy::Choice`).
 
 pub mod latency;
 pub mod seen;
@@ -20,39 +22,46 @@ use crate::bounded::{HeapSize, alloc_size};
 use crate::cache::{DecisionKey, SharedCache};
 use crate::metrics;
 use crate::net::Prefix;
-use crate::policy::{self, Candidate, Decision, Input, Latency, NodeView};
+use crate::policy::{self, Candidate, Choice, Decision, Input, Latency, NodeView};
 use crate::proto::{self, Data};
 use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
 use crate::topology::{Entry, Target, Topology};
 pub use latency::{EntryLabel, LatencyEntry};
 use seen::SeenCounter;
-use timed::TimedCache;
+use timed::{TimedBytes, TimedCache};
 pub use view::CHECK_EVERY;
 use view::StoreView;
 
-// Bounds of what lives across questions. Entry counts are 7/8 of a power
-// of two (the table then has no slot it cannot use); the byte budgets count
-// the table and what the entries own (names, answers, decisions), as
-// allocated (`bounded::alloc_size`), and hold whatever the questions are.
+// Bounds of what lives across questions. The caches' tables are sets of
+// four entries (`bounded::SetCache`: a new entry replaces an expired one of
+// its set, else the one expiring first), allocated once; the byte budgets
+// count the table and what the entries own, as allocated
+// (`bounded::alloc_size`), and hold whatever the questions are. The caches
+// serve questions asked again within `decision_cache_ms` (at most 2 s); a
+// stream of new client networks only costs them, so they are small.
 
 /// Decisions kept: one per (dynamic name, client /24 or /48) asked within
-/// `decision_cache_ms` (at most 2 s).
-pub const DECISIONS_MAX: usize = 3584;
-/// Budget of the decision cache: the table (230 KiB) and 3584 decisions of
-/// three nodes (192 bytes each; 4000 would fit); a site with many nodes per
-/// service keeps fewer decisions, not more memory.
-pub const DECISIONS_BYTES: usize = 1024 * 1024;
+/// `decision_cache_ms`. Rendered answers hold the same networks; a decision
+/// serves the questions they do not (another type, A after AAAA for a
+/// pool, another ABI).
+pub const DECISIONS_MAX: usize = 512;
+/// Budget of the decision cache: the table (56 KiB: a key and a `Choice`
+/// of up to six nodes inline, 96 bytes a slot, and 16 in its set's head)
+/// and 8 KiB for decisions of more nodes, which own heap (more of them drop
+/// the others).
+pub const DECISIONS_BYTES: usize = 64 * 1024;
 /// Rendered answers kept: PowerDNS asks the same few names, for each client
-/// network, again and again; more than a thousand client networks within a
-/// second are answered from here.
-pub const RENDERED_MAX: usize = 1792;
-/// Budget of the rendered-answer cache: the table (194 KiB) and 1792
-/// answers of about 400 bytes (an SRV answer of three records), or about 750
-/// of the longest names (a question's name as written, up to 1003 bytes).
-/// Larger answers mean fewer kept, and one answer over an eighth of the
-/// budget is not kept.
-pub const RENDERED_BYTES: usize = 1024 * 1024;
+/// network, again and again, moments apart; the last few hundred answers
+/// are served from here.
+pub const RENDERED_MAX: usize = 512;
+/// Budget of the rendered-answer cache: the table (32 KiB: 48 bytes a slot
+/// and 16 in its set's head) and a ring of 128 KiB for the answers with
+/// their names and types as asked (the oldest written over first): 450 SRV
+/// answers of three records (about 290 bytes each), or about 130 of the
+/// longest names (1003 bytes). One answer over an eighth of the ring is not
+/// kept.
+pub const RENDERED_BYTES: usize = 160 * 1024;
 /// Budget of the node views of the current second: 6500 nodes of 40 bytes
 /// (a site has tens). A larger site's views are computed for each decision
 /// instead.
@@ -72,13 +81,15 @@ pub struct Detail {
 pub struct Engine {
     /// The database, the topology and the node states.
     pub view: StoreView,
-    decisions: TimedCache<DecisionKey, Rc<Decision>>,
+    decisions: TimedCache<DecisionKey, Choice>,
     /// Whole answers as written, for repeated questions (short-lived).
-    rendered: TimedCache<u64, Rendered>,
+    rendered: TimedBytes<u64, Rendered>,
     /// While an answer is built: until when it may be reused, and the policy
     /// of the dynamic name it answered (for the seen networks).
     building_until: Option<Instant>,
     building_seen: Option<Policy>,
+    /// When the last question was answered, for [`Engine::housekeeping`].
+    answered_at: Option<Instant>,
     seen: SeenCounter,
     /// The qname in lower case (at most a line long: `proto::MAX_LINE`).
     name_buf: String,
@@ -93,6 +104,10 @@ pub struct Engine {
     last_error_log: Option<Instant>,
     last_fail_open_log: Option<Instant>,
     views_cache: ViewsCache,
+    /// Reused by each computed decision (as large as the longest list of
+    /// candidates in the site).
+    decision_buf: Decision,
+    latency_buf: Vec<Option<Latency>>,
 }
 
 impl Engine {
@@ -101,9 +116,10 @@ impl Engine {
         Engine {
             view: StoreView::new(path),
             decisions: TimedCache::new(DECISIONS_BYTES, DECISIONS_MAX),
-            rendered: TimedCache::new(RENDERED_BYTES, RENDERED_MAX),
+            rendered: TimedBytes::new(RENDERED_BYTES, RENDERED_MAX),
             building_until: None,
             building_seen: None,
+            answered_at: None,
             seen: SeenCounter::default(),
             name_buf: String::new(),
             shared: None,
@@ -113,6 +129,8 @@ impl Engine {
             last_error_log: None,
             last_fail_open_log: None,
             views_cache: ViewsCache::default(),
+            decision_buf: Decision::default(),
+            latency_buf: Vec::new(),
         }
     }
 
@@ -165,7 +183,10 @@ impl Engine {
     /// Work that may wait until after an answer was sent: writing the seen
     /// client networks (dropped, not delayed, when the database is busy).
     pub fn housekeeping(&mut self) {
-        if self.seen.due() {
+        // The instant of the question just answered, if any: one clock
+        // read less per question.
+        let now = self.answered_at.take().unwrap_or_else(Instant::now);
+        if self.seen.due(now) {
             self.housekeeping_now();
         }
     }
@@ -222,13 +243,14 @@ impl Engine {
     /// over, and this skips the lookups and the formatting.
     pub fn answer(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
         let now = Instant::now();
+        self.answered_at = Some(now);
         let client = q.client.truncate(q.client.family().fine());
         let key = Rendered::hash(q, abi, &client);
         if self.use_cache
-            && let Some((r, _)) = self.rendered.get(&key, now)
-            && r.matches(q, abi, &client)
+            && let Some((r, bytes)) = self.rendered.get(&key, now)
+            && let Some(answer) = r.answer(bytes, q, abi, &client)
         {
-            out.extend_from_slice(&r.bytes);
+            out.extend_from_slice(answer);
             if let Some(policy) = r.seen {
                 self.note_seen(&q.client, policy);
             }
@@ -237,28 +259,29 @@ impl Engine {
         let start = out.len();
         self.building_until = None;
         self.building_seen = None;
-        self.answer_uncached(q, abi, out);
+        self.answer_uncached(q, abi, now, out);
         if self.use_cache {
             let ttl = Duration::from_millis(self.view.topo.policy.decision_cache_ms);
             let until = self.building_until.map_or(now + ttl, |u| u.min(now + ttl));
-            self.rendered.insert(
-                key,
-                Rendered {
-                    qname: q.qname.into(),
-                    qtype: q.qtype.into(),
+            // A name and type are at most a line long (`proto::MAX_LINE`).
+            if let (Ok(qname_len), Ok(qtype_len)) =
+                (u16::try_from(q.qname.len()), u16::try_from(q.qtype.len()))
+            {
+                let r = Rendered {
+                    qname_len,
+                    qtype_len,
                     abi,
                     client,
                     seen: self.building_seen,
-                    bytes: out[start..].into(),
-                },
-                until,
-                now,
-            );
+                };
+                let parts = [q.qname.as_bytes(), q.qtype.as_bytes(), &out[start..]];
+                self.rendered.insert(key, r, &parts, until);
+            }
         }
     }
 
-    fn answer_uncached(&mut self, q: &proto::Query, abi: u8, out: &mut Vec<u8>) {
-        self.emit(q, &mut Lines { out, abi });
+    fn answer_uncached(&mut self, q: &proto::Query, abi: u8, now: Instant, out: &mut Vec<u8>) {
+        self.emit(q, now, &mut Lines { out, abi });
         proto::write_end(out);
     }
 
@@ -266,12 +289,12 @@ impl Engine {
     /// same path as [`Engine::answer`], without the pipe's format.
     pub fn records(&mut self, q: &proto::Query) -> Vec<Record> {
         let mut r = Records::default();
-        self.emit(q, &mut r);
+        self.emit(q, Instant::now(), &mut r);
         r.records
     }
 
     /// Every record of the answer to `q`, into `w`.
-    fn emit(&mut self, q: &proto::Query, w: &mut impl Emit) {
+    fn emit(&mut self, q: &proto::Query, now: Instant, w: &mut impl Emit) {
         let topo = Rc::clone(&self.view.topo);
         let mut name = std::mem::take(&mut self.name_buf);
         name.clear();
@@ -280,13 +303,20 @@ impl Engine {
         name.make_ascii_lowercase();
         if let Some(entries) = topo.names.get(&name) {
             for &e in entries {
-                self.answer_entry(&topo, e, q, w);
+                self.answer_entry(&topo, e, q, now, w);
             }
         }
         self.name_buf = name;
     }
 
-    fn answer_entry(&mut self, topo: &Topology, e: Entry, q: &proto::Query, w: &mut impl Emit) {
+    fn answer_entry(
+        &mut self,
+        topo: &Topology,
+        e: Entry,
+        q: &proto::Query,
+        now: Instant,
+        w: &mut impl Emit,
+    ) {
         let qtype = q.qtype;
         let any = qtype.eq_ignore_ascii_case("ANY");
         let want = |t: &str| any || qtype.eq_ignore_ascii_case(t);
@@ -358,17 +388,19 @@ impl Engine {
                 let zone_id = topo.zones[svc.zone].id;
                 let client = q.client;
                 self.note_seen(&client, svc.policy);
-                let d = self.decide(topo, Target::Service(s), &client);
-                for r in &d.ranked {
-                    let host = &topo.nodes[r.node].def.host;
-                    w.record(&data("SRV", svc.ttl, zone_id, d.scope, Some(r.tier)), |o| {
+                let d = self.decide(topo, Target::Service(s), &client, now);
+                w.records(
+                    &data("SRV", svc.ttl, zone_id, d.scope, None),
+                    d.places(),
+                    |r| Some(r.tier),
+                    |r, o| {
                         proto::push_uint(o, u64::from(r.weight));
                         o.push(b' ');
                         proto::push_uint(o, u64::from(svc.port));
                         o.push(b' ');
-                        o.extend_from_slice(host.as_bytes());
-                    });
-                }
+                        o.extend_from_slice(topo.nodes[r.node as usize].def.host.as_bytes());
+                    },
+                );
             }
             Entry::Pool(p) => {
                 let pool = &topo.pools[p];
@@ -378,14 +410,14 @@ impl Engine {
                 let zone_id = topo.zones[pool.zone].id;
                 let client = q.client;
                 self.note_seen(&client, pool.policy);
-                let d = self.decide(topo, Target::Pool(p), &client);
+                let d = self.decide(topo, Target::Pool(p), &client, now);
                 let take = if d.failed_open {
-                    d.ranked.len()
+                    d.places().len()
                 } else {
                     pool.answers as usize
                 };
-                for r in d.ranked.iter().take(take) {
-                    write_addresses(w, &topo.nodes[r.node].def, any, qtype, |t| {
+                for r in d.places().iter().take(take) {
+                    write_addresses(w, &topo.nodes[r.node as usize].def, any, qtype, |t| {
                         data(t, pool.ttl, zone_id, d.scope, None)
                     });
                 }
@@ -401,20 +433,25 @@ impl Engine {
     }
 
     /// The decision for a dynamic name and a client, from the in-process
-    /// cache, the shared cache, or computed.
-    pub fn decide(&mut self, topo: &Topology, target: Target, client: &Prefix) -> Rc<Decision> {
+    /// cache, the shared cache, or computed (`now`: the question's arrival).
+    pub fn decide(
+        &mut self,
+        topo: &Topology,
+        target: Target,
+        client: &Prefix,
+        now: Instant,
+    ) -> Choice {
         let (policy, _) = target_of(topo, target);
         let fine_scope = client.family().fine().min(client.len);
         // Decisions are made per client network at the fine level: a more
         // specific source prefix tells nothing more.
         let client = &client.truncate(fine_scope);
         let key = DecisionKey::new(target, policy, client);
-        let now = Instant::now();
         if self.use_cache
             && let Some((decision, until)) = self.decisions.get(&key, now)
         {
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
-            return Rc::clone(decision);
+            return decision.clone();
         }
         let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
         let version = self.view.version();
@@ -423,20 +460,23 @@ impl Engine {
             _ => None,
         };
         let d = match shared_hit {
-            Some(d) => Rc::new(d),
+            Some(d) => Choice::of(&d),
             None => {
-                let d = Rc::new(self.compute(topo, target, client, fine_scope).decision);
+                let mut d = std::mem::take(&mut self.decision_buf);
+                self.compute_into(topo, target, client, fine_scope, &mut d);
                 if self.use_cache
                     && let Some(c) = self.shared.as_mut()
                 {
                     c.put(&key, version, topo, &d);
                 }
-                d
+                let choice = Choice::of(&d);
+                self.decision_buf = d;
+                choice
             }
         };
         if self.use_cache {
             let until = now + ttl;
-            self.decisions.insert(key, Rc::clone(&d), until, now);
+            self.decisions.insert(key, d.clone(), until);
             self.building_until = Some(self.building_until.map_or(until, |u| u.min(until)));
         }
         d
@@ -450,12 +490,36 @@ impl Engine {
         client: &Prefix,
         fine_scope: u8,
     ) -> Detail {
+        let mut decision = Decision::default();
+        let (mut latency, views) =
+            self.compute_into(topo, target, client, fine_scope, &mut decision);
+        let (_, candidates) = target_of(topo, target);
+        latency.resize(candidates.len(), None);
+        Detail {
+            decision,
+            latency,
+            views,
+        }
+    }
+
+    /// Computes a decision into `decision` (its vectors reused); returns
+    /// the latency entries found (empty if none were read) and the views.
+    fn compute_into(
+        &mut self,
+        topo: &Topology,
+        target: Target,
+        client: &Prefix,
+        fine_scope: u8,
+        decision: &mut Decision,
+    ) -> (Vec<Option<LatencyEntry>>, Rc<Vec<NodeView>>) {
         let (policy, candidates) = target_of(topo, target);
         let now = metrics::now();
         let cfg = &topo.policy;
         let views = self.views(topo, now);
-        let mut latency: Vec<Option<Latency>> = vec![None; candidates.len()];
-        let mut entries: Vec<Option<LatencyEntry>> = vec![None; candidates.len()];
+        let mut latency = std::mem::take(&mut self.latency_buf);
+        latency.clear();
+        latency.resize(candidates.len(), None);
+        let mut entries: Vec<Option<LatencyEntry>> = Vec::new();
         let mut prefer: &[usize] = &[];
         if policy == Policy::Latency {
             let fresh_after = now - cfg.latency_max_age_s;
@@ -480,15 +544,19 @@ impl Engine {
                 *l = e.map(|e| e.latency);
             }
         }
-        let decision = policy::rank(&Input {
-            policy,
-            config: cfg,
-            candidates,
-            views: &views,
-            latency: &latency,
-            prefer,
-            fine_scope,
-        });
+        policy::rank_into(
+            &Input {
+                policy,
+                config: cfg,
+                candidates,
+                views: &views,
+                latency: &latency,
+                prefer,
+                fine_scope,
+            },
+            decision,
+        );
+        self.latency_buf = latency;
         if decision.failed_open {
             let name = match target {
                 Target::Service(s) => &topo.services[s].name,
@@ -496,11 +564,7 @@ impl Engine {
             };
             self.log_fail_open(name);
         }
-        Detail {
-            decision,
-            latency: entries,
-            views,
-        }
+        (entries, views)
     }
 
     /// Node states judged for freshness, recomputed at most once a second or
@@ -537,6 +601,7 @@ impl Engine {
             .collect();
         names.sort_by(|a, b| (a.0 != &apex, a.0).cmp(&(b.0 != &apex, b.0)));
         let record_seen = std::mem::replace(&mut self.record_seen, false);
+        let now = Instant::now();
         for (name, entries) in names {
             let q = proto::Query {
                 qname: name,
@@ -551,7 +616,7 @@ impl Engine {
                 if matches!(e, Entry::Ent(_)) {
                     continue;
                 }
-                self.answer_entry(&topo, e, &q, &mut Lines { out, abi });
+                self.answer_entry(&topo, e, &q, now, &mut Lines { out, abi });
             }
         }
         self.record_seen = record_seen;
@@ -567,6 +632,24 @@ pub trait Emit {
     /// One record; `content` writes its content (after the MX/SRV priority,
     /// which is `d.prio`).
     fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>));
+
+    /// Records that differ only in their priority and content (an SRV
+    /// answer): one [`Emit::record`] each.
+    fn records<T>(
+        &mut self,
+        d: &Data,
+        items: &[T],
+        prio: impl Fn(&T) -> Option<u16>,
+        content: impl Fn(&T, &mut Vec<u8>),
+    ) {
+        for item in items {
+            let d = Data {
+                prio: prio(item),
+                ..*d
+            };
+            self.record(&d, |o| content(item, o));
+        }
+    }
 }
 
 /// DATA lines of one pipe ABI, as PowerDNS reads them.
@@ -578,6 +661,17 @@ pub struct Lines<'a> {
 impl Emit for Lines<'_> {
     fn record(&mut self, d: &Data, content: impl FnOnce(&mut Vec<u8>)) {
         proto::write_data(self.out, self.abi, d, content);
+    }
+
+    /// The same lines, with the fields they share written once.
+    fn records<T>(
+        &mut self,
+        d: &Data,
+        items: &[T],
+        prio: impl Fn(&T) -> Option<u16>,
+        content: impl Fn(&T, &mut Vec<u8>),
+    ) {
+        proto::write_data_lines(self.out, self.abi, d, items, prio, content);
     }
 }
 
@@ -624,13 +718,14 @@ impl HeapSize for DecisionKey {
     }
 }
 
-impl HeapSize for Rc<Decision> {
-    /// The `Rc` allocation (two counters and the decision) and its vectors.
+impl HeapSize for Choice {
+    /// Nothing up to `policy::CHOICE_INLINE` nodes; else the shared slice
+    /// (two counters and the places).
     fn heap_size(&self) -> usize {
-        let d = &**self;
-        alloc_size(2 * size_of::<usize>() + size_of::<Decision>())
-            + alloc_size(d.ranked.capacity() * size_of::<policy::Ranked>())
-            + alloc_size(d.left_out.capacity() * size_of::<(usize, policy::Reason)>())
+        match self.heap_places() {
+            0 => 0,
+            n => alloc_size(2 * size_of::<usize>() + n * size_of::<policy::Place>()),
+        }
     }
 }
 
@@ -663,22 +758,17 @@ fn views_bytes(v: &Vec<NodeView>) -> usize {
         + alloc_size(v.capacity() * size_of::<NodeView>())
 }
 
-/// An answer as written, with what it answered.
+/// What an answer as written answered. Its string in the cache is the
+/// question's name and type as asked, then the answer.
+#[derive(Clone, Copy)]
 struct Rendered {
-    qname: Box<str>,
-    qtype: Box<str>,
+    qname_len: u16,
+    qtype_len: u16,
     abi: u8,
     /// The client network at the fine level.
     client: Prefix,
     /// The policy of the dynamic name answered, if any.
     seen: Option<Policy>,
-    bytes: Box<[u8]>,
-}
-
-impl HeapSize for Rendered {
-    fn heap_size(&self) -> usize {
-        self.qname.heap_size() + self.qtype.heap_size() + self.bytes.heap_size()
-    }
 }
 
 impl Rendered {
@@ -692,11 +782,20 @@ impl Rendered {
         h.finish()
     }
 
-    fn matches(&self, q: &proto::Query, abi: u8, client: &Prefix) -> bool {
-        &*self.qname == q.qname
-            && &*self.qtype == q.qtype
-            && self.abi == abi
-            && self.client == *client
+    /// The answer in `bytes` (this entry's string), if it answers `q`.
+    fn answer<'a>(
+        &self,
+        bytes: &'a [u8],
+        q: &proto::Query,
+        abi: u8,
+        client: &Prefix,
+    ) -> Option<&'a [u8]> {
+        if self.abi != abi || self.client != *client {
+            return None;
+        }
+        let (qname, rest) = bytes.split_at_checked(usize::from(self.qname_len))?;
+        let (qtype, answer) = rest.split_at_checked(usize::from(self.qtype_len))?;
+        (qname == q.qname.as_bytes() && qtype == q.qtype.as_bytes()).then_some(answer)
     }
 }
 
@@ -831,21 +930,23 @@ nodes = ["a", "b", "c"]
         )
     }
 
+    /// The string kept for a question, if any.
+    fn rendered<'a>(e: &'a Engine, q: &proto::Query) -> Option<&'a [u8]> {
+        let client = q.client.truncate(q.client.family().fine());
+        e.rendered
+            .get(&Rendered::hash(q, 5, &client), Instant::now())
+            .map(|(_, bytes)| bytes)
+    }
+
     #[test]
-    fn rendered_answers_are_counted_with_their_names_and_stay_in_budget() {
+    fn rendered_answers_are_kept_with_their_names_and_stay_in_budget() {
         let mut e = engine();
         let mut out = Vec::new();
-        e.answer(&query(&long_name(0), "10.0.0.0/24"), 5, &mut out);
+        let name = long_name(0);
+        let q = query(&name, "10.0.0.0/24");
+        e.answer(&q, 5, &mut out);
         assert_eq!(out, b"END\n");
-        let r = e.rendered.get(
-            &Rendered::hash(
-                &query(&long_name(0), "10.0.0.0/24"),
-                5,
-                &"10.0.0.0/24".parse().unwrap(),
-            ),
-            Instant::now(),
-        );
-        assert!(r.unwrap().0.heap_size() >= 1003 + 3 + 4);
+        assert_eq!(rendered(&e, &q).unwrap().len(), name.len() + 3 + 4);
         for i in 0..5000 {
             out.clear();
             e.answer(&query(&long_name(i), "10.0.0.0/24"), 5, &mut out);
@@ -853,16 +954,65 @@ nodes = ["a", "b", "c"]
             assert!(e.rendered.bytes() <= RENDERED_BYTES);
             assert!(e.rendered.len() <= RENDERED_MAX);
         }
-        // Ordinary answers, one per client network: as many as the table holds.
+        // The oldest went first.
+        let (first, last) = (long_name(0), long_name(4999));
+        assert!(rendered(&e, &query(&first, "10.0.0.0/24")).is_none());
+        assert!(rendered(&e, &query(&last, "10.0.0.0/24")).is_some());
+        // Ordinary answers, one per client network, as many as the table has
+        // slots: most are kept (some sets fill before others) and readable
+        // (the ring holds about as many).
         e.rendered.clear();
-        for i in 0..RENDERED_MAX {
+        let clients: Vec<String> = (0..RENDERED_MAX)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        let srv = "_sip._udp.voip.example.com";
+        for c in &clients {
             out.clear();
-            let client = format!("10.{}.{}.0/24", i / 256, i % 256);
-            e.answer(&query("_sip._udp.voip.example.com", &client), 5, &mut out);
+            e.answer(&query(srv, c), 5, &mut out);
             assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 4);
         }
-        assert_eq!(e.rendered.len(), RENDERED_MAX);
         assert!(e.rendered.bytes() <= RENDERED_BYTES);
+        let kept = clients
+            .iter()
+            .filter(|c| rendered(&e, &query(srv, c)).is_some())
+            .count();
+        assert!(kept > RENDERED_MAX * 3 / 4, "{kept}");
+    }
+
+    #[test]
+    fn a_rendered_answer_answers_only_its_own_question() {
+        let mut e = engine();
+        let srv = "_sip._udp.voip.example.com";
+        let q = query(srv, "198.51.100.7/32");
+        let mut first = Vec::new();
+        e.answer(&q, 5, &mut first);
+        let (r, bytes) = {
+            let client = q.client.truncate(24);
+            let (r, bytes) = e
+                .rendered
+                .get(&Rendered::hash(&q, 5, &client), Instant::now())
+                .unwrap();
+            (*r, bytes.to_vec())
+        };
+        let client: Prefix = "198.51.100.0/24".parse().unwrap();
+        assert_eq!(r.answer(&bytes, &q, 5, &client), Some(&first[..]));
+        assert_eq!(r.answer(&bytes, &q, 4, &client), None, "ABI");
+        let other: Prefix = "198.51.101.0/24".parse().unwrap();
+        assert_eq!(r.answer(&bytes, &q, 5, &other), None, "client");
+        let mut srv_type = q.clone();
+        srv_type.qtype = "SRV";
+        assert_eq!(r.answer(&bytes, &srv_type, 5, &client), None, "type");
+        let upper = query("_SIP._udp.voip.example.com", "198.51.100.7/32");
+        assert_eq!(
+            r.answer(&bytes, &upper, 5, &client),
+            None,
+            "name as written"
+        );
+        // Asked again: the same bytes, from the cache.
+        let mut again = Vec::new();
+        e.answer(&q, 5, &mut again);
+        assert_eq!(again, first);
+        assert_eq!(e.rendered.len(), 1);
     }
 
     #[test]
@@ -870,27 +1020,42 @@ nodes = ["a", "b", "c"]
         use seen::{SEEN_BYTES, SEEN_MAX};
         let mut e = engine();
         let topo = Rc::clone(e.topo());
-        for i in 0..3 * DECISIONS_MAX {
+        let n = (3 * DECISIONS_MAX).max(2 * SEEN_MAX);
+        for i in 0..n {
             let client: Prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
-            let d = e.decide(&topo, Target::Service(0), &client);
-            assert_eq!(d.ranked.len(), 3);
+            let d = e.decide(&topo, Target::Service(0), &client, Instant::now());
+            assert_eq!(d.places().len(), 3);
             e.note_seen(&client, Policy::Latency);
             assert!(e.decisions.bytes() <= DECISIONS_BYTES);
+            assert!(e.decisions.len() <= DECISIONS_MAX);
             assert!(e.seen.bytes() <= SEEN_BYTES);
+            if i + 1 == DECISIONS_MAX {
+                // Decisions of three nodes own no heap: the table fills
+                // (some sets before others).
+                assert!(
+                    e.decisions.len() > DECISIONS_MAX * 3 / 4,
+                    "{}",
+                    e.decisions.len()
+                );
+            }
         }
-        // A decision of three nodes is small enough for every entry to fit.
-        assert!(
-            e.decisions.len() > DECISIONS_MAX / 2,
-            "{}",
-            e.decisions.len()
-        );
         assert_eq!(e.seen.len(), SEEN_MAX);
-        assert_eq!(e.seen.dropped as usize, 3 * DECISIONS_MAX - SEEN_MAX);
-        let d = Rc::new(Decision {
-            ranked: Vec::with_capacity(100),
+        assert_eq!(e.seen.dropped as usize, n - SEEN_MAX);
+        // A decision of more nodes than a choice holds inline is counted.
+        let d = Decision {
+            ranked: vec![
+                policy::Ranked {
+                    node: 1,
+                    tier: 0,
+                    weight: 1,
+                    reason: policy::Reason::Static,
+                };
+                100
+            ],
             ..Decision::default()
-        });
-        assert!(d.heap_size() >= 100 * size_of::<policy::Ranked>());
+        };
+        assert!(Choice::of(&d).heap_size() >= 100 * size_of::<policy::Place>());
+        assert_eq!(Choice::of(&Decision::default()).heap_size(), 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Bounded: at most [`SEEN_MAX`] networks between two flushes; more are
 //! counted as dropped, not queued.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crate::bounded::BoundedMap;
@@ -11,15 +12,18 @@ use crate::site::Policy;
 
 /// How often seen client networks are written.
 pub const SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
-/// Client networks counted between two flushes (every 5 s): a few thousand
-/// networks ask each DNS server within seconds; more are dropped (and
-/// counted as such), not queued.
-pub const SEEN_MAX: usize = 3584;
-/// Budget of the counter: its table (100 KiB; entries own no heap).
-pub const SEEN_BYTES: usize = 128 * 1024;
+/// Client networks counted between two flushes (every 5 s): the busiest
+/// networks ask within the first seconds of each interval, and `status`
+/// shows the ten busiest; more networks are dropped (and counted as such),
+/// not queued.
+pub const SEEN_MAX: usize = 1792;
+/// Budget of the counter: its table (34 KiB: 2048 slots of a network as one
+/// integer, a count and a control byte; entries own no heap).
+pub const SEEN_BYTES: usize = 36 * 1024;
 
 pub struct SeenCounter {
-    counts: BoundedMap<Prefix, u32>,
+    /// Per network ([`key`]), its count.
+    counts: BoundedMap<u64, u32>,
     /// Networks not counted since the last flush (the counter was full).
     pub dropped: u64,
     last_flush: Instant,
@@ -43,23 +47,24 @@ impl SeenCounter {
         if policy == Policy::Static || client.addr.is_unspecified() {
             return;
         }
-        let key = client.truncate(client.family().fine());
-        if !self.counts.update(&key, |n| *n += 1) && !self.counts.try_insert(key, 1) {
+        let key = key(&client.truncate(client.family().fine()));
+        if !self.counts.upsert(key, |n| *n += 1, || 1) {
             self.dropped += 1;
         }
     }
 
-    /// True once [`SEEN_FLUSH_EVERY`] has passed since the last [`take`].
+    /// True once [`SEEN_FLUSH_EVERY`] has passed, at `now`, since the last
+    /// [`take`].
     ///
     /// [`take`]: SeenCounter::take
-    pub fn due(&self) -> bool {
-        self.last_flush.elapsed() >= SEEN_FLUSH_EVERY
+    pub fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_flush) >= SEEN_FLUSH_EVERY
     }
 
     /// The counts since the last call, emptied; starts a new interval.
     pub fn take(&mut self) -> Vec<(Prefix, u32)> {
         self.last_flush = Instant::now();
-        self.counts.drain().collect()
+        self.counts.drain().map(|(k, n)| (prefix(k), n)).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -73,6 +78,28 @@ impl SeenCounter {
     pub fn bytes(&self) -> usize {
         self.counts.bytes()
     }
+}
+
+/// A network of at most 48 bits (IPv6) or 24 (IPv4) as one integer: the
+/// address's first 64 bits (an IPv4 address in the high 32), whose low 16
+/// are then zero, hold the family (bit 8) and the length (bits 0-7).
+fn key(p: &Prefix) -> u64 {
+    debug_assert!(p.len <= p.family().fine());
+    match p.addr {
+        IpAddr::V4(a) => u64::from(u32::from(a)) << 32 | u64::from(p.len),
+        IpAddr::V6(a) => (u128::from(a) >> 64) as u64 | 1 << 8 | u64::from(p.len),
+    }
+}
+
+/// The network of a [`key`].
+fn prefix(key: u64) -> Prefix {
+    let len = key as u8;
+    let addr = if key & 1 << 8 == 0 {
+        IpAddr::V4(Ipv4Addr::from((key >> 32) as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(u128::from(key & !0xffff) << 64))
+    };
+    Prefix::new(addr, len)
 }
 
 #[cfg(test)]
@@ -99,7 +126,8 @@ mod tests {
             vec![(p("198.51.100.0/24"), 3), (p("2001:db8:1::/48"), 1)]
         );
         assert!(s.is_empty());
-        assert!(!s.due(), "take starts a new interval");
+        assert!(!s.due(Instant::now()), "take starts a new interval");
+        assert!(s.due(Instant::now() + SEEN_FLUSH_EVERY));
     }
 
     #[test]
@@ -121,5 +149,23 @@ mod tests {
             got.iter().find(|(n, _)| *n == p("10.0.0.0/24")).unwrap().1,
             2
         );
+    }
+
+    #[test]
+    fn a_network_is_kept_as_one_integer_and_read_back_whole() {
+        for net in [
+            "198.51.100.0/24",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "255.255.255.0/24",
+            "2001:db8:1::/48",
+            "ffff:ffff:ffff::/48",
+            "2001:db8::/32",
+            "::/0",
+        ] {
+            assert_eq!(prefix(key(&p(net))), p(net), "{net}");
+        }
+        assert_ne!(key(&p("0.0.0.0/0")), key(&p("::/0")));
+        assert_ne!(key(&p("10.0.0.0/8")), key(&p("10.0.0.0/16")));
     }
 }
