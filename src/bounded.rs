@@ -210,8 +210,9 @@ pub const WAYS: usize = 4;
 /// A cache bounded in entries and in bytes, for values that live across
 /// questions for a short time.
 ///
-/// Its table is allocated once, for `max_entries` slots in sets of
-/// [`WAYS`]: a key can only be in its set (by its hash). Each set has a head
+/// Its table is allocated once, at the first insert (a coprocess that is
+/// never asked a dynamic name has no decision table), for `max_entries`
+/// slots in sets of [`WAYS`]: a key can only be in its set (by its hash). Each set has a head
 /// of one cache line with a tag (some bits of the hash) and a rank per
 /// slot, so a lookup reads one line, and one slot only when its tag
 /// matches; a new entry replaces, in its set, the one of least rank (the
@@ -221,8 +222,11 @@ pub const WAYS: usize = 4;
 /// ([`HeapSize`]): an entry over an eighth of that is not kept, and an entry
 /// that does not fit in what is left drops all the others.
 pub struct SetCache<K, V> {
+    /// Empty until the first insert, then one per set.
     heads: Box<[Head]>,
+    /// Empty until the first insert, then `max_entries`.
     slots: Box<[Option<(K, V)>]>,
+    max_entries: usize,
     /// Shift that turns a 64-bit hash into a set number.
     shift: u32,
     len: usize,
@@ -258,8 +262,9 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
             "a table of {max_entries} entries ({table} bytes) does not fit in {budget} bytes"
         );
         SetCache {
-            heads: vec![Head::default(); sets].into_boxed_slice(),
-            slots: (0..max_entries).map(|_| None).collect(),
+            heads: Box::default(),
+            slots: Box::default(),
+            max_entries,
             shift: 64 - sets.trailing_zeros(),
             len: 0,
             heap: 0,
@@ -294,7 +299,7 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
 
     /// The slot of `k` in set `set`, if there.
     fn find(&self, set: usize, tag: u32, k: &K) -> Option<usize> {
-        let head = &self.heads[set];
+        let head = self.heads.get(set)?;
         (0..WAYS).find(|&i| {
             head.tags[i] == tag
                 && self.slots[set * WAYS + i]
@@ -315,6 +320,10 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
     /// when its set is full. Returns false, and keeps nothing for `k`, if
     /// the entry alone is too big.
     pub fn insert(&mut self, k: K, v: V, rank: u64) -> bool {
+        if self.heads.is_empty() {
+            self.heads = vec![Head::default(); self.max_entries / WAYS].into_boxed_slice();
+            self.slots = (0..self.max_entries).map(|_| None).collect();
+        }
         let (set, tag) = self.locate(&k);
         let head = &self.heads[set];
         let i = self
@@ -373,9 +382,9 @@ impl<K: Hash + Eq + HeapSize, V: HeapSize> SetCache<K, V> {
         self.table_bytes() + self.heap
     }
 
-    /// Bytes the table takes alone.
+    /// Bytes the table takes alone (counted before it is allocated).
     pub fn table_bytes(&self) -> usize {
-        Self::table(self.slots.len())
+        Self::table(self.max_entries)
     }
 
     pub fn budget(&self) -> usize {
@@ -394,7 +403,11 @@ fn k_v_cost<K: HeapSize, V: HeapSize>(k: &K, v: &V) -> usize {
 /// written over it. A string over an eighth of the buffer is refused, so one
 /// cannot wipe out the others.
 pub struct ByteRing {
-    buf: Box<[u8]>,
+    /// Allocated once, for `cap` bytes, not zeroed: it grows within its
+    /// allocation as the first round is written (pages are resident only
+    /// once written).
+    buf: Vec<u8>,
+    cap: usize,
     /// Bytes written since the start: positions count from the start, not
     /// modulo the buffer's length.
     head: u64,
@@ -412,7 +425,8 @@ impl ByteRing {
     pub fn new(capacity: usize) -> ByteRing {
         assert!(capacity >= 8, "a ring of {capacity} bytes");
         ByteRing {
-            buf: vec![0; capacity].into_boxed_slice(),
+            buf: Vec::with_capacity(capacity),
+            cap: capacity,
             head: 0,
         }
     }
@@ -422,7 +436,7 @@ impl ByteRing {
     /// eighth of the buffer.
     pub fn push(&mut self, parts: &[&[u8]]) -> Option<Span> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let cap = self.buf.len();
+        let cap = self.cap;
         if len > cap / 8 {
             return None;
         }
@@ -435,6 +449,10 @@ impl ByteRing {
             pos: self.head,
             len: len as u32,
         };
+        if off + len > self.buf.len() {
+            // The first round: within the allocation.
+            self.buf.resize(off + len, 0);
+        }
         for p in parts {
             self.buf[off..off + p.len()].copy_from_slice(p);
             off += p.len();
@@ -446,7 +464,7 @@ impl ByteRing {
     /// True while nothing was written over the string at `s`: the writing
     /// reaches its first byte again only after a whole buffer more.
     pub fn is_live(&self, s: Span) -> bool {
-        self.head - s.pos <= self.buf.len() as u64
+        self.head - s.pos <= self.cap as u64
     }
 
     /// The string written at `s`, unless it was written over.
@@ -454,23 +472,23 @@ impl ByteRing {
         if !self.is_live(s) {
             return None;
         }
-        let off = (s.pos % self.buf.len() as u64) as usize;
+        let off = (s.pos % self.cap as u64) as usize;
         Some(&self.buf[off..off + s.len as usize])
     }
 
     /// Makes every string written so far unreadable.
     pub fn clear(&mut self) {
-        self.head += self.buf.len() as u64 + 1;
+        self.head += self.cap as u64 + 1;
     }
 
     /// The buffer's length.
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.cap
     }
 
     /// What the buffer takes, as allocated.
     pub fn bytes(&self) -> usize {
-        alloc_size(self.buf.len())
+        alloc_size(self.cap)
     }
 }
 
@@ -565,6 +583,19 @@ mod tests {
         m.clear();
         assert!(m.is_empty() && m.get(&name(99, 5000)).is_none());
         assert_eq!(m.bytes(), table);
+    }
+
+    #[test]
+    fn a_set_cache_allocates_its_table_at_the_first_insert() {
+        let mut m: SetCache<u64, u64> = SetCache::new(64 * 1024, 512);
+        assert!(m.slots.is_empty() && m.heads.is_empty());
+        assert_eq!(m.get(&1), None);
+        m.clear();
+        assert!(m.slots.is_empty());
+        assert_eq!(m.bytes(), m.table_bytes(), "counted all the same");
+        assert!(m.insert(1, 7, 0));
+        assert_eq!((m.slots.len(), m.heads.len()), (512, 128));
+        assert_eq!(m.get(&1), Some((&7, 0)));
     }
 
     #[test]
@@ -709,5 +740,6 @@ mod tests {
         r.clear();
         assert_eq!(r.get(z), None);
         assert_eq!(r.bytes(), alloc_size(64));
+        assert!(r.buf.capacity() >= 64 && r.buf.len() <= 64);
     }
 }
