@@ -537,23 +537,30 @@ fn build(raw: RawSite) -> BuildResult<Site> {
             )));
         }
         if let Some(e) = &n.esl {
-            check_host_port(e).map_err(|m| err(format!("esl: {m}")))?;
             if n.esl_password.is_some() && n.esl_password_file.is_some() {
                 return Err(err(
                     "give esl_password or esl_password_file, not both".into()
                 ));
             }
+            // The collector's own check (address, password, profiles); a
+            // password file is read by the collector, so only its name here.
+            let t = crate::collector::EslTarget {
+                addr: e.clone(),
+                password: n
+                    .esl_password
+                    .clone()
+                    .unwrap_or_else(|| "from-file-or-default".into()),
+                profiles: n
+                    .esl_profiles
+                    .clone()
+                    .unwrap_or_else(crate::collector::EslTarget::default_profiles),
+            };
+            t.validate().map_err(err)?;
         }
         if let Some(p) = &n.sip_probe {
-            let rest = p
-                .strip_prefix("udp:")
-                .or_else(|| p.strip_prefix("tcp:"))
-                .ok_or_else(|| {
-                    err(format!(
-                        "sip_probe: '{p}' must be udp:HOST:PORT or tcp:HOST:PORT"
-                    ))
-                })?;
-            check_host_port(rest).map_err(|m| err(format!("sip_probe: {m}")))?;
+            // Parsed by the collector's own parser: what apply accepts, the
+            // collector probes.
+            p.parse::<crate::collector::sip::SipTarget>().map_err(err)?;
         }
         for s in [&n.esl_password, &n.esl_password_file]
             .into_iter()
@@ -803,16 +810,6 @@ fn members(values: &[toml::Value], nodes: &HashSet<String>) -> Result<Vec<Member
     Ok(out)
 }
 
-fn check_host_port(s: &str) -> Result<(), String> {
-    let (h, p) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("'{s}' must be HOST:PORT"))?;
-    if h.is_empty() || p.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
-        return Err(format!("'{s}' must be HOST:PORT"));
-    }
-    Ok(())
-}
-
 /// Checks a site read back from the database: every name and content that
 /// can reach the pipe is validated again, so a hand-edited database cannot
 /// put a tab, a newline or a bad name on the wire.
@@ -1001,6 +998,37 @@ prefer = ["van1"]
 
     fn err_of(text: &str) -> String {
         parse("site.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn probe_and_event_socket_values_are_refused_as_the_collector_would() {
+        // Each of these passed apply before, and the collector then refused
+        // to probe or connect.
+        for (from, to, why) in [
+            ("udp:198.51.100.10:5060", "udp:a b:5060", "sip_probe"),
+            ("udp:198.51.100.10:5060", "udp:host:0", "sip_probe"),
+            ("udp:198.51.100.10:5060", "sctp:host:5060", "sip_probe"),
+            (
+                "esl_password = \"ClueCon\"",
+                "esl_password = \"\"",
+                "ESL password",
+            ),
+            ("esl = \"198.51.100.10:8021\"", "esl = \":8021\"", "esl"),
+        ] {
+            let text = EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, EXAMPLE);
+            let e = err_of(&text);
+            assert!(e.contains(why), "{to}: {e}");
+            assert!(e.starts_with("site.toml:"), "{to}: {e}");
+        }
+        // What the collector accepts, apply accepts.
+        for (from, to) in [
+            ("udp:198.51.100.10:5060", "tcp:[2001:db8::1]:5060"),
+            ("udp:198.51.100.10:5060", "UDP:sip-1.example.net:5080"),
+        ] {
+            parse("site.toml", &EXAMPLE.replacen(from, to, 1)).unwrap();
+            assert!(to.parse::<crate::collector::sip::SipTarget>().is_ok());
+        }
     }
 
     #[test]
