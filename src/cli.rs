@@ -178,6 +178,9 @@ fn apply(db: &Path, site_path: &Path, dry_run: bool) -> Result<i32> {
             return Ok(1);
         }
     };
+    for w in site::advice(&site) {
+        eprintln!("warning: {w}");
+    }
     for n in &site.nodes {
         if let Some(f) = &n.esl_password_file
             && std::fs::metadata(f).is_err()

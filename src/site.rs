@@ -810,6 +810,47 @@ fn members(values: &[toml::Value], nodes: &HashSet<String>) -> Result<Vec<Member
     Ok(out)
 }
 
+/// Settings that work alone but not together (`[collector]` against
+/// `[policy]`): figures that would expire before the collector renews them,
+/// or a down node noticed only after its health has expired. `apply` prints
+/// these as warnings and applies the site anyway.
+pub fn advice(site: &Site) -> Vec<String> {
+    let c = &site.collector;
+    let p = &site.policy;
+    let mut out = Vec::new();
+    let ms = |s: i64| s.saturating_mul(1000).max(0) as u64;
+    if site.nodes.iter().any(|n| n.sip_probe.is_some()) {
+        if c.probe_interval_ms.saturating_mul(3) > ms(p.health_max_age_s) {
+            out.push(format!(
+                "[collector] probe_interval_ms = {} is more than a third of [policy] health_max_age_s = {} s: one lost or late probe and the health expires (answers fail open)",
+                c.probe_interval_ms, p.health_max_age_s
+            ));
+        }
+        let detect = c.probe_interval_ms.saturating_mul(u64::from(c.down_after));
+        if detect >= ms(p.health_max_age_s) {
+            out.push(format!(
+                "[collector] probe_interval_ms x down_after = {} ms is not under [policy] health_max_age_s = {} s: a dead node is noticed only after its last health has expired",
+                detect, p.health_max_age_s
+            ));
+        }
+    }
+    if site.nodes.iter().any(|n| n.esl.is_some()) {
+        if c.heartbeat_wait_ms >= ms(p.load_max_age_s) {
+            out.push(format!(
+                "[collector] heartbeat_wait_ms = {} is not under [policy] load_max_age_s = {} s: without HEARTBEATs the load expires before it is polled",
+                c.heartbeat_wait_ms, p.load_max_age_s
+            ));
+        }
+        if c.registration_poll_interval_ms >= ms(p.latency_max_age_s) {
+            out.push(format!(
+                "[collector] registration_poll_interval_ms = {} is not under [policy] latency_max_age_s = {} s: latency expires between polls",
+                c.registration_poll_interval_ms, p.latency_max_age_s
+            ));
+        }
+    }
+    out
+}
+
 /// Checks a site read back from the database: every name and content that
 /// can reach the pipe is validated again, so a hand-edited database cannot
 /// put a tab, a newline or a bad name on the wire.
@@ -998,6 +1039,43 @@ prefer = ["van1"]
 
     fn err_of(text: &str) -> String {
         parse("site.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn collector_settings_that_outrun_the_policy_ages_are_advised_against() {
+        let site = parse("site.toml", EXAMPLE).unwrap();
+        assert_eq!(advice(&site), Vec::<String>::new(), "the defaults fit");
+        let with =
+            |extra: &str| advice(&parse("site.toml", &format!("{EXAMPLE}\n{extra}")).unwrap());
+        let a = with("[collector]\nprobe_interval_ms = 30000\n");
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(
+            a[0].contains("probe_interval_ms = 30000") && a[0].contains("health_max_age_s = 60")
+        );
+        assert!(a[1].contains("down_after = 90000 ms"), "{a:?}");
+        let a = with(
+            "[collector]\nheartbeat_wait_ms = 90000\nregistration_poll_interval_ms = 900000\n",
+        );
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(a[0].contains("load_max_age_s") && a[1].contains("latency_max_age_s"));
+        let a = with("[policy]\nhealth_max_age_s = 10\n");
+        assert!(
+            a.iter().any(|w| w.contains("health_max_age_s = 10")),
+            "{a:?}"
+        );
+        // No probe and no event socket: nothing to advise.
+        let bare = EXAMPLE
+            .replace("esl = \"198.51.100.10:8021\"\n", "")
+            .replace("esl_password = \"ClueCon\"\n", "")
+            .replace("sip_probe = \"udp:198.51.100.10:5060\"\n", "");
+        let site = parse(
+            "site.toml",
+            &format!(
+                "{bare}\n[collector]\nprobe_interval_ms = 60000\nheartbeat_wait_ms = 600000\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(advice(&site), Vec::<String>::new());
     }
 
     #[test]

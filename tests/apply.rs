@@ -283,3 +283,37 @@ fn accepted_content_keeps_its_quoted_text() {
         support::stdout(&o)
     );
 }
+
+#[test]
+fn collector_settings_that_outrun_the_policy_ages_are_applied_with_a_warning() {
+    let db = Db::new("apply-advice");
+    let site = format!(
+        "{SITE}
+[node.a]
+host = \"a.voip.example.com\"
+ipv4 = [\"192.0.2.1\"]
+sip_probe = \"udp:192.0.2.1:5060\"
+esl = \"192.0.2.1:8021\"
+
+[policy]
+health_max_age_s = 20
+
+[collector]
+probe_interval_ms = 10000
+"
+    );
+    let o = db.apply(&site);
+    assert_ok("apply", &o);
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning: [collector] probe_interval_ms = 10000 is more than a third of [policy] health_max_age_s = 20 s"),
+        "{e}"
+    );
+    assert!(e.contains("down_after = 30000 ms"), "{e}");
+    let s = db.status_json();
+    assert_eq!(s["nodes"][0]["name"], "a", "applied anyway: {s}");
+    // The same site with settings that fit: no warning.
+    let o = db.apply(&site.replace("probe_interval_ms = 10000", "probe_interval_ms = 5000"));
+    assert_ok("apply", &o);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
