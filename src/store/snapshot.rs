@@ -12,6 +12,9 @@
 //! The publish is dropped if `apply` changed the topology since the build
 //! (node and network ids can be reused) or a newer snapshot was published.
 //!
+//! A build that dies leaves its temporary file; the next build removes the
+//! files of processes that are gone.
+//!
 //! Every latency write bumps `latency_version`; the snapshot may lag behind
 //! it by the [`Publisher`] interval (a moving average seconds old orders
 //! nodes as well; health, load and drains are never in the snapshot). No
@@ -162,6 +165,47 @@ fn record(conn: &Connection, h: &Header, took: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Removes the temporary files of builds whose process is gone (a writer
+/// killed while building leaves one, as large as a snapshot).
+fn sweep_stale(db: &Path) {
+    let Some(dir) = db.parent() else { return };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Some(prefix) = tmp_of_prefix(db) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => log::info!(
+                    "removed {}, left by a build that did not finish",
+                    e.path().display()
+                ),
+                Err(err) => log::debug!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
+/// `DB-latency.tmp.`: the start of every temporary file's name.
+fn tmp_of_prefix(db: &Path) -> Option<String> {
+    let name = path_of(db).file_name()?.to_str()?.to_string();
+    Some(format!("{name}.tmp."))
+}
+
 /// A file name no other build uses: the process id and a counter.
 fn tmp_of(db: &Path) -> PathBuf {
     static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -175,6 +219,7 @@ fn tmp_of(db: &Path) -> PathBuf {
 /// (`apply`): the snapshot sees the transaction's own changes.
 pub(super) fn publish_in(conn: &Connection, db: &Path, now: i64) -> Result<Published> {
     let start = Instant::now();
+    sweep_stale(db);
     let c = counters_of(conn)?;
     let tmp = tmp_of(db);
     let header = build(conn, &tmp, c.latency_version, now).inspect_err(|_| {
@@ -221,6 +266,7 @@ impl Store {
             .db_path()
             .context("an in-memory database has no snapshot")?;
         let start = Instant::now();
+        sweep_stale(&db);
         let tmp = tmp_of(&db);
         let tx = self.conn.transaction()?;
         let counters = counters_of(&tx)?;
@@ -436,6 +482,25 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn files_left_by_builds_of_dead_processes_are_removed() {
+        let d = TempDb::new("snap-sweep");
+        let mut s = d.apply(ONE_NODE);
+        let name = |pid: u32| d.dir.join(format!("db.sqlite-latency.tmp.{pid}.0"));
+        // No process has a pid above the kernel's limit (4194304).
+        let dead = name(4_194_400);
+        let alive = name(std::process::id());
+        let other = d.dir.join("unrelated.tmp.4194400.0");
+        for f in [&dead, &alive, &other] {
+            std::fs::write(f, b"half a snapshot").unwrap();
+        }
+        write(&mut s, "latency a 10.0.1.1 12\n");
+        assert!(s.publish_snapshot(1).unwrap().is_some());
+        assert!(!dead.exists(), "a dead build's file is removed");
+        assert!(alive.exists(), "a live process may still be building");
+        assert!(other.exists(), "other files are not touched");
     }
 
     #[test]
