@@ -2,24 +2,21 @@
 //! (tests/support/fake_esl.rs) and a UDP SIP responder: the ESL client
 //! through a real socket, then `run()` with a recording sink.
 
-#[path = "support/fake_esl.rs"]
-mod fake_esl;
-#[path = "support/sip_responder.rs"]
-mod sip_responder;
+mod support;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fake_esl::{FakeEsl, FakeEslConfig, Heartbeat, Mode};
 use pdns_ha::collector::freeswitch::{self, Registrations};
 use pdns_ha::collector::{
     self, CollectorConfig, EslClient, EslError, EslTarget, MetricSink, Target,
 };
 use pdns_ha::metrics::{Health, Metric};
 use pdns_ha::net::Prefix;
-use sip_responder::SipResponder;
+use support::fake_esl::{self, FakeEsl, FakeEslConfig, Heartbeat, Mode};
+use support::sip_responder::SipResponder;
 
 const CT: Duration = Duration::from_millis(500);
 const RT: Duration = Duration::from_millis(1500);

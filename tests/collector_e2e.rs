@@ -19,12 +19,6 @@
 //! Latency and load answers carry a non-zero ECS scope, so PowerDNS does not
 //! cache them: the tests poll them with deadlines.
 
-#[path = "support/fake_esl.rs"]
-mod fake_esl;
-#[path = "support/kamailio.rs"]
-mod kamailio;
-#[path = "support/sip_responder.rs"]
-mod sip_responder;
 mod support;
 
 use std::fs::File;
@@ -33,10 +27,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fake_esl::{FakeEsl, FakeEslConfig, registration_xml, xmlstatus_body};
-use kamailio::Kamailio;
 use serde_json::Value;
-use sip_responder::SipResponder;
+use support::fake_esl::{FakeEsl, FakeEslConfig, registration_xml, xmlstatus_body};
+use support::kamailio::{self, Kamailio};
+use support::sip_responder::SipResponder;
 use support::{BIN, Db, Dig, Pdns, PdnsOpts, poll};
 
 /// The latency service of every site here.

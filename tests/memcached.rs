@@ -66,14 +66,6 @@ fn site_db(tag: &str) -> Db {
     db
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A real memcached on 127.0.0.1, killed on drop.
 struct Memcached {
     port: u16,
@@ -264,7 +256,7 @@ fn key_suffix(i: usize) -> String {
 #[test]
 fn two_coprocesses_share_one_decision_through_memcached() {
     let db = site_db("share");
-    let mc = Memcached::start(free_port());
+    let mc = Memcached::start(support::free_port());
     let servers = format!("127.0.0.1:{}", mc.port);
     let mut reference = Coproc::start(&db.path, 5, &[]);
 
@@ -323,7 +315,7 @@ fn two_coprocesses_share_one_decision_through_memcached() {
 #[test]
 fn memcached_killed_and_restarted_in_a_stream_of_questions() {
     let db = site_db("restart");
-    let port = free_port();
+    let port = support::free_port();
     let mut mc = Memcached::start(port);
     let backoff = Duration::from_millis(600);
     let mut c = with_memcached(
@@ -420,7 +412,7 @@ fn a_memcached_that_never_answers_or_answers_nonsense_costs_at_most_the_timeout(
     let db = site_db("silent");
     let mut reference = Coproc::start(&db.path, 5, &[]);
     let limit = Duration::from_millis(TIMEOUT_MS + MARGIN_MS);
-    let refused = free_port();
+    let refused = support::free_port();
     for (what, port) in [
         ("silent", silent_server()),
         ("babbling", babbling_server()),
@@ -460,7 +452,7 @@ fn the_pipe_starts_and_status_shows_the_back_off_with_memcached_down() {
     let db = site_db("down");
     let mut c = with_memcached(
         &db,
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", support::free_port()),
         TIMEOUT_MS,
         60_000,
     );
@@ -479,7 +471,7 @@ fn the_pipe_starts_and_status_shows_the_back_off_with_memcached_down() {
 #[test]
 fn garbage_oversized_and_foreign_values_are_ignored() {
     let db = site_db("planted");
-    let mc = Memcached::start(free_port());
+    let mc = Memcached::start(support::free_port());
     let servers = format!("127.0.0.1:{}", mc.port);
     let mut reference = Coproc::start(&db.path, 5, &[]);
     let mut a = with_memcached(&db, &servers, RELAXED_MS, 5000);

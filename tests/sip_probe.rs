@@ -3,16 +3,15 @@
 //! timeout, and the hysteresis tracker through up -> overloaded -> down -> up.
 //! Also: stray responses are ignored, and many silent targets do not add up.
 
-#[path = "support/kamailio.rs"]
-mod kamailio;
+mod support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use kamailio::Kamailio;
 use pdns_ha::collector::health::{HealthTracker, ProbeResult};
 use pdns_ha::collector::sip::{self, ProbeOutcome, SipTarget};
 use pdns_ha::metrics::Health;
+use support::kamailio::{self, Kamailio};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 

@@ -59,22 +59,10 @@ request_route {{
     )
 }
 
-/// A port free on 127.0.0.1 for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
-        let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
-}
-
 impl Kamailio {
     /// Starts on a free port, answering OPTIONS with `status`.
     pub fn start(status: u16) -> Kamailio {
-        Kamailio::start_on(free_port(), status)
+        Kamailio::start_on(super::free_port(), status)
     }
 
     /// Starts on `port` and waits until it answers (panics with its log if not).

@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 pub mod coproc;
+pub mod fake_esl;
+pub mod kamailio;
 pub mod pdns;
+pub mod sip_responder;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use coproc::Coproc;
 #[allow(unused_imports)]
 pub use pdns::{Dig, Ecs, Pdns, PdnsOpts, Rr, Srv};
+
+/// A loopback port free for both UDP and TCP (PowerDNS, Kamailio and
+/// memcached listen on both), for a server a test starts.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1");
+        let port = udp.local_addr().expect("local address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
 
 /// The binary under test, built by cargo for the integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_pdns-ha");

@@ -7,7 +7,6 @@
 //! panics (then the tail of its log is printed).
 
 use std::fmt;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,18 +131,6 @@ pub struct Pdns {
 /// so that no negative answer for a test zone gets cached by PowerDNS.
 const READY_NAME: &str = "pdns-ha-ready.invalid";
 
-/// A loopback port free for both UDP and TCP (at the time of asking).
-pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1");
-        let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port for both UDP and TCP");
-}
-
 enum StartError {
     /// The port was taken between choosing and binding it: try another.
     PortTaken(String),
@@ -169,7 +156,7 @@ impl Pdns {
 
     fn try_start(db: &Path, opts: &PdnsOpts) -> Result<Pdns, StartError> {
         let dir = TempDir::new("pdns");
-        let port = free_port();
+        let port = super::free_port();
         let mut pipe_command = format!("{BIN} pipe --db {}", db.display());
         for a in &opts.pipe_args {
             pipe_command.push(' ');
