@@ -194,9 +194,7 @@ trait Ask {
 impl Ask for Coproc {
     fn ask(&mut self, qname: &str, client: &str) -> (Vec<String>, Duration) {
         let start = Instant::now();
-        let lines = self.exchange(&format!(
-            "Q\t{qname}\tIN\tANY\t1\t{client}\t0.0.0.0\t{client}/32"
-        ));
+        let lines = self.query(qname, "ANY", client, &format!("{client}/32"));
         (lines, start.elapsed())
     }
 }

@@ -63,12 +63,7 @@ trait Ask {
 
 impl Ask for Coproc {
     fn q(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String> {
-        let line = match self.abi {
-            1 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1"),
-            2 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1\t127.0.0.1"),
-            _ => format!("Q\t{qname}\tIN\t{qtype}\t-1\t192.0.2.1\t127.0.0.1\t{subnet}"),
-        };
-        self.exchange(&line)
+        self.query(qname, qtype, "192.0.2.1", subnet)
     }
 
     fn data(&mut self, qname: &str, qtype: &str, subnet: &str) -> Vec<String> {

@@ -85,7 +85,7 @@ fn answers(db: &Db) -> Vec<Vec<String>> {
         .iter()
         .map(|net| {
             let ip = net.split('/').next().unwrap();
-            let a = p.exchange(&format!("Q\t{SRV}\tIN\tSRV\t-1\t{ip}\t127.0.0.1\t{net}"));
+            let a = p.query(SRV, "SRV", ip, net);
             assert_eq!(a.last().map(String::as_str), Some("END"), "{net}: {a:?}");
             a
         })
@@ -135,11 +135,7 @@ fn ingest_publishes_the_snapshot_and_a_running_coprocess_follows_it() {
     assert_eq!(s["entries"], 3 * 3, "three nodes at /24, /16, /8: {s}");
 
     let mut p = Coproc::start(&db.path, 5, &[]);
-    let ask = |p: &mut Coproc| {
-        p.exchange(&format!(
-            "Q\t{SRV}\tIN\tSRV\t-1\t10.1.1.9\t127.0.0.1\t10.1.1.0/24"
-        ))
-    };
+    let ask = |p: &mut Coproc| p.query(SRV, "SRV", "10.1.1.9", "10.1.1.0/24");
     let first = ask(&mut p);
     assert!(first[0].contains("mtl1.voip"), "mtl1 is closest: {first:?}");
     // van1 becomes the closest: samples dated now replace the average
@@ -240,11 +236,10 @@ fn a_damaged_foreign_or_removed_snapshot_is_never_trusted() {
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(snapshot_status(&db)["usable"], true);
     let mut p = Coproc::start(&db.path, 5, &[]);
-    let q = format!("Q\t{SRV}\tIN\tSRV\t-1\t10.0.7.1\t127.0.0.1\t10.0.7.0/24");
-    let before = p.exchange(&q);
+    let before = p.query(SRV, "SRV", "10.0.7.1", "10.0.7.0/24");
     std::fs::remove_file(&path).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(p.exchange(&q), before);
+    assert_eq!(p.query(SRV, "SRV", "10.0.7.1", "10.0.7.0/24"), before);
     assert_eq!(answers(&db), good);
     assert!(p.close().success());
 }

@@ -91,6 +91,14 @@ impl Coproc {
             })
     }
 
+    /// Asks `qname`/`qtype` as PowerDNS does at this coprocess's ABI, from
+    /// `remote` with the ECS `subnet` (sent from ABI 3); the answer lines up
+    /// to and including END or FAIL.
+    pub fn query(&mut self, qname: &str, qtype: &str, remote: &str, subnet: &str) -> Vec<String> {
+        let line = question(self.abi, qname, qtype, remote, subnet);
+        self.exchange(&line)
+    }
+
     /// Sends one line; returns the answer lines up to and including END or
     /// FAIL (or the OK banner).
     pub fn exchange(&mut self, line: &str) -> Vec<String> {
@@ -136,5 +144,16 @@ impl Drop for Coproc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `Q` line as PowerDNS writes it for `abi`: `Q NAME IN TYPE ID REMOTE`,
+/// then the local address (ABI 2 and up), then the ECS subnet (ABI 3 and
+/// up), tab-separated; local address 127.0.0.1, id -1.
+pub fn question(abi: u8, qname: &str, qtype: &str, remote: &str, subnet: &str) -> String {
+    match abi {
+        1 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t{remote}"),
+        2 => format!("Q\t{qname}\tIN\t{qtype}\t-1\t{remote}\t127.0.0.1"),
+        _ => format!("Q\t{qname}\tIN\t{qtype}\t-1\t{remote}\t127.0.0.1\t{subnet}"),
     }
 }
