@@ -202,3 +202,61 @@ fn many_silent_targets_time_out_together() {
     );
     assert!(took < Duration::from_millis(900), "took {took:?}");
 }
+
+/// Kamailio behind a relay that loses two probes in three: the node goes
+/// down (an isolated answer does not forgive the failures), and comes back
+/// only after `up_after` answers in a row once the loss stops. With one
+/// probe in three lost, it stays up.
+#[test]
+fn kamailio_behind_a_lossy_link_goes_down_and_comes_back_when_it_heals() {
+    if skip() {
+        return;
+    }
+    let k = Kamailio::start(200);
+    let relay = support::lossy_udp::LossyUdp::start(
+        format!("127.0.0.1:{}", k.udp().port).parse().unwrap(),
+        3,
+    );
+    let target: SipTarget = format!("udp:{}", relay.addr).parse().unwrap();
+    let timeout = Duration::from_millis(300);
+    let mut t = HealthTracker::new(3, 2);
+    let mut seen = Vec::new();
+    // Eleven probes: the 3rd, 6th and 9th reach Kamailio.
+    for _ in 0..11 {
+        let r = sip::probe(&target, timeout).result();
+        t.observe(r);
+        seen.push((r, t.state()));
+    }
+    let answered = seen
+        .iter()
+        .filter(|(r, _)| *r == ProbeResult::Answered)
+        .count();
+    assert_eq!(answered, 3, "one probe in three answered: {seen:?}");
+    assert_eq!(t.state(), Some(Health::Down), "{seen:?}");
+
+    // The link heals: up after two answers in a row.
+    relay.keep_one_in(1);
+    let healed: Vec<_> = (0..2)
+        .map(|_| {
+            t.observe(sip::probe(&target, timeout).result());
+            t.state()
+        })
+        .collect();
+    assert_eq!(healed, [Some(Health::Down), Some(Health::Up)]);
+
+    // One probe in three lost (every third): up throughout.
+    let mut t = HealthTracker::new(3, 2);
+    let lossy_third = support::lossy_udp::LossyUdp::start(
+        format!("127.0.0.1:{}", k.udp().port).parse().unwrap(),
+        1,
+    );
+    let target: SipTarget = format!("udp:{}", lossy_third.addr).parse().unwrap();
+    let mut states = Vec::new();
+    for i in 0..12 {
+        // Drop the third, sixth, ... probe: a relay forwarding all but those.
+        lossy_third.keep_one_in(if i % 3 == 2 { usize::MAX } else { 1 });
+        t.observe(sip::probe(&target, timeout).result());
+        states.push(t.state());
+    }
+    assert!(states.iter().all(|s| *s == Some(Health::Up)), "{states:?}");
+}

@@ -1,7 +1,14 @@
 //! Up/down hysteresis of one node's SIP OPTIONS probes. Pure state machine:
-//! down after `down_after` consecutive failures, up again after `up_after`
-//! consecutive answers, overloaded as soon as a 503 answers. Unknown until the
-//! first answer or the first `down_after` failures.
+//! down after `down_after` failures, up again after `up_after` consecutive
+//! answers, overloaded as soon as a 503 answers. Unknown until the first
+//! answer or the first `down_after` failures.
+//!
+//! Failures are forgiven only by `up_after` answers in a row, the evidence
+//! that brings a down node back (as gdnsd's `ok_thresh` or HAProxy's `rise`):
+//! an isolated answer does not clear them. So a node on a lossy link that
+//! answers one probe in three goes down, and stays down until it answers
+//! `up_after` times in a row; a node that loses a probe now and then (and
+//! answers the ones between) stays up.
 
 use crate::metrics::Health;
 
@@ -49,7 +56,7 @@ impl HealthTracker {
         self.state
     }
 
-    /// Consecutive failures so far (0 after an answer).
+    /// Failures not yet forgiven (0 after `up_after` answers in a row).
     pub fn failures(&self) -> u32 {
         self.failures
     }
@@ -67,8 +74,10 @@ impl HealthTracker {
                 }
             }
             ProbeResult::Answered | ProbeResult::Overloaded => {
-                self.failures = 0;
                 self.answers = self.answers.saturating_add(1);
+                if self.answers >= self.up_after {
+                    self.failures = 0;
+                }
                 let answered = if r == ProbeResult::Overloaded {
                     Health::Overloaded
                 } else {
@@ -137,10 +146,43 @@ mod tests {
 
     #[test]
     fn isolated_failures_do_not_flap() {
+        // One probe in three lost, the answers between in pairs: up.
         let mut t = HealthTracker::new(3, 2);
-        let got = run(&mut t, &[A, F, F, A, F, F, A]);
+        let got = run(&mut t, &[A, F, A, A, F, A, A, F, A, A, F, F, A, A]);
         assert!(got.iter().all(|s| *s == Some(Up)), "{got:?}");
         assert_eq!(t.failures(), 0);
+    }
+
+    #[test]
+    fn a_lossy_node_that_answers_one_probe_in_three_goes_down_and_stays_down() {
+        let mut t = HealthTracker::new(3, 2);
+        let got = run(&mut t, &[A, F, F, A, F, F, A, F, F]);
+        assert_eq!(
+            got,
+            [
+                Some(Up),
+                Some(Up),
+                Some(Up),
+                Some(Up),
+                Some(Down),
+                Some(Down),
+                Some(Down),
+                Some(Down),
+                Some(Down)
+            ]
+        );
+        // Back only after up_after answers in a row.
+        assert_eq!(run(&mut t, &[A, A]), [Some(Down), Some(Up)]);
+        assert_eq!(t.failures(), 0);
+        // Half the probes lost, alternating: down too (never two answers in
+        // a row to forgive the failures).
+        let mut t = HealthTracker::new(3, 2);
+        let got = run(&mut t, &[A, F, A, F, A, F]);
+        assert_eq!(got.last(), Some(&Some(Down)), "{got:?}");
+        // With up_after = 1 every answer forgives, as before.
+        let mut t = HealthTracker::new(3, 1);
+        let got = run(&mut t, &[A, F, F, A, F, F, A]);
+        assert!(got.iter().all(|s| *s == Some(Up)), "{got:?}");
     }
 
     #[test]

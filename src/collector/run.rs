@@ -472,7 +472,10 @@ fn record_probe(
             format!("{target} answered {status} in {rtt_ms:.1} ms")
         }
         ProbeOutcome::Overloaded { rtt_ms } => format!("{target} answered 503 in {rtt_ms:.1} ms"),
-        ProbeOutcome::Failed(why) => format!("{why} ({} failed in a row)", h.tracker.failures()),
+        ProbeOutcome::Failed(why) => format!(
+            "{why} ({} failure(s) not yet forgiven by answers in a row)",
+            h.tracker.failures()
+        ),
     };
     match change {
         Some(t) => {

@@ -6,6 +6,7 @@
 pub mod coproc;
 pub mod fake_esl;
 pub mod kamailio;
+pub mod lossy_udp;
 pub mod pdns;
 pub mod sip_responder;
 
