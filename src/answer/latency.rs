@@ -84,16 +84,26 @@ pub struct Aggregate {
 /// The aggregates that contain `client`, most specific first, and the
 /// most specific named network that has a `prefer` order (its index).
 pub fn aggregates(topo: &Topology, client: &Prefix) -> (Vec<Aggregate>, Option<usize>) {
-    let mut out: Vec<Aggregate> = client
-        .levels()
-        .map(|p| Aggregate {
-            family: p.family().code(),
-            net: p.net_key(),
-            plen: p.len,
-            len: p.len,
-            label: EntryLabel::Prefix(p),
-        })
-        .collect();
+    let mut out = Vec::new();
+    let named = aggregates_into(topo, client, &mut out);
+    (out, named)
+}
+
+/// [`aggregates`] into a buffer the caller keeps (no allocation per
+/// question once it has grown).
+pub fn aggregates_into(
+    topo: &Topology,
+    client: &Prefix,
+    out: &mut Vec<Aggregate>,
+) -> Option<usize> {
+    out.clear();
+    out.extend(client.levels().map(|p| Aggregate {
+        family: p.family().code(),
+        net: p.net_key(),
+        plen: p.len,
+        len: p.len,
+        label: EntryLabel::Prefix(p),
+    }));
     let mut best_named: Option<(u8, usize)> = None;
     for (ni, len) in topo.networks_of(client) {
         let net = &topo.networks[ni];
@@ -110,7 +120,7 @@ pub fn aggregates(topo: &Topology, client: &Prefix) -> (Vec<Aggregate>, Option<u
     }
     // Stable: at equal lengths a prefix level comes before a named network.
     out.sort_by_key(|a| std::cmp::Reverse(a.len));
-    (out, best_named.map(|(_, ni)| ni))
+    best_named.map(|(_, ni)| ni)
 }
 
 /// For each candidate (in order), the first fresh entry (updated at or
@@ -123,7 +133,31 @@ pub fn read(
     fresh_after: i64,
     now: i64,
 ) -> Result<Vec<Option<LatencyEntry>>> {
-    let mut entries: Vec<Option<LatencyEntry>> = vec![None; candidates.len()];
+    let mut entries = Vec::new();
+    read_into(
+        source,
+        topo,
+        candidates,
+        aggregates,
+        fresh_after,
+        now,
+        &mut entries,
+    )?;
+    Ok(entries)
+}
+
+/// [`read`] into a buffer the caller keeps: one entry per candidate.
+pub fn read_into(
+    source: Source,
+    topo: &Topology,
+    candidates: &[Candidate],
+    aggregates: &[Aggregate],
+    fresh_after: i64,
+    now: i64,
+    entries: &mut Vec<Option<LatencyEntry>>,
+) -> Result<()> {
+    entries.clear();
+    entries.resize(candidates.len(), None);
     let mut missing = candidates.len();
     for a in aggregates {
         if missing == 0 {
@@ -149,7 +183,7 @@ pub fn read(
             }
         })?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 #[cfg(test)]

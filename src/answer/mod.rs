@@ -108,6 +108,10 @@ pub struct Engine {
     /// candidates in the site).
     decision_buf: Decision,
     latency_buf: Vec<Option<Latency>>,
+    /// The aggregates of the client and the latency entries found, of the
+    /// last computed decision (reused: no allocation per question).
+    aggregates_buf: Vec<latency::Aggregate>,
+    entries_buf: Vec<Option<LatencyEntry>>,
 }
 
 impl Engine {
@@ -131,6 +135,8 @@ impl Engine {
             views_cache: ViewsCache::default(),
             decision_buf: Decision::default(),
             latency_buf: Vec::new(),
+            aggregates_buf: Vec::new(),
+            entries_buf: Vec::new(),
         }
     }
 
@@ -491,9 +497,9 @@ impl Engine {
         fine_scope: u8,
     ) -> Detail {
         let mut decision = Decision::default();
-        let (mut latency, views) =
-            self.compute_into(topo, target, client, fine_scope, &mut decision);
+        let views = self.compute_into(topo, target, client, fine_scope, &mut decision);
         let (_, candidates) = target_of(topo, target);
+        let mut latency = self.entries_buf.clone();
         latency.resize(candidates.len(), None);
         Detail {
             decision,
@@ -503,7 +509,8 @@ impl Engine {
     }
 
     /// Computes a decision into `decision` (its vectors reused); returns
-    /// the latency entries found (empty if none were read) and the views.
+    /// the views. The latency entries found are left in `entries_buf`
+    /// (empty if none were read).
     fn compute_into(
         &mut self,
         topo: &Topology,
@@ -511,7 +518,7 @@ impl Engine {
         client: &Prefix,
         fine_scope: u8,
         decision: &mut Decision,
-    ) -> (Vec<Option<LatencyEntry>>, Rc<Vec<NodeView>>) {
+    ) -> Rc<Vec<NodeView>> {
         let (policy, candidates) = target_of(topo, target);
         let now = metrics::now();
         let cfg = &topo.policy;
@@ -519,11 +526,13 @@ impl Engine {
         let mut latency = std::mem::take(&mut self.latency_buf);
         latency.clear();
         latency.resize(candidates.len(), None);
-        let mut entries: Vec<Option<LatencyEntry>> = Vec::new();
+        let mut entries = std::mem::take(&mut self.entries_buf);
+        entries.clear();
+        let mut aggregates = std::mem::take(&mut self.aggregates_buf);
         let mut prefer: &[usize] = &[];
         if policy == Policy::Latency {
             let fresh_after = now - cfg.latency_max_age_s;
-            let (aggregates, named) = latency::aggregates(topo, client);
+            let named = latency::aggregates_into(topo, client, &mut aggregates);
             if let Some(ni) = named {
                 prefer = &topo.networks[ni].prefer;
             }
@@ -533,11 +542,18 @@ impl Engine {
                 (None, None) => None,
             };
             if let Some(source) = source {
-                match latency::read(source, topo, candidates, &aggregates, fresh_after, now) {
-                    Ok(e) => entries = e,
-                    Err(e) => {
-                        self.log_error("latency lookup failed; answering without latency", &e)
-                    }
+                let read = latency::read_into(
+                    source,
+                    topo,
+                    candidates,
+                    &aggregates,
+                    fresh_after,
+                    now,
+                    &mut entries,
+                );
+                if let Err(e) = read {
+                    entries.clear();
+                    self.log_error("latency lookup failed; answering without latency", &e)
                 }
             }
             for (l, e) in latency.iter_mut().zip(&entries) {
@@ -557,6 +573,8 @@ impl Engine {
             decision,
         );
         self.latency_buf = latency;
+        self.aggregates_buf = aggregates;
+        self.entries_buf = entries;
         if decision.failed_open {
             let name = match target {
                 Target::Service(s) => &topo.services[s].name,
@@ -564,7 +582,7 @@ impl Engine {
             };
             self.log_fail_open(name);
         }
-        (entries, views)
+        views
     }
 
     /// Node states judged for freshness, recomputed at most once a second or
