@@ -24,169 +24,14 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-const TYPE_SRV: u16 = 33;
-const TYPE_OPT: u16 = 41;
-const ECS_OPTION: u16 = 8;
+#[path = "../tests/support/dnswire.rs"]
+mod dnswire;
+
+use dnswire::{Response, TYPE_SRV, build_query, parse_response};
 
 /// The k-th client network of the benchmark (its /24 address).
 fn network(k: u32) -> Ipv4Addr {
     Ipv4Addr::new(10 + (k >> 16) as u8, (k >> 8) as u8, k as u8, 0)
-}
-
-/// Appends `name` in wire format (no compression).
-fn push_name(out: &mut Vec<u8>, name: &str) {
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        assert!(label.len() < 64, "label too long: {label}");
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-}
-
-/// A query for `qname`/`qtype` with an OPT record (UDP size 1232) holding an
-/// ECS option for `net`/24, source prefix 24, scope 0.
-fn build_query(id: u16, qname: &str, qtype: u16, net: Ipv4Addr) -> Vec<u8> {
-    let mut q = Vec::with_capacity(64 + qname.len());
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0, 0]); // QR=0 opcode QUERY, RD=0: to an authoritative server
-    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]); // QD=1 AN=0 NS=0 AR=1
-    push_name(&mut q, qname);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&1u16.to_be_bytes()); // IN
-    // OPT: root name, type, UDP size, extended rcode/version/flags, rdata.
-    q.push(0);
-    q.extend_from_slice(&TYPE_OPT.to_be_bytes());
-    q.extend_from_slice(&1232u16.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 0]);
-    q.extend_from_slice(&11u16.to_be_bytes()); // rdlen: 4 + 7
-    q.extend_from_slice(&ECS_OPTION.to_be_bytes());
-    q.extend_from_slice(&7u16.to_be_bytes()); // family(2) source(1) scope(1) address(3)
-    q.extend_from_slice(&1u16.to_be_bytes()); // IPv4
-    q.push(24);
-    q.push(0);
-    q.extend_from_slice(&net.octets()[..3]);
-    q
-}
-
-/// The ECS option of a response.
-#[derive(Debug, PartialEq)]
-struct Ecs {
-    family: u16,
-    source: u8,
-    scope: u8,
-    address: Vec<u8>,
-}
-
-/// What a response says, as far as the benchmark cares.
-#[derive(Debug, PartialEq)]
-struct Response {
-    id: u16,
-    rcode: u8,
-    truncated: bool,
-    srv_answers: usize,
-    ecs: Option<Ecs>,
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        let s = self.take(2)?;
-        Some(u16::from_be_bytes([s[0], s[1]]))
-    }
-    /// Skips a name: labels up to a root label or a compression pointer.
-    fn skip_name(&mut self) -> Option<()> {
-        loop {
-            let len = self.u8()?;
-            match len & 0xc0 {
-                0x00 if len == 0 => return Some(()),
-                0x00 => {
-                    self.take(len as usize)?;
-                }
-                0xc0 => {
-                    self.u8()?;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-}
-
-/// Parses a response; None if it is not a well-formed DNS response.
-fn parse_response(buf: &[u8]) -> Option<Response> {
-    let mut r = Reader { buf, pos: 0 };
-    let id = r.u16()?;
-    let flags = r.u16()?;
-    if flags & 0x8000 == 0 {
-        return None; // not a response
-    }
-    let counts = [r.u16()?, r.u16()?, r.u16()?, r.u16()?];
-    for _ in 0..counts[0] {
-        r.skip_name()?;
-        r.take(4)?;
-    }
-    let mut srv_answers = 0;
-    let mut ecs = None;
-    for (section, &count) in counts.iter().enumerate().skip(1) {
-        for _ in 0..count {
-            r.skip_name()?;
-            let rtype = r.u16()?;
-            r.take(6)?; // class, ttl
-            let rdlen = r.u16()? as usize;
-            let rdata = r.take(rdlen)?;
-            if section == 1 && rtype == TYPE_SRV {
-                srv_answers += 1;
-            }
-            if section == 3 && rtype == TYPE_OPT {
-                ecs = parse_ecs(rdata)?;
-            }
-        }
-    }
-    Some(Response {
-        id,
-        rcode: (flags & 0x000f) as u8,
-        truncated: flags & 0x0200 != 0,
-        srv_answers,
-        ecs,
-    })
-}
-
-/// The ECS option among an OPT record's options, if any.
-fn parse_ecs(rdata: &[u8]) -> Option<Option<Ecs>> {
-    let mut r = Reader { buf: rdata, pos: 0 };
-    while r.pos < rdata.len() {
-        let code = r.u16()?;
-        let len = r.u16()? as usize;
-        let data = r.take(len)?;
-        if code == ECS_OPTION {
-            if len < 4 {
-                return None;
-            }
-            return Some(Some(Ecs {
-                family: u16::from_be_bytes([data[0], data[1]]),
-                source: data[2],
-                scope: data[3],
-                address: data[4..].to_vec(),
-            }));
-        }
-    }
-    Some(None)
 }
 
 /// The k-th query's network index: `k * prime mod n`, a permutation of
@@ -218,7 +63,7 @@ impl Counts {
             self.servfail += 1;
         } else if resp.rcode != 0 {
             self.other_rcode += 1;
-        } else if resp.srv_answers == 0 {
+        } else if resp.srv_count() == 0 {
             self.no_srv += 1;
         } else if !matches!(&resp.ecs, Some(e) if e.family == 1 && e.source == 24
             && e.scope > 0 && e.address == net.octets()[..3])
@@ -450,6 +295,7 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dnswire::{Ecs, Rdata, push_name};
 
     /// A response to `query` as a server would write it: QR and AA set,
     /// `srv` SRV answers (the owner compressed to the question), and the
@@ -525,7 +371,14 @@ mod tests {
                 id: 7,
                 rcode: 0,
                 truncated: false,
-                srv_answers: 3,
+                answers: (0..3)
+                    .map(|i| Rdata::Srv {
+                        priority: i,
+                        weight: 100,
+                        port: 5060,
+                        target: format!("node{i}.voip.example.com"),
+                    })
+                    .collect(),
                 ecs: Some(Ecs {
                     family: 1,
                     source: 24,

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Coproc, Db};
+use support::{Coproc, Db, assert_ok};
 
 const SITE: &str = r#"
 [zone."voip.example.com"]
@@ -740,4 +740,55 @@ fn an_unknown_abi_is_refused_by_exiting() {
         err.contains("pipe ABI 9") && err.contains("pipe-abi-version=5"),
         "{err}"
     );
+}
+
+#[test]
+fn a_coprocess_started_while_the_database_is_read_only_answers_from_it() {
+    // A file system remounted read-only, or permissions broken by hand:
+    // PowerDNS starts a coprocess (after a kill, a timeout, a restart) and
+    // it must answer from the database, not "no data" (REFUSED, NXDOMAIN).
+    let db = Db::new("pipe-ro");
+    db.apply_ok(SITE);
+    assert_ok("drain", &db.run(&["node", "drain", "van1"]));
+    let srv = |p: &mut Coproc| p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
+
+    // No other process has it open: no -wal and -shm files, none can be
+    // created.
+    if !support::set_read_only(db.dir.path(), true) {
+        eprintln!("\n!!!!!!!! SKIPPED: cannot make a directory read-only here !!!!!!!!\n");
+        return;
+    }
+    let mut frozen = pipe(&db, 5);
+    let d = srv(&mut frozen);
+    assert!(support::set_read_only(db.dir.path(), false));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].ends_with("mtl1.voip.example.com"),
+        "drained van1: {d:?}"
+    );
+
+    // Another process has it open (its -wal and -shm files exist).
+    let writer = rusqlite::Connection::open(&db.path).unwrap();
+    writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+    let _: i64 = writer
+        .query_row("SELECT count(*) FROM topology", [], |r| r.get(0))
+        .unwrap();
+    assert!(support::set_read_only(db.dir.path(), true));
+    let mut read_only = pipe(&db, 5);
+    let d = srv(&mut read_only);
+    assert!(support::set_read_only(db.dir.path(), false));
+    assert_eq!(d.len(), 1, "{d:?}");
+    drop(writer);
+
+    // Writable again: both see the changes made since.
+    assert_ok("undrain", &db.run(&["node", "undrain", "van1"]));
+    for p in [&mut frozen, &mut read_only] {
+        let d = p.until(
+            "_sip._tcp.voip.example.com",
+            "SRV",
+            Duration::from_secs(5),
+            |d| d.len() == 2,
+        );
+        assert_eq!(d.len(), 2, "the undrain is not seen: {d:?}");
+    }
 }

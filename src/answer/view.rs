@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::Mapped;
-use crate::store::{NodeStateRows, Store, snapshot};
+use crate::store::{Access, NodeStateRows, Store, snapshot};
 use crate::topology::Topology;
 
 /// How often the coprocess asks SQLite whether another process committed.
@@ -36,6 +36,8 @@ pub struct Changed {
 pub struct StoreView {
     db_path: PathBuf,
     store: Option<Store>,
+    /// How `store` is open: anything but read-write is retried.
+    access: Access,
     file_id: Option<(u64, u64)>,
     pub topo: Rc<Topology>,
     pub states: NodeStateRows,
@@ -57,6 +59,7 @@ impl StoreView {
         StoreView {
             db_path: path.to_path_buf(),
             store: None,
+            access: Access::ReadWrite,
             file_id: None,
             topo: Rc::new(Topology::default()),
             states: NodeStateRows::default(),
@@ -116,6 +119,15 @@ impl StoreView {
                     self.db_path.display()
                 );
                 self.store = None;
+            } else if self.access != Access::ReadWrite {
+                // Writable again? An immutable view sees no change at all.
+                match Store::open_existing(&self.db_path, Duration::from_millis(5)) {
+                    Ok(s) if s.limit_cache(PAGE_CACHE_KIB).is_ok() => {
+                        log::info!("database {} writable again", self.db_path.display());
+                        self.opened(s, Access::ReadWrite);
+                    }
+                    _ => {}
+                }
             }
         }
         if self.store.is_none() {
@@ -128,17 +140,27 @@ impl StoreView {
             }
             self.last_open_try = Some(now);
             self.file_id = file_id(&self.db_path);
-            match Store::open_existing(&self.db_path, Duration::from_millis(5))
-                .and_then(|s| s.limit_cache(PAGE_CACHE_KIB).map(|_| s))
+            match Store::open_reader(&self.db_path, Duration::from_millis(5))
+                .and_then(|(s, a)| s.limit_cache(PAGE_CACHE_KIB).map(|_| (s, a)))
             {
-                Ok(s) => {
-                    log::info!("database {} open", self.db_path.display());
-                    self.file_id = file_id(&self.db_path);
-                    self.store = Some(s);
-                    self.data_version = -1;
-                    self.generation = -1;
-                    self.snapshot = None;
-                    self.snapshot_token = 0;
+                Ok((s, access)) => {
+                    match access {
+                        Access::ReadWrite => {
+                            log::info!("database {} open", self.db_path.display())
+                        }
+                        Access::ReadOnly => log::warn!(
+                            "database {} open read-only (its directory or files cannot be written): \
+                             answering from it; client networks are not counted",
+                            self.db_path.display()
+                        ),
+                        Access::Immutable => log::warn!(
+                            "database {} open as a frozen copy (its directory cannot be written and \
+                             no other process has it open): answering from it, changes are seen \
+                             once it is writable again",
+                            self.db_path.display()
+                        ),
+                    }
+                    self.opened(s, access);
                 }
                 Err(e) => {
                     self.log_error("no database yet; answering with no data", &e);
@@ -156,6 +178,17 @@ impl StoreView {
                 Changed::default()
             }
         }
+    }
+
+    /// Starts over with a newly opened connection: everything is read again.
+    fn opened(&mut self, s: Store, access: Access) {
+        self.file_id = file_id(&self.db_path);
+        self.store = Some(s);
+        self.access = access;
+        self.data_version = -1;
+        self.generation = -1;
+        self.snapshot = None;
+        self.snapshot_token = 0;
     }
 
     fn reload(&mut self) -> anyhow::Result<Changed> {

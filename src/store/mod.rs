@@ -12,7 +12,7 @@ pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -78,6 +78,17 @@ CREATE TABLE seen_network(
 ) WITHOUT ROWID;
 ";
 
+/// How a connection was opened ([`Store::open_reader`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// The files are read-only: writes fail; changes by others are seen.
+    ReadOnly,
+    /// Neither the files nor the directory could be written and no other
+    /// process had the database open: a frozen view, reopen it later.
+    Immutable,
+}
+
 /// A connection to the pdns-ha database.
 pub struct Store {
     pub(crate) conn: Connection,
@@ -101,6 +112,37 @@ impl Store {
     /// Opens an existing database whose schema is current. `busy` is how long
     /// a statement waits for another writer's lock.
     pub fn open_existing(path: &Path, busy: Duration) -> Result<Store> {
+        Store::open_as(path, busy, Access::ReadWrite)
+    }
+
+    /// Opens an existing database for a reader that writes only what it may
+    /// lose (the coprocess): read-write if it can; else, when the directory
+    /// or the files are read-only, read-only (SQLite reads a WAL database
+    /// whose `-wal` and `-shm` files exist); else, when they do not exist
+    /// and cannot be created, as an immutable file if no `-wal` file holds
+    /// data (what it reads then is complete, but no later change is seen:
+    /// reopen it, see [`Access`]).
+    pub fn open_reader(path: &Path, busy: Duration) -> Result<(Store, Access)> {
+        let rw = match Store::open_as(path, busy, Access::ReadWrite) {
+            Ok(s) => return Ok((s, Access::ReadWrite)),
+            Err(e) => e,
+        };
+        if !path.exists() {
+            return Err(rw);
+        }
+        if let Ok(s) = Store::open_as(path, busy, Access::ReadOnly) {
+            return Ok((s, Access::ReadOnly));
+        }
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        if std::fs::metadata(&wal).ok().is_none_or(|m| m.len() == 0)
+            && let Ok(s) = Store::open_as(path, busy, Access::Immutable)
+        {
+            return Ok((s, Access::Immutable));
+        }
+        Err(rw)
+    }
+
+    fn open_as(path: &Path, busy: Duration, access: Access) -> Result<Store> {
         if !path.exists() {
             bail!(
                 "the database {} does not exist: create it with `pdns-ha apply SITE.toml --db {}`",
@@ -108,10 +150,33 @@ impl Store {
                 path.display()
             );
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let conn = match access {
+            Access::ReadWrite => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            Access::ReadOnly => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            Access::Immutable => {
+                let mut uri = String::from("file:");
+                for &b in path.as_os_str().as_encoded_bytes() {
+                    if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-') {
+                        uri.push(char::from(b));
+                    } else {
+                        uri.push_str(&format!("%{b:02X}"));
+                    }
+                }
+                uri.push_str("?immutable=1");
+                Connection::open_with_flags(
+                    uri,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_URI
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+            }
+        }
         .with_context(|| format!("cannot open the database {}", path.display()))?;
         conn.busy_timeout(busy)?;
         let store = Store { conn };

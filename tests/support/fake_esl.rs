@@ -160,6 +160,8 @@ pub struct FakeEsl {
 struct Live {
     version: AtomicU64,
     config: Mutex<FakeEslConfig>,
+    /// Bumped by [`FakeEsl::drop_connections`]: open connections close.
+    kicks: AtomicU64,
 }
 
 impl Live {
@@ -178,6 +180,7 @@ impl FakeEsl {
         let live = Arc::new(Live {
             version: AtomicU64::new(0),
             config: Mutex::new(config),
+            kicks: AtomicU64::new(0),
         });
         let (s, st, l) = (stop.clone(), stats.clone(), live.clone());
         let accept = std::thread::spawn(move || accept_loop(listener, l, s, st));
@@ -197,6 +200,12 @@ impl FakeEsl {
         let mut c = self.live.config.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut c);
         self.live.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Closes every open connection (within ~20 ms), as a FreeSWITCH
+    /// restart would; new connections are served as usual.
+    pub fn drop_connections(&self) {
+        self.live.kicks.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Reports this load from now on, in HEARTBEAT events and `api status`.
@@ -269,10 +278,12 @@ fn accept_loop(listener: TcpListener, live: Arc<Live>, stop: Arc<AtomicBool>, st
         stats.connections.fetch_add(1, Ordering::SeqCst);
         stats.open_connections.fetch_add(1, Ordering::SeqCst);
         let (version, config) = live.snapshot();
+        let kicks = live.kicks.load(Ordering::SeqCst);
         let mut conn = Conn {
             stream,
             config,
             version,
+            kicks,
             live: live.clone(),
             stop: stop.clone(),
             stats: stats.clone(),
@@ -296,6 +307,8 @@ struct Conn {
     config: FakeEslConfig,
     /// The [`Live`] version `config` was copied from.
     version: u64,
+    /// [`Live::kicks`] when the connection was accepted.
+    kicks: u64,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
@@ -309,8 +322,9 @@ struct Conn {
 struct Close;
 
 impl Conn {
+    /// The server stops, or its connections were dropped.
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst) || self.live.kicks.load(Ordering::SeqCst) != self.kicks
     }
 
     /// Takes the live configuration if [`FakeEsl::update`] changed it.

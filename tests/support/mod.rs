@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod coproc;
+pub mod dnswire;
 pub mod fake_esl;
 pub mod kamailio;
 pub mod lossy_udp;
+pub mod memcached;
 pub mod pdns;
 pub mod sip_responder;
 
@@ -270,4 +272,33 @@ pub fn processes_named(comm: &str) -> Vec<(u32, u32, char)> {
         ));
     }
     out
+}
+
+/// Makes `dir` and the files in it read-only (`on`) or writable again, as a
+/// read-only file system would: with the immutable attribute when running
+/// as root (root ignores permissions), with permissions otherwise. False
+/// if that cannot be done here (no `chattr`, a file system without the
+/// attribute, no right to set it).
+pub fn set_read_only(dir: &Path, on: bool) -> bool {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        paths.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let status = if root {
+        Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .args(&paths)
+            .stderr(Stdio::null())
+            .status()
+    } else {
+        Command::new("chmod")
+            .arg(if on { "a-w" } else { "u+w" })
+            .args(&paths)
+            .status()
+    };
+    status.is_ok_and(|s| s.success())
 }
