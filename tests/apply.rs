@@ -317,3 +317,66 @@ probe_interval_ms = 10000
     assert_ok("apply", &o);
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
+
+#[test]
+fn collector_values_the_collector_would_refuse_are_refused_on_their_line() {
+    let db = Db::new("apply-collector-values");
+    let node = "[node.a]
+host = \"a.voip.example.com\"
+ipv4 = [\"192.0.2.1\"]
+sip_probe = \"udp:192.0.2.1:5060\"
+esl = \"192.0.2.1:8021\"
+esl_password = \"ClueCon\"
+esl_profiles = [\"internal\"]
+";
+    db.apply_ok(&format!("{SITE}\n{node}"));
+    let before = db.topology_rows();
+    for (from, to, what_to_do) in [
+        (
+            "sip_probe = \"udp:192.0.2.1:5060\"",
+            "sip_probe = \"udp:a b:5060\"",
+            "sip_probe 'udp:a b:5060' must be udp:HOST:PORT or tcp:HOST:PORT",
+        ),
+        (
+            "sip_probe = \"udp:192.0.2.1:5060\"",
+            "sip_probe = \"udp:192.0.2.1:0\"",
+            "PORT 1 to 65535",
+        ),
+        (
+            "esl_password = \"ClueCon\"",
+            "esl_password = \"\"",
+            "the ESL password is empty: give the event socket's password, or no esl_password for FreeSWITCH's default",
+        ),
+        (
+            "esl_password = \"ClueCon\"",
+            "esl_password = \"Clue\\nCon\"",
+            "it must be one line",
+        ),
+        (
+            "esl = \"192.0.2.1:8021\"",
+            "esl = \"192.0.2.1\"",
+            "esl '192.0.2.1' must be HOST:PORT",
+        ),
+        (
+            "esl_profiles = [\"internal\"]",
+            "esl_profiles = [\"internal\", \"internal reg\"]",
+            "'internal reg' is not a sofia profile name (letters, digits, - _ .)",
+        ),
+    ] {
+        let text = format!("{SITE}\n{}", node.replacen(from, to, 1));
+        let line = text.lines().position(|l| l == to).expect("the bad line") + 1;
+        let o = db.apply(&text);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{to} must be refused:\n{err}");
+        let site = db.site_path();
+        let want = format!("error: {}:{line}: node \"a\": ", site.display());
+        assert!(err.starts_with(&want), "{to}: want {want:?} in:\n{err}");
+        assert!(
+            err.contains(what_to_do),
+            "{to}: want {what_to_do:?} in:\n{err}"
+        );
+        assert!(!err.contains("Clue\nCon"), "never the password: {err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(db.topology_rows(), before, "database unchanged by:\n{err}");
+    }
+}
