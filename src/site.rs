@@ -1286,6 +1286,50 @@ prefer = ["van1"]
     }
 
     #[test]
+    fn a_cname_conflict_names_the_line_of_the_cname() {
+        let rec = |name: &str, t: &str, c: &str| {
+            format!("\n[[record]]\nname = \"{name}\"\ntype = \"{t}\"\ncontent = \"{c}\"\n")
+        };
+        let cname = rec("x.voip.example.com", "CNAME", "y.example.net.");
+        for (before, after) in [
+            // The other data after the CNAME, before it, and after it with
+            // a record of another name before; then a node's and the apex's.
+            (String::new(), rec("x.voip.example.com", "A", "192.0.2.9")),
+            (rec("x.voip.example.com", "A", "192.0.2.9"), String::new()),
+            (
+                rec("a.voip.example.com", "A", "192.0.2.9"),
+                rec("x.voip.example.com", "A", "192.0.2.9"),
+            ),
+        ] {
+            let text = format!("{EXAMPLE}{before}{cname}{after}");
+            let line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| *l == "[[record]]")
+                .nth(if before.is_empty() { 1 } else { 2 })
+                .unwrap()
+                .0
+                + 1;
+            let e = err_of(&text);
+            assert!(
+                e.starts_with(&format!(
+                    "site.toml:{line}: record \"x.voip.example.com CNAME\": a CNAME cannot share"
+                )),
+                "line {line}: {e}"
+            );
+        }
+        for name in ["mtl1.voip.example.com", "voip.example.com"] {
+            let text = format!("{EXAMPLE}{}", rec(name, "CNAME", "y.example.net."));
+            let line = text.lines().count() - 3;
+            let e = err_of(&text);
+            assert!(
+                e.starts_with(&format!("site.toml:{line}: record \"{name} CNAME\"")),
+                "line {line}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn refuses_wrong_files_with_line_and_reason() {
         let e = err_of(&EXAMPLE.replace(
             "nodes = [\"mtl1\", \"van1\"]\nanswers",
