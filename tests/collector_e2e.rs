@@ -223,44 +223,8 @@ fn wait_answer(pdns: &Pdns, name: &str, subnet: Option<&str>, want: &[&[&str]]) 
 // ---------------------------------------------------------------------------
 // A real Kamailio: up, overloaded, down, up; heartbeat; SIGTERM; stale health.
 
-const COLLECTOR_FAST: &str = r#"
-[collector]
-probe_interval_ms = 300
-probe_timeout_ms = 200
-down_after = 2
-up_after = 2
-batch_interval_ms = 100
-"#;
-
 fn kamailio_site(port: u16, policy: &str) -> String {
-    format!(
-        r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.kam]
-host = "kam.voip.example.com"
-ipv4 = ["127.0.0.11"]
-sip_probe = "udp:127.0.0.1:{port}"
-
-[node.other]
-host = "other.voip.example.com"
-ipv4 = ["127.0.0.12"]
-
-[service."{LAT}"]
-policy = "latency"
-port = 5060
-nodes = ["kam", "other"]
-
-[service."{LOAD}"]
-policy = "load"
-port = 5060
-nodes = ["kam", "other"]
-{COLLECTOR_FAST}
-{policy}
-"#
-    )
+    support::fixture_with("kamailio", &[("PROBE_PORT", &port.to_string())]) + policy
 }
 
 /// Both services answer these tiers (no latency or load data: site order,
@@ -405,46 +369,13 @@ fn fleet_site(fs1: &FakeEsl, fs2: &FakeEsl, fs2_probe: Option<&SipResponder>) ->
     let probe = fs2_probe
         .map(|p| format!("sip_probe = \"{}\"", p.probe_spec()))
         .unwrap_or_default();
-    format!(
-        r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.fs1]
-host = "fs1.voip.example.com"
-ipv4 = ["127.0.0.21"]
-esl = "{}"
-esl_password = "ClueCon"
-
-[node.fs2]
-host = "fs2.voip.example.com"
-ipv4 = ["127.0.0.22"]
-esl = "{}"
-{probe}
-
-# fs2 first: where the answer puts fs1 first, measurements did it.
-[service."{LAT}"]
-policy = "latency"
-port = 5060
-nodes = ["fs2", "fs1"]
-
-[service."{LOAD}"]
-policy = "load"
-port = 5060
-nodes = ["fs2", "fs1"]
-
-[collector]
-probe_interval_ms = 300
-probe_timeout_ms = 200
-down_after = 2
-up_after = 2
-heartbeat_wait_ms = 2000
-registration_poll_interval_ms = 300
-batch_interval_ms = 100
-"#,
-        fs1.addr_string(),
-        fs2.addr_string()
+    support::fixture_with(
+        "fleet",
+        &[
+            ("FS1_ESL", &fs1.addr_string()),
+            ("FS2_ESL", &fs2.addr_string()),
+            ("FS2_PROBE", &probe),
+        ],
     )
 }
 
