@@ -143,6 +143,11 @@ sip_probe = "tcp:192.0.2.2:5060"
     fn the_plan_uses_the_parsed_values() {
         let db = TempDb::new("collect-plan");
         let (site, _) = db.apply(SITE).load_site().unwrap();
+        // Stored as text, read back by the same parser: the same values.
+        assert_eq!(
+            site.nodes,
+            crate::site::parse("site.toml", SITE).unwrap().nodes
+        );
         let (_, targets) = plan(&site);
         assert_eq!(targets.len(), 2);
         let a = &targets[0];
@@ -151,6 +156,32 @@ sip_probe = "tcp:192.0.2.2:5060"
         assert_eq!(esl.addr.to_string(), "192.0.2.1:8021");
         assert_eq!(esl.password, EslPassword::freeswitch_default());
         assert!(targets[1].esl.is_none());
+    }
+
+    #[test]
+    fn values_in_any_accepted_form_load_back_equal() {
+        let site = SITE
+            .replace("udp:192.0.2.1:5060", "UDP:2001:db8::1:5060")
+            .replace("192.0.2.1:8021", "::1:8021")
+            .replace(
+                "[node.b]",
+                "esl_profiles = [\"internal\", \"external\"]\n[node.b]\nesl = \"[2001:db8::2]:8022\"\nesl_password_file = \"/nonexistent/b.esl\"",
+            );
+        let parsed = crate::site::parse("site.toml", &site).unwrap();
+        let db = TempDb::new("collect-forms");
+        let (loaded, _) = db.apply(&site).load_site().unwrap();
+        assert_eq!(loaded.nodes, parsed.nodes);
+        let a = &loaded.nodes[0];
+        assert_eq!(a.esl.as_ref().unwrap().to_string(), "[::1]:8021");
+        assert_eq!(
+            a.sip_probe.as_ref().unwrap().to_string(),
+            "udp:[2001:db8::1]:5060"
+        );
+        // b's password file cannot be read: no event socket for b, and its
+        // probe still runs.
+        let (_, targets) = plan(&loaded);
+        assert!(targets[0].esl.is_some());
+        assert!(targets[1].esl.is_none() && targets[1].sip_probe.is_some());
     }
 
     #[test]

@@ -182,13 +182,15 @@ struct StoredNode {
 
 impl From<Node> for StoredNode {
     fn from(n: Node) -> StoredNode {
-        let text = |v: Option<&dyn std::fmt::Display>| v.map(|v| v.to_string());
+        fn text<T: std::fmt::Display>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(T::to_string)
+        }
         StoredNode {
-            esl: text(n.esl.as_ref().map(|v| v as _)),
+            esl: text(&n.esl),
             esl_password: n.esl_password.as_ref().map(|p| p.expose().to_string()),
-            esl_password_file: text(n.esl_password_file.as_ref().map(|v| v as _)),
+            esl_password_file: text(&n.esl_password_file),
             esl_profiles: n.esl_profiles.iter().map(|p| p.to_string()).collect(),
-            sip_probe: text(n.sip_probe.as_ref().map(|v| v as _)),
+            sip_probe: text(&n.sip_probe),
             name: n.name,
             host: n.host,
             ipv4: n.ipv4,
@@ -620,29 +622,18 @@ fn build(raw: RawSite) -> BuildResult<Site> {
                 "give esl_password or esl_password_file, not both".into()
             ));
         }
-        // Each value parsed once, by the one parser the collector's types
-        // have, on its own line.
-        fn typed<T: std::str::FromStr<Err = String>>(
-            node: &str,
-            v: Option<Spanned<String>>,
-        ) -> Result<Option<T>, (Span, String)> {
-            v.map(|v| {
-                v.get_ref()
-                    .parse()
-                    .map_err(|e| (v.span(), format!("node \"{node}\": {e}")))
-            })
-            .transpose()
-        }
-        let esl: Option<EslAddr> = typed(&name, n.esl)?;
-        let esl_password: Option<EslPassword> = typed(&name, n.esl_password)?;
-        let esl_password_file: Option<EslPasswordFile> = typed(&name, n.esl_password_file)?;
-        let sip_probe: Option<SipTarget> = typed(&name, n.sip_probe)?;
-        let esl_profiles = match n.esl_profiles {
+        // Each value parsed once, by the one parser its type has (the
+        // collector runs by the same types).
+        let esl = opt_value::<EslAddr>(&name, &n.esl)?;
+        let esl_password = opt_value::<EslPassword>(&name, &n.esl_password)?;
+        let esl_password_file = opt_value::<EslPasswordFile>(&name, &n.esl_password_file)?;
+        let sip_probe = opt_value::<SipTarget>(&name, &n.sip_probe)?;
+        let esl_profiles = match &n.esl_profiles {
             None => SofiaProfile::defaults(),
             Some(ps) => ps
-                .into_iter()
-                .map(|p| typed(&name, Some(p)).map(Option::unwrap))
-                .collect::<Result<Vec<SofiaProfile>, _>>()?,
+                .iter()
+                .map(|p| node_value(&name, p))
+                .collect::<BuildResult<Vec<SofiaProfile>>>()?,
         };
         node_names.insert(name.clone());
         site.nodes.push(Node {
@@ -783,6 +774,24 @@ fn build(raw: RawSite) -> BuildResult<Site> {
         });
     }
     Ok(site)
+}
+
+/// A node's value parsed by its type's parser; the error names the node
+/// and the value's own line.
+fn node_value<T: std::str::FromStr<Err = String>>(
+    node: &str,
+    v: &Spanned<String>,
+) -> BuildResult<T> {
+    v.get_ref()
+        .parse()
+        .map_err(|e| (v.span(), format!("node \"{node}\": {e}")))
+}
+
+fn opt_value<T: std::str::FromStr<Err = String>>(
+    node: &str,
+    v: &Option<Spanned<String>>,
+) -> BuildResult<Option<T>> {
+    v.as_ref().map(|v| node_value(node, v)).transpose()
 }
 
 /// Index of the zone that contains `name` (the longest matching apex).
