@@ -15,6 +15,10 @@
 //!   latency services answer accordingly per ECS network; the loads change and
 //!   the load answer flips; `apply` adding a `sip_probe` is followed without
 //!   restart; SIGTERM ends collect cleanly (ESL `exit`, status 0).
+//! - `a_stored_probe_that_no_longer_parses_is_logged_and_the_rest_goes_on`:
+//!   a node's stored `sip_probe` that no longer parses: the coprocess still
+//!   answers with the node, the collector logs what it leaves out and
+//!   probes the other node.
 //!
 //! Latency and load answers carry a non-zero ECS scope, so PowerDNS does not
 //! cache them: the tests poll them with deadlines.
@@ -507,4 +511,60 @@ fn freeswitch_loads_and_registrations_through_collect_and_powerdns() {
             n => Err(format!("{n:?}")),
         }
     });
+}
+
+// ---------------------------------------------------------------------------
+// A stored value that no longer parses: logged, left out, nothing else stops.
+
+#[test]
+fn a_stored_probe_that_no_longer_parses_is_logged_and_the_rest_goes_on() {
+    let sip = SipResponder::start(200);
+    let port = sip.probe_spec().rsplit(':').next().unwrap().to_string();
+    let db = Db::new("e2e-unusable");
+    // Both nodes probe the same responder; then kam's probe is made into
+    // one that no longer parses, as an older version or a hand edit could
+    // have stored it.
+    let site = kamailio_site(port.parse().unwrap(), "").replace(
+        "ipv4 = [\"127.0.0.12\"]",
+        &format!("ipv4 = [\"127.0.0.12\"]\nsip_probe = \"udp:127.0.0.1:{port}\""),
+    );
+    db.apply_ok(&site);
+    let changed = rusqlite::Connection::open(&db.path)
+        .expect("open the test database")
+        .execute(
+            "UPDATE topology SET def = replace(def, 'udp:127.0.0.1:', 'udp:a b:') \
+             WHERE kind = 'node' AND name = 'kam'",
+            [],
+        )
+        .expect("edit the stored node");
+    assert_eq!(changed, 1);
+
+    // The coprocess loads the topology and answers with both nodes.
+    let mut p = support::Coproc::start(&db.path, 1, &[]);
+    let a = p.query(LAT, "SRV", "192.0.2.1", "");
+    assert!(
+        a.iter().any(|l| l.contains("kam.voip.example.com"))
+            && a.iter().any(|l| l.contains("other.voip.example.com")),
+        "{a:?}"
+    );
+    assert!(p.close().success());
+
+    // The collector says what it leaves out, and probes the other node.
+    let mut c = Collect::start(&db);
+    wait_health(&db, "other", "up");
+    c.assert_running();
+    let log = c.log();
+    assert!(
+        log.contains(&format!(
+            "node kam: stored setting not used: sip_probe 'udp:a b:{port}' must be udp:HOST:PORT or tcp:HOST:PORT"
+        )) && log.contains("correct the site file and run `pdns-ha apply`"),
+        "{log}"
+    );
+    assert_eq!(
+        node_status(&status(&db).unwrap(), "kam")["health"],
+        "unknown",
+        "kam is not probed"
+    );
+    let (st, _) = c.terminate(Duration::from_secs(5));
+    assert!(st.success(), "{st}");
 }
