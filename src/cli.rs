@@ -183,7 +183,7 @@ fn apply(db: &Path, site_path: &Path, dry_run: bool) -> Result<i32> {
     }
     for n in &site.nodes {
         if let Some(f) = &n.esl_password_file
-            && std::fs::metadata(f).is_err()
+            && std::fs::metadata(f.path()).is_err()
         {
             eprintln!(
                 "warning: node {}: esl_password_file {f} is not readable here (the collector reads it)",

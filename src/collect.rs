@@ -11,13 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::collector::{self, CollectorConfig, EslTarget, MetricSink, Target};
+use crate::endpoint::EslPassword;
 use crate::metrics::{self, Metric};
 use crate::site::Site;
 use crate::store::Store;
-
-/// FreeSWITCH's default event-socket password, used when a node gives
-/// neither `esl_password` nor `esl_password_file`.
-const DEFAULT_ESL_PASSWORD: &str = "ClueCon";
 
 pub fn run(db: &Path) -> Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -54,38 +51,44 @@ pub fn run(db: &Path) -> Result<i32> {
     Ok(0)
 }
 
-/// What to measure, from the site.
+/// What to measure, from the site. A stored value that no longer parses
+/// (`Node::unusable`) is logged and left out; the rest of the node is
+/// measured.
 pub fn plan(site: &Site) -> (CollectorConfig, Vec<Target>) {
     let targets = site
         .nodes
         .iter()
+        .inspect(|n| {
+            for why in &n.unusable {
+                log::error!(
+                    "node {}: stored setting not used: {why}; correct the site file and run `pdns-ha apply`",
+                    n.name
+                );
+            }
+        })
         .filter(|n| n.esl.is_some() || n.sip_probe.is_some())
         .map(|n| Target {
             node: n.name.clone(),
             esl: n.esl.as_ref().and_then(|addr| {
                 let password = match (&n.esl_password, &n.esl_password_file) {
                     (Some(p), _) => p.clone(),
-                    (None, Some(f)) => match std::fs::read_to_string(f) {
-                        Ok(p) => p.trim_end_matches(['\r', '\n']).to_string(),
+                    (None, Some(f)) => match f.read() {
+                        Ok(p) => p,
                         Err(e) => {
-                            log::error!("node {}: cannot read esl_password_file {f}: {e}; not connecting to its event socket", n.name);
+                            log::error!(
+                                "node {}: {e}; not connecting to its event socket",
+                                n.name
+                            );
                             return None;
                         }
                     },
-                    (None, None) => DEFAULT_ESL_PASSWORD.to_string(),
+                    (None, None) => EslPassword::freeswitch_default(),
                 };
-                let t = EslTarget {
+                Some(EslTarget {
                     addr: addr.clone(),
                     password,
                     profiles: n.esl_profiles.clone(),
-                };
-                match t.validate() {
-                    Ok(()) => Some(t),
-                    Err(e) => {
-                        log::error!("node {}: {e}; not connecting to its event socket", n.name);
-                        None
-                    }
-                }
+                })
             }),
             sip_probe: n.sip_probe.clone(),
         })
@@ -113,5 +116,97 @@ impl MetricSink for StoreSink {
         }
         self.publisher.maybe_publish(&mut self.store, false);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TempDb;
+
+    const SITE: &str = r#"
+[zone."voip.test"]
+ns = ["ns1.voip.test"]
+hostmaster = "hostmaster.voip.test"
+[node.a]
+host = "a.voip.test"
+ipv4 = ["192.0.2.1"]
+esl = "192.0.2.1:8021"
+sip_probe = "udp:192.0.2.1:5060"
+[node.b]
+host = "b.voip.test"
+ipv4 = ["192.0.2.2"]
+sip_probe = "tcp:192.0.2.2:5060"
+"#;
+
+    #[test]
+    fn the_plan_uses_the_parsed_values() {
+        let db = TempDb::new("collect-plan");
+        let (site, _) = db.apply(SITE).load_site().unwrap();
+        // Stored as text, read back by the same parser: the same values.
+        assert_eq!(
+            site.nodes,
+            crate::site::parse("site.toml", SITE).unwrap().nodes
+        );
+        let (_, targets) = plan(&site);
+        assert_eq!(targets.len(), 2);
+        let a = &targets[0];
+        assert_eq!(a.sip_probe, Some("udp:192.0.2.1:5060".parse().unwrap()));
+        let esl = a.esl.as_ref().unwrap();
+        assert_eq!(esl.addr.to_string(), "192.0.2.1:8021");
+        assert_eq!(esl.password, EslPassword::freeswitch_default());
+        assert!(targets[1].esl.is_none());
+    }
+
+    #[test]
+    fn values_in_any_accepted_form_load_back_equal() {
+        let site = SITE
+            .replace("udp:192.0.2.1:5060", "UDP:2001:db8::1:5060")
+            .replace("192.0.2.1:8021", "::1:8021")
+            .replace(
+                "[node.b]",
+                "esl_profiles = [\"internal\", \"external\"]\n[node.b]\nesl = \"[2001:db8::2]:8022\"\nesl_password_file = \"/nonexistent/b.esl\"",
+            );
+        let parsed = crate::site::parse("site.toml", &site).unwrap();
+        let db = TempDb::new("collect-forms");
+        let (loaded, _) = db.apply(&site).load_site().unwrap();
+        assert_eq!(loaded.nodes, parsed.nodes);
+        let a = &loaded.nodes[0];
+        assert_eq!(a.esl.as_ref().unwrap().to_string(), "[::1]:8021");
+        assert_eq!(
+            a.sip_probe.as_ref().unwrap().to_string(),
+            "udp:[2001:db8::1]:5060"
+        );
+        // b's password file cannot be read: no event socket for b, and its
+        // probe still runs.
+        let (_, targets) = plan(&loaded);
+        assert!(targets[0].esl.is_some());
+        assert!(targets[1].esl.is_none() && targets[1].sip_probe.is_some());
+    }
+
+    #[test]
+    fn a_stored_value_that_no_longer_parses_leaves_only_that_value_out() {
+        let db = TempDb::new("collect-unusable");
+        let store = db.apply(SITE);
+        // As an older version, or a hand edit, could have stored it.
+        store
+            .conn
+            .execute(
+                "UPDATE topology SET def = replace(def, 'udp:192.0.2.1:5060', 'udp:a b:5060') WHERE kind = 'node' AND name = 'a'",
+                [],
+            )
+            .unwrap();
+        // The topology still loads, for the coprocesses as for the collector.
+        let (site, ids) = store.load_site().unwrap();
+        let topo = crate::topology::Topology::build(site.clone(), &ids, 1);
+        assert!(topo.names.contains_key("a.voip.test"));
+        let a = &site.nodes[0];
+        assert_eq!(a.sip_probe, None);
+        assert_eq!(a.unusable.len(), 1);
+        assert!(a.unusable[0].contains("'udp:a b:5060'"), "{:?}", a.unusable);
+        let (_, targets) = plan(&site);
+        assert_eq!(targets.len(), 2, "node a keeps its event socket");
+        assert!(targets[0].esl.is_some() && targets[0].sip_probe.is_none());
+        assert!(targets[1].sip_probe.is_some(), "node b is unaffected");
     }
 }

@@ -10,8 +10,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::collector::CollectorConfig;
+use crate::collector_config::CollectorConfig;
 use crate::dnsname;
+use crate::endpoint::{EslAddr, EslPassword, EslPasswordFile, SipTarget, SofiaProfile};
 use crate::metrics::Metric;
 use crate::net::Prefix;
 use crate::rdata;
@@ -140,19 +141,99 @@ pub struct Zone {
     pub minimum: u32,
 }
 
-/// A VoIP server.
+/// A VoIP server. What it tells the collector is typed (`crate::endpoint`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StoredNode", from = "StoredNode")]
 pub struct Node {
     pub name: String,
     pub host: String,
     pub ipv4: Vec<Ipv4Addr>,
     pub ipv6: Vec<Ipv6Addr>,
-    pub esl: Option<String>,
-    pub esl_password: Option<String>,
-    pub esl_password_file: Option<String>,
-    pub esl_profiles: Vec<String>,
-    pub sip_probe: Option<String>,
+    pub esl: Option<EslAddr>,
+    pub esl_password: Option<EslPassword>,
+    pub esl_password_file: Option<EslPasswordFile>,
+    pub esl_profiles: Vec<SofiaProfile>,
+    pub sip_probe: Option<SipTarget>,
     pub max_sessions: Option<u32>,
+    /// Collector settings read back from the database that no longer parse
+    /// (stored by an older version, or edited by hand): why, one per value,
+    /// the value left out. Always empty from [`parse`]. Only the collector
+    /// needs these settings: it logs these and measures the node without
+    /// them; answering never looks at them.
+    pub unusable: Vec<String>,
+}
+
+/// A node as stored (JSON in the database): the collector's values as text,
+/// each written by its type's `Display` and read back by the same parser
+/// as the site file's. The same fields, in the same order, as always.
+#[derive(Serialize, Deserialize)]
+struct StoredNode {
+    name: String,
+    host: String,
+    ipv4: Vec<Ipv4Addr>,
+    ipv6: Vec<Ipv6Addr>,
+    esl: Option<String>,
+    esl_password: Option<String>,
+    esl_password_file: Option<String>,
+    esl_profiles: Vec<String>,
+    sip_probe: Option<String>,
+    max_sessions: Option<u32>,
+}
+
+impl From<Node> for StoredNode {
+    fn from(n: Node) -> StoredNode {
+        fn text<T: std::fmt::Display>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(T::to_string)
+        }
+        StoredNode {
+            esl: text(&n.esl),
+            esl_password: n.esl_password.as_ref().map(|p| p.expose().to_string()),
+            esl_password_file: text(&n.esl_password_file),
+            esl_profiles: n.esl_profiles.iter().map(|p| p.to_string()).collect(),
+            sip_probe: text(&n.sip_probe),
+            name: n.name,
+            host: n.host,
+            ipv4: n.ipv4,
+            ipv6: n.ipv6,
+            max_sessions: n.max_sessions,
+        }
+    }
+}
+
+impl From<StoredNode> for Node {
+    /// A value that no longer parses is left out and said in `unusable`:
+    /// the topology still loads (the coprocess needs none of these).
+    fn from(n: StoredNode) -> Node {
+        fn typed<T: std::str::FromStr<Err = String>>(
+            v: Option<String>,
+            unusable: &mut Vec<String>,
+        ) -> Option<T> {
+            v?.parse().map_err(|e| unusable.push(e)).ok()
+        }
+        let mut unusable = Vec::new();
+        let esl = typed(n.esl, &mut unusable);
+        let esl_password = typed(n.esl_password, &mut unusable);
+        let esl_password_file = typed(n.esl_password_file, &mut unusable);
+        let sip_probe = typed(n.sip_probe, &mut unusable);
+        let esl_profiles = n
+            .esl_profiles
+            .into_iter()
+            .filter_map(|p| typed(Some(p), &mut unusable))
+            .collect();
+        Node {
+            name: n.name,
+            host: n.host,
+            ipv4: n.ipv4,
+            ipv6: n.ipv6,
+            esl,
+            esl_password,
+            esl_password_file,
+            esl_profiles,
+            sip_probe,
+            max_sessions: n.max_sessions,
+            unusable,
+        }
+    }
 }
 
 /// A node's place in a service or pool, as the site file gives it.
@@ -305,11 +386,11 @@ struct RawNode {
     ipv4: Vec<Spanned<String>>,
     #[serde(default)]
     ipv6: Vec<Spanned<String>>,
-    esl: Option<String>,
-    esl_password: Option<String>,
-    esl_password_file: Option<String>,
-    esl_profiles: Option<Vec<String>>,
-    sip_probe: Option<String>,
+    esl: Option<Spanned<String>>,
+    esl_password: Option<Spanned<String>>,
+    esl_password_file: Option<Spanned<String>>,
+    esl_profiles: Option<Vec<Spanned<String>>>,
+    sip_probe: Option<Spanned<String>>,
     max_sessions: Option<u32>,
 }
 
@@ -536,68 +617,37 @@ fn build(raw: RawSite) -> BuildResult<Site> {
                 "host {host} is inside a served zone but has no ipv4 or ipv6 address to answer with"
             )));
         }
-        if let Some(e) = &n.esl {
-            if n.esl_password.is_some() && n.esl_password_file.is_some() {
-                return Err(err(
-                    "give esl_password or esl_password_file, not both".into()
-                ));
-            }
-            // The collector's own check (address, password, profiles); a
-            // password file is read by the collector, so only its name here.
-            let t = crate::collector::EslTarget {
-                addr: e.clone(),
-                password: n
-                    .esl_password
-                    .clone()
-                    .unwrap_or_else(|| "from-file-or-default".into()),
-                profiles: n
-                    .esl_profiles
-                    .clone()
-                    .unwrap_or_else(crate::collector::EslTarget::default_profiles),
-            };
-            t.validate().map_err(err)?;
+        if n.esl_password.is_some() && n.esl_password_file.is_some() {
+            return Err(err(
+                "give esl_password or esl_password_file, not both".into()
+            ));
         }
-        if let Some(p) = &n.sip_probe {
-            // Parsed by the collector's own parser: what apply accepts, the
-            // collector probes.
-            p.parse::<crate::collector::sip::SipTarget>().map_err(err)?;
-        }
-        for s in [&n.esl_password, &n.esl_password_file]
-            .into_iter()
-            .flatten()
-        {
-            if s.chars().any(|c| c.is_control()) {
-                return Err(err(
-                    "esl password (file) contains a control character".into()
-                ));
-            }
-        }
-        let profiles = n
-            .esl_profiles
-            .unwrap_or_else(|| vec!["internal".to_string()]);
-        for p in &profiles {
-            if p.is_empty()
-                || !p
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                return Err(err(format!(
-                    "esl_profiles: '{p}' is not a sofia profile name"
-                )));
-            }
-        }
+        // Each value parsed once, by the one parser its type has (the
+        // collector runs by the same types).
+        let esl = opt_value::<EslAddr>(&name, &n.esl)?;
+        let esl_password = opt_value::<EslPassword>(&name, &n.esl_password)?;
+        let esl_password_file = opt_value::<EslPasswordFile>(&name, &n.esl_password_file)?;
+        let sip_probe = opt_value::<SipTarget>(&name, &n.sip_probe)?;
+        let esl_profiles = match &n.esl_profiles {
+            None => SofiaProfile::defaults(),
+            Some(ps) => ps
+                .iter()
+                .map(|p| node_value(&name, p))
+                .collect::<BuildResult<Vec<SofiaProfile>>>()?,
+        };
         node_names.insert(name.clone());
         site.nodes.push(Node {
             name,
             host,
             ipv4,
             ipv6,
-            esl: n.esl,
-            esl_password: n.esl_password,
-            esl_password_file: n.esl_password_file,
-            esl_profiles: profiles,
-            sip_probe: n.sip_probe,
+            esl,
+            esl_password,
+            esl_password_file,
+            esl_profiles,
+            sip_probe,
             max_sessions: n.max_sessions,
+            unusable: Vec::new(),
         });
     }
 
@@ -724,6 +774,24 @@ fn build(raw: RawSite) -> BuildResult<Site> {
         });
     }
     Ok(site)
+}
+
+/// A node's value parsed by its type's parser; the error names the node
+/// and the value's own line.
+fn node_value<T: std::str::FromStr<Err = String>>(
+    node: &str,
+    v: &Spanned<String>,
+) -> BuildResult<T> {
+    v.get_ref()
+        .parse()
+        .map_err(|e| (v.span(), format!("node \"{node}\": {e}")))
+}
+
+fn opt_value<T: std::str::FromStr<Err = String>>(
+    node: &str,
+    v: &Option<Spanned<String>>,
+) -> BuildResult<Option<T>> {
+    v.as_ref().map(|v| node_value(node, v)).transpose()
 }
 
 /// Index of the zone that contains `name` (the longest matching apex).
@@ -1009,7 +1077,20 @@ prefer = ["van1"]
             ["ns1.voip.example.com", "ns2.voip.example.com"]
         );
         assert_eq!(s.nodes.len(), 2);
-        assert_eq!(s.nodes[0].esl_profiles, ["internal"]);
+        assert_eq!(s.nodes[0].esl_profiles, SofiaProfile::defaults());
+        assert_eq!(
+            s.nodes[0]
+                .sip_probe
+                .as_ref()
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("udp:198.51.100.10:5060")
+        );
+        assert_eq!(
+            s.nodes[0].esl.as_ref().map(|p| p.to_string()).as_deref(),
+            Some("198.51.100.10:8021")
+        );
+        assert!(s.nodes.iter().all(|n| n.unusable.is_empty()));
         let tcp = s.services.iter().find(|x| x.name.contains("_tcp")).unwrap();
         assert_eq!(tcp.ttl, 30);
         assert_eq!(
@@ -1104,8 +1185,156 @@ prefer = ["van1"]
             ("udp:198.51.100.10:5060", "tcp:[2001:db8::1]:5060"),
             ("udp:198.51.100.10:5060", "UDP:sip-1.example.net:5080"),
         ] {
-            parse("site.toml", &EXAMPLE.replacen(from, to, 1)).unwrap();
-            assert!(to.parse::<crate::collector::sip::SipTarget>().is_ok());
+            let s = parse("site.toml", &EXAMPLE.replacen(from, to, 1)).unwrap();
+            assert_eq!(s.nodes[0].sip_probe, Some(to.parse().unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_bad_collector_value_names_its_own_line() {
+        for (from, to) in [
+            (
+                "sip_probe = \"udp:198.51.100.10:5060\"",
+                "sip_probe = \"udp:a b:5060\"",
+            ),
+            ("esl_password = \"ClueCon\"", "esl_password = \"\""),
+            ("esl = \"198.51.100.10:8021\"", "esl = \"198.51.100.10\""),
+            (
+                "esl_password = \"ClueCon\"",
+                "esl_password = \"ClueCon\"\nesl_profiles = [\"internal\", \"a b\"]",
+            ),
+            (
+                "esl_password = \"ClueCon\"",
+                "esl_password_file = \"/etc/x\\n\"",
+            ),
+        ] {
+            let text = EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, EXAMPLE);
+            let last = to.lines().last().unwrap();
+            let line = text.lines().position(|l| l == last).unwrap() + 1;
+            let e = err_of(&text);
+            assert!(
+                e.starts_with(&format!("site.toml:{line}: node \"mtl1\": ")),
+                "{to}: {e}"
+            );
+        }
+        let e = err_of(&EXAMPLE.replacen(
+            "esl_password = \"ClueCon\"",
+            "esl_password = \"ClueCon\"\nesl_password_file = \"/etc/x\"",
+            1,
+        ));
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn a_node_is_stored_as_the_text_its_values_parse_from() {
+        let site = parse(
+            "site.toml",
+            &EXAMPLE
+                .replacen("udp:198.51.100.10:5060", "UDP:2001:db8::10:5060", 1)
+                .replacen(
+                    "esl_password = \"ClueCon\"",
+                    "esl_password = \"ClueCon\"\nesl_profiles = [\"internal\", \"external\"]",
+                    1,
+                ),
+        )
+        .unwrap();
+        let node = &site.nodes[0];
+        let json = serde_json::to_string(node).unwrap();
+        assert!(
+            json.contains(r#""sip_probe":"udp:[2001:db8::10]:5060""#),
+            "the canonical text: {json}"
+        );
+        assert!(
+            json.contains(r#""esl_profiles":["internal","external"]"#),
+            "{json}"
+        );
+        assert!(!json.contains("unusable"), "{json}");
+        let back: Node = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, node);
+        // The fields, in the order stored before the values were typed: an
+        // existing database reads the same and applies unchanged.
+        let at = |k: &str| json.find(&format!("\"{k}\":")).unwrap_or(usize::MAX);
+        let order = [
+            "name",
+            "host",
+            "ipv4",
+            "ipv6",
+            "esl",
+            "esl_password",
+            "esl_password_file",
+            "esl_profiles",
+            "sip_probe",
+            "max_sessions",
+        ];
+        assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{json}");
+        assert_eq!(
+            json,
+            r#"{"name":"mtl1","host":"mtl1.voip.example.com","ipv4":["198.51.100.10"],"ipv6":["2001:db8:10::10"],"esl":"198.51.100.10:8021","esl_password":"ClueCon","esl_password_file":null,"esl_profiles":["internal","external"],"sip_probe":"udp:[2001:db8::10]:5060","max_sessions":1000}"#
+        );
+    }
+
+    #[test]
+    fn a_stored_value_that_no_longer_parses_is_left_out_not_fatal() {
+        let site = parse("site.toml", EXAMPLE).unwrap();
+        let json = serde_json::to_string(&site.nodes[0])
+            .unwrap()
+            .replace("udp:198.51.100.10:5060", "udp:a b:5060")
+            .replace(r#""esl_password":"ClueCon""#, r#""esl_password":"""#)
+            .replace(r#"["internal"]"#, r#"["internal","x y"]"#);
+        let node: Node = serde_json::from_str(&json).unwrap();
+        assert_eq!(node.sip_probe, None);
+        assert_eq!(node.esl_password, None);
+        assert_eq!(node.esl_profiles, SofiaProfile::defaults());
+        assert_eq!(node.esl, site.nodes[0].esl, "the other values are kept");
+        let why = &node.unusable;
+        assert_eq!(why.len(), 3, "{why:?}");
+        assert!(why[0].contains("ESL password"), "{why:?}");
+        assert!(why[1].contains("'udp:a b:5060'"), "{why:?}");
+        assert!(why[2].contains("'x y'"), "{why:?}");
+    }
+
+    #[test]
+    fn a_cname_conflict_names_the_line_of_the_cname() {
+        let rec = |name: &str, t: &str, c: &str| {
+            format!("\n[[record]]\nname = \"{name}\"\ntype = \"{t}\"\ncontent = \"{c}\"\n")
+        };
+        let cname = rec("x.voip.example.com", "CNAME", "y.example.net.");
+        for (before, after) in [
+            // The other data after the CNAME, before it, and after it with
+            // a record of another name before; then a node's and the apex's.
+            (String::new(), rec("x.voip.example.com", "A", "192.0.2.9")),
+            (rec("x.voip.example.com", "A", "192.0.2.9"), String::new()),
+            (
+                rec("a.voip.example.com", "A", "192.0.2.9"),
+                rec("x.voip.example.com", "A", "192.0.2.9"),
+            ),
+        ] {
+            let text = format!("{EXAMPLE}{before}{cname}{after}");
+            let line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| *l == "[[record]]")
+                .nth(if before.is_empty() { 1 } else { 2 })
+                .unwrap()
+                .0
+                + 1;
+            let e = err_of(&text);
+            assert!(
+                e.starts_with(&format!(
+                    "site.toml:{line}: record \"x.voip.example.com CNAME\": a CNAME cannot share"
+                )),
+                "line {line}: {e}"
+            );
+        }
+        for name in ["mtl1.voip.example.com", "voip.example.com"] {
+            let text = format!("{EXAMPLE}{}", rec(name, "CNAME", "y.example.net."));
+            let line = text.lines().count() - 3;
+            let e = err_of(&text);
+            assert!(
+                e.starts_with(&format!("site.toml:{line}: record \"{name} CNAME\"")),
+                "line {line}: {e}"
+            );
         }
     }
 

@@ -6,19 +6,13 @@
 
 mod support;
 
+use std::sync::LazyLock;
+
 use rusqlite::Connection;
 use support::{Db, assert_ok, stderr};
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[[record]]
-name = "voip.example.com"
-type = "TXT"
-content = '"v=spf1 -all"'
-"#;
+/// The site (tests/fixtures/one_record.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("one_record"));
 
 /// The stored content of the static records, sorted.
 fn stored_contents(db: &Db) -> Vec<String> {
@@ -110,7 +104,7 @@ fn assert_refused(
 #[test]
 fn bad_record_content_is_refused_with_its_line() {
     let db = Db::new("apply-bad-records");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let before = db.topology_rows();
     let apex = "voip.example.com";
     let sha256 = "d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971";
@@ -288,7 +282,7 @@ fn accepted_content_keeps_its_quoted_text() {
 fn collector_settings_that_outrun_the_policy_ages_are_applied_with_a_warning() {
     let db = Db::new("apply-advice");
     let site = format!(
-        "{SITE}
+        "{}
 [node.a]
 host = \"a.voip.example.com\"
 ipv4 = [\"192.0.2.1\"]
@@ -300,7 +294,8 @@ health_max_age_s = 20
 
 [collector]
 probe_interval_ms = 10000
-"
+",
+        *SITE
     );
     let o = db.apply(&site);
     assert_ok("apply", &o);
@@ -316,4 +311,68 @@ probe_interval_ms = 10000
     let o = db.apply(&site.replace("probe_interval_ms = 10000", "probe_interval_ms = 5000"));
     assert_ok("apply", &o);
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
+
+#[test]
+fn collector_values_the_collector_would_refuse_are_refused_on_their_line() {
+    let db = Db::new("apply-collector-values");
+    let node = "[node.a]
+host = \"a.voip.example.com\"
+ipv4 = [\"192.0.2.1\"]
+sip_probe = \"udp:192.0.2.1:5060\"
+esl = \"192.0.2.1:8021\"
+esl_password = \"ClueCon\"
+esl_profiles = [\"internal\"]
+";
+    let site = &*SITE;
+    db.apply_ok(&format!("{site}\n{node}"));
+    let before = db.topology_rows();
+    for (from, to, what_to_do) in [
+        (
+            "sip_probe = \"udp:192.0.2.1:5060\"",
+            "sip_probe = \"udp:a b:5060\"",
+            "sip_probe 'udp:a b:5060' must be udp:HOST:PORT or tcp:HOST:PORT",
+        ),
+        (
+            "sip_probe = \"udp:192.0.2.1:5060\"",
+            "sip_probe = \"udp:192.0.2.1:0\"",
+            "PORT 1 to 65535",
+        ),
+        (
+            "esl_password = \"ClueCon\"",
+            "esl_password = \"\"",
+            "the ESL password is empty: give the event socket's password, or no esl_password for FreeSWITCH's default",
+        ),
+        (
+            "esl_password = \"ClueCon\"",
+            "esl_password = \"Clue\\nCon\"",
+            "it must be one line",
+        ),
+        (
+            "esl = \"192.0.2.1:8021\"",
+            "esl = \"192.0.2.1\"",
+            "esl '192.0.2.1' must be HOST:PORT",
+        ),
+        (
+            "esl_profiles = [\"internal\"]",
+            "esl_profiles = [\"internal\", \"internal reg\"]",
+            "'internal reg' is not a sofia profile name (letters, digits, - _ .)",
+        ),
+    ] {
+        let text = format!("{site}\n{}", node.replacen(from, to, 1));
+        let line = text.lines().position(|l| l == to).expect("the bad line") + 1;
+        let o = db.apply(&text);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{to} must be refused:\n{err}");
+        let site = db.site_path();
+        let want = format!("error: {}:{line}: node \"a\": ", site.display());
+        assert!(err.starts_with(&want), "{to}: want {want:?} in:\n{err}");
+        assert!(
+            err.contains(what_to_do),
+            "{to}: want {what_to_do:?} in:\n{err}"
+        );
+        assert!(!err.contains("Clue\nCon"), "never the password: {err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(db.topology_rows(), before, "database unchanged by:\n{err}");
+    }
 }

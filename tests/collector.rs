@@ -304,7 +304,10 @@ fn test_config() -> CollectorConfig {
 fn esl_target(node: &str, fake: &FakeEsl, password: &str) -> Target {
     Target {
         node: node.into(),
-        esl: Some(EslTarget::new(fake.addr_string(), password)),
+        esl: Some(EslTarget::new(
+            fake.addr_string().parse().unwrap(),
+            password.parse().unwrap(),
+        )),
         sip_probe: None,
     }
 }
@@ -452,10 +455,10 @@ fn run_collects_load_latency_and_health_from_two_nodes() {
     let sip = SipResponder::start(200);
     let mut tb = esl_target("b", &b, "ClueCon");
     if let Some(e) = tb.esl.as_mut() {
-        e.profiles = vec!["internal".into(), "external".into()];
+        e.profiles = vec!["internal".parse().unwrap(), "external".parse().unwrap()];
     }
     let ta = Target {
-        sip_probe: Some(sip.probe_spec()),
+        sip_probe: Some(sip.probe_spec().parse().unwrap()),
         ..esl_target("a", &a, "ClueCon")
     };
     let rec = Recorder::default();
@@ -654,7 +657,7 @@ fn run_applies_reloaded_targets() {
         esl_target("b", &b, "ClueCon"),
     );
     let tb = Target {
-        sip_probe: Some(sip.probe_spec()),
+        sip_probe: Some(sip.probe_spec().parse().unwrap()),
         ..tb
     };
     // Shared "site": the test edits it, reload hands out changes once.

@@ -15,6 +15,10 @@
 //!   latency services answer accordingly per ECS network; the loads change and
 //!   the load answer flips; `apply` adding a `sip_probe` is followed without
 //!   restart; SIGTERM ends collect cleanly (ESL `exit`, status 0).
+//! - `a_stored_probe_that_no_longer_parses_is_logged_and_the_rest_goes_on`:
+//!   a node's stored `sip_probe` that no longer parses: the coprocess still
+//!   answers with the node, the collector logs what it leaves out and
+//!   probes the other node.
 //!
 //! Latency and load answers carry a non-zero ECS scope, so PowerDNS does not
 //! cache them: the tests poll them with deadlines.
@@ -223,44 +227,8 @@ fn wait_answer(pdns: &Pdns, name: &str, subnet: Option<&str>, want: &[&[&str]]) 
 // ---------------------------------------------------------------------------
 // A real Kamailio: up, overloaded, down, up; heartbeat; SIGTERM; stale health.
 
-const COLLECTOR_FAST: &str = r#"
-[collector]
-probe_interval_ms = 300
-probe_timeout_ms = 200
-down_after = 2
-up_after = 2
-batch_interval_ms = 100
-"#;
-
 fn kamailio_site(port: u16, policy: &str) -> String {
-    format!(
-        r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.kam]
-host = "kam.voip.example.com"
-ipv4 = ["127.0.0.11"]
-sip_probe = "udp:127.0.0.1:{port}"
-
-[node.other]
-host = "other.voip.example.com"
-ipv4 = ["127.0.0.12"]
-
-[service."{LAT}"]
-policy = "latency"
-port = 5060
-nodes = ["kam", "other"]
-
-[service."{LOAD}"]
-policy = "load"
-port = 5060
-nodes = ["kam", "other"]
-{COLLECTOR_FAST}
-{policy}
-"#
-    )
+    support::fixture_with("kamailio", &[("PROBE_PORT", &port.to_string())]) + policy
 }
 
 /// Both services answer these tiers (no latency or load data: site order,
@@ -405,46 +373,13 @@ fn fleet_site(fs1: &FakeEsl, fs2: &FakeEsl, fs2_probe: Option<&SipResponder>) ->
     let probe = fs2_probe
         .map(|p| format!("sip_probe = \"{}\"", p.probe_spec()))
         .unwrap_or_default();
-    format!(
-        r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.fs1]
-host = "fs1.voip.example.com"
-ipv4 = ["127.0.0.21"]
-esl = "{}"
-esl_password = "ClueCon"
-
-[node.fs2]
-host = "fs2.voip.example.com"
-ipv4 = ["127.0.0.22"]
-esl = "{}"
-{probe}
-
-# fs2 first: where the answer puts fs1 first, measurements did it.
-[service."{LAT}"]
-policy = "latency"
-port = 5060
-nodes = ["fs2", "fs1"]
-
-[service."{LOAD}"]
-policy = "load"
-port = 5060
-nodes = ["fs2", "fs1"]
-
-[collector]
-probe_interval_ms = 300
-probe_timeout_ms = 200
-down_after = 2
-up_after = 2
-heartbeat_wait_ms = 2000
-registration_poll_interval_ms = 300
-batch_interval_ms = 100
-"#,
-        fs1.addr_string(),
-        fs2.addr_string()
+    support::fixture_with(
+        "fleet",
+        &[
+            ("FS1_ESL", &fs1.addr_string()),
+            ("FS2_ESL", &fs2.addr_string()),
+            ("FS2_PROBE", &probe),
+        ],
     )
 }
 
@@ -576,4 +511,60 @@ fn freeswitch_loads_and_registrations_through_collect_and_powerdns() {
             n => Err(format!("{n:?}")),
         }
     });
+}
+
+// ---------------------------------------------------------------------------
+// A stored value that no longer parses: logged, left out, nothing else stops.
+
+#[test]
+fn a_stored_probe_that_no_longer_parses_is_logged_and_the_rest_goes_on() {
+    let sip = SipResponder::start(200);
+    let port = sip.probe_spec().rsplit(':').next().unwrap().to_string();
+    let db = Db::new("e2e-unusable");
+    // Both nodes probe the same responder; then kam's probe is made into
+    // one that no longer parses, as an older version or a hand edit could
+    // have stored it.
+    let site = kamailio_site(port.parse().unwrap(), "").replace(
+        "ipv4 = [\"127.0.0.12\"]",
+        &format!("ipv4 = [\"127.0.0.12\"]\nsip_probe = \"udp:127.0.0.1:{port}\""),
+    );
+    db.apply_ok(&site);
+    let changed = rusqlite::Connection::open(&db.path)
+        .expect("open the test database")
+        .execute(
+            "UPDATE topology SET def = replace(def, 'udp:127.0.0.1:', 'udp:a b:') \
+             WHERE kind = 'node' AND name = 'kam'",
+            [],
+        )
+        .expect("edit the stored node");
+    assert_eq!(changed, 1);
+
+    // The coprocess loads the topology and answers with both nodes.
+    let mut p = support::Coproc::start(&db.path, 1, &[]);
+    let a = p.query(LAT, "SRV", "192.0.2.1", "");
+    assert!(
+        a.iter().any(|l| l.contains("kam.voip.example.com"))
+            && a.iter().any(|l| l.contains("other.voip.example.com")),
+        "{a:?}"
+    );
+    assert!(p.close().success());
+
+    // The collector says what it leaves out, and probes the other node.
+    let mut c = Collect::start(&db);
+    wait_health(&db, "other", "up");
+    c.assert_running();
+    let log = c.log();
+    assert!(
+        log.contains(&format!(
+            "node kam: stored setting not used: sip_probe 'udp:a b:{port}' must be udp:HOST:PORT or tcp:HOST:PORT"
+        )) && log.contains("correct the site file and run `pdns-ha apply`"),
+        "{log}"
+    );
+    assert_eq!(
+        node_status(&status(&db).unwrap(), "kam")["health"],
+        "unknown",
+        "kam is not probed"
+    );
+    let (st, _) = c.terminate(Duration::from_secs(5));
+    assert!(st.success(), "{st}");
 }

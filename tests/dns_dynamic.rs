@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use support::{Db, Dig, Pdns, PdnsOpts, Srv, poll};
@@ -33,43 +34,8 @@ const NET_D: &str = "198.19.44.0/24";
 /// Inside the named network "vancouver" (prefer van1), no data.
 const NET_VAN: &str = "100.64.5.0/24";
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-
-[node.tor1]
-host = "tor1.voip.example.com"
-ipv4 = ["192.0.2.30"]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-ttl = 30
-nodes = ["mtl1", "van1", "tor1"]
-
-[service."_sip._tcp.voip.example.com"]
-policy = "load"
-port = 5060
-nodes = ["mtl1", "van1", "tor1"]
-
-[pool."sip.voip.example.com"]
-policy = "load"
-nodes = ["mtl1", "van1", "tor1"]
-answers = 1
-
-[network.vancouver]
-prefixes = ["100.64.0.0/16"]
-prefer = ["van1"]
-"#;
+/// The site (tests/fixtures/three_nodes_dynamic.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("three_nodes_dynamic"));
 
 /// Latencies: A prefers mtl1, B van1, D (a /16 sample only) tor1. The gaps
 /// exceed the 5 ms / 10 % tolerance, so every node has its own tier.
@@ -87,7 +53,7 @@ latency van1 198.19.0.0/16 70
 
 fn start(tag: &str) -> (Db, Pdns) {
     let db = Db::new(tag);
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let pdns = Pdns::start(&db.path, PdnsOpts::default());
     (db, pdns)
 }

@@ -17,6 +17,7 @@
 mod support;
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use support::pdns::find_program;
 use support::{Db, Dig, Pdns, PdnsOpts, Rr, TempDir};
@@ -26,67 +27,8 @@ const SRV: &str = "_sip._udp.voip.example.com";
 /// A load pool: per-client addresses, with an ECS scope.
 const POOL: &str = "sip.voip.example.com";
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com", "ns2.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-ttl = 3600
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-ipv6 = ["2001:db8:10::10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-ipv6 = ["2001:db8:20::20"]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-nodes = ["mtl1", "van1"]
-
-[service."_sip._tcp.voip.example.com"]
-policy = "static"
-port = 5061
-nodes = ["mtl1", "van1"]
-
-[pool."sip.voip.example.com"]
-policy = "load"
-nodes = ["mtl1", "van1"]
-answers = 1
-
-[[record]]
-name = "voip.example.com"
-type = "NAPTR"
-content = '10 50 "s" "SIP+D2U" "" _sip._udp.voip.example.com.'
-
-[[record]]
-name = "voip.example.com"
-type = "TXT"
-content = '"v=spf1 -all"'
-
-[[record]]
-name = "www.voip.example.com"
-type = "A"
-content = "192.0.2.80"
-
-[[record]]
-name = "alias.voip.example.com"
-type = "CNAME"
-content = "www.voip.example.com."
-
-[[record]]
-name = "child.voip.example.com"
-type = "NS"
-content = "ns.child.example.net."
-
-[[record]]
-name = "child.voip.example.com"
-type = "DS"
-content = "60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118"
-"#;
+/// The site (tests/fixtures/questions.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("questions"));
 
 /// van1 is closest to 198.51.100.0/24 (the site order says mtl1), and mtl1
 /// is the emptiest: answers that differ from the site order.
@@ -99,7 +41,7 @@ load van1 900 1000
 
 fn db(tag: &str) -> Db {
     let db = Db::new(tag);
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     db.ingest_ok(METRICS);
     db
 }

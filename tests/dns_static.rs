@@ -11,87 +11,19 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use support::{Db, Pdns, PdnsOpts, Srv, poll};
 
 const ZONE: &str = "voip.example.com";
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com", "ns2.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-ttl = 3600
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-ipv6 = ["2001:db8:10::10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-
-[node.tor1]
-host = "tor1.voip.example.com"
-ipv4 = ["192.0.2.30", "192.0.2.31"]
-ipv6 = ["2001:db8:30::30"]
-
-[service."_sip._tcp.voip.example.com"]
-policy = "static"
-port = 5061
-ttl = 120
-nodes = [
-    { node = "mtl1", priority = 10, weight = 60 },
-    { node = "van1", priority = 10, weight = 40 },
-    { node = "tor1", priority = 20, weight = 5 },
-]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-nodes = ["mtl1", "van1"]
-
-[pool."static.voip.example.com"]
-policy = "static"
-nodes = ["tor1", "mtl1", "van1"]
-answers = 2
-
-[[record]]
-name = "voip.example.com"
-type = "NAPTR"
-content = '10 50 "s" "SIP+D2U" "" _sip._udp.voip.example.com.'
-
-[[record]]
-name = "voip.example.com"
-type = "NAPTR"
-content = '20 50 "s" "SIP+D2T" "" _sip._tcp.voip.example.com.'
-
-[[record]]
-name = "voip.example.com"
-type = "TXT"
-content = '"v=spf1 -all"'
-
-[[record]]
-name = "voip.example.com"
-type = "MX"
-content = "20 mx2.example.net."
-
-[[record]]
-name = "voip.example.com"
-type = "MX"
-content = "10 mx1.example.net."
-
-[[record]]
-name = "www.voip.example.com"
-type = "A"
-content = "192.0.2.80"
-ttl = 300
-"#;
+/// The site (tests/fixtures/static_answers.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("static_answers"));
 
 fn start(tag: &str, opts: PdnsOpts) -> (Db, Pdns) {
     let db = Db::new(tag);
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let pdns = Pdns::start(&db.path, opts);
     (db, pdns)
 }
@@ -280,7 +212,7 @@ fn topology_change_is_answered_without_restart() {
         )
         .replace("port = 5061", "port = 5062")
         .replace("    { node = \"van1\", priority = 10, weight = 40 },\n", "");
-    assert_ne!(changed, SITE);
+    assert_ne!(changed, *SITE);
     let o = db.apply(&changed);
     support::assert_ok("apply the changed site", &o);
     assert!(
@@ -348,7 +280,7 @@ fn database_created_after_powerdns_started() {
     let d = pdns.dig(&["www.example.org", "A"]);
     assert_eq!(d.status, "REFUSED", "{d}");
 
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let d = poll(
         "answers once the database exists",
         Duration::from_secs(5),
@@ -389,7 +321,7 @@ fn zone_asked_before_the_database_exists_answers_after_the_caches_expire() {
     );
     let d = pdns.dig(&["_sip._tcp.voip.example.com", "SRV"]);
     assert_eq!(d.status, "REFUSED", "no database yet: {d}");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     poll(
         "answers once the database exists and the caches expired",
         Duration::from_secs(6),

@@ -7,32 +7,13 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use support::{Coproc, Db};
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-nodes = ["mtl1", "van1"]
-
-[pool."sip.voip.example.com"]
-policy = "load"
-nodes = ["mtl1", "van1"]
-"#;
+/// The site (tests/fixtures/two_nodes.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("two_nodes"));
 
 /// xorshift64*: small, seeded, good enough to pick test cases.
 struct Rng(u64);
@@ -61,7 +42,7 @@ impl Rng {
 #[test]
 fn ingest_stores_every_good_line_and_reports_every_bad_one() {
     let db = Db::new("hostile-ingest");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let t = pdns_ha::metrics::now();
     let (mut input, mut good, mut bad) = (Vec::new(), 0usize, BTreeSet::new());
@@ -179,7 +160,7 @@ fn exchange(p: &mut Coproc, line: &[u8]) -> Vec<String> {
 #[test]
 fn the_pipe_answers_every_hostile_line_once_and_keeps_answering() {
     let db = Db::new("hostile-pipe");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     db.ingest_ok("latency mtl1 198.51.100.1 10\nlatency van1 198.51.100.1 80\n");
     let mut p = Coproc::start(&db.path, 5, &[]);
     p.answer_within = Duration::from_secs(10);

@@ -4,38 +4,18 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use support::{Db, assert_ok, stderr, stdout};
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-max_sessions = 500
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-nodes = ["mtl1", "van1"]
-
-[pool."sip.voip.example.com"]
-policy = "load"
-nodes = ["mtl1", "van1"]
-"#;
+/// The site (tests/fixtures/two_nodes.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("two_nodes"));
 
 fn db_with_site(tag: &str) -> Db {
     let db = Db::new(tag);
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     db
 }
 
@@ -416,7 +396,7 @@ fn a_wrong_site_file_is_refused_whole() {
         ),
     ];
     for (text, on_line, why) in cases {
-        assert_ne!(text, SITE);
+        assert_ne!(text, *SITE);
         let line = 1 + text
             .lines()
             .position(|l| l.contains(on_line))
@@ -463,7 +443,7 @@ fn apply_dry_run_writes_nothing() {
     // No database yet: nothing is created.
     let db = Db::new("dry-run");
     let site = db.site_path();
-    std::fs::write(&site, SITE).unwrap();
+    std::fs::write(&site, &*SITE).unwrap();
     let o = db.run(&["apply", site.to_str().unwrap(), "--dry-run"]);
     assert_ok("apply --dry-run on a missing database", &o);
     let out = stdout(&o);
@@ -471,7 +451,7 @@ fn apply_dry_run_writes_nothing() {
     assert!(out.contains("dry run"), "{out}");
     assert!(!db.path.exists(), "--dry-run created {}", db.path.display());
 
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let before = db.topology_rows();
     let changed = SITE.replace("port = 5060", "port = 5070");
     std::fs::write(&site, &changed).unwrap();

@@ -8,6 +8,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use support::memcached::Memcached;
@@ -24,34 +25,8 @@ const RELAXED_MS: u64 = 200;
 /// parallel).
 const MARGIN_MS: u64 = 50;
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.example.com"
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-
-[node.tor1]
-host = "tor1.voip.example.com"
-ipv4 = ["192.0.2.30"]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-ttl = 30
-nodes = ["mtl1", "van1", "tor1"]
-
-[pool."sip.voip.example.com"]
-policy = "latency"
-nodes = ["mtl1", "van1", "tor1"]
-answers = 1
-"#;
+/// The site (tests/fixtures/three_nodes_latency.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("three_nodes_latency"));
 
 // ---------------------------------------------------------------- fixtures
 
@@ -59,7 +34,7 @@ answers = 1
 /// mtl1 20 ms, tor1 40 ms (three tiers).
 fn site_db(tag: &str) -> Db {
     let db = Db::new(&format!("mc-{tag}"));
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     db.ingest_ok(
         "latency van1 10.0.0.0/8 5\nlatency mtl1 10.0.0.0/8 20\nlatency tor1 10.0.0.0/8 40\n",
     );

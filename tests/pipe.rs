@@ -5,39 +5,13 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use support::{Coproc, Db, assert_ok};
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.voip.example.com"
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-ipv6 = ["2001:db8::20"]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-nodes = ["mtl1", "van1"]
-
-[service."_sip._tcp.voip.example.com"]
-policy = "static"
-port = 5061
-nodes = [{ node = "mtl1", priority = 10, weight = 60 }, { node = "van1", priority = 20, weight = 40 }]
-
-[[record]]
-name = "voip.example.com"
-type = "MX"
-content = "10 mail.voip.example.com"
-"#;
+/// The site (tests/fixtures/pipe.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("pipe"));
 
 /// A coprocess on `db` after `HELO abi`; every answer line within 2 s.
 fn pipe(db: &Db, abi: u8) -> Coproc {
@@ -97,7 +71,7 @@ fn fields(line: &str) -> Vec<&str> {
 #[test]
 fn every_abi_answers_with_its_own_line_format() {
     let db = Db::new("pipe-abi");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     for abi in 1..=5u8 {
         let mut p = pipe(&db, abi);
         let d = p.data("_sip._TCP.voip.example.com", "ANY", "24.64.1.0/24");
@@ -123,7 +97,7 @@ fn every_abi_answers_with_its_own_line_format() {
 #[test]
 fn answers_each_kind_of_name() {
     let db = Db::new("pipe-names");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut p = pipe(&db, 5);
     // SOA questions: only at the apex, never FAIL.
     let soa = p.data("voip.example.com", "SOA", "0.0.0.0/0");
@@ -187,8 +161,9 @@ fn answers_each_kind_of_name() {
 #[test]
 fn a_question_for_one_type_gets_the_records_of_that_type() {
     let db = Db::new("pipe-types");
+    let site = &*SITE;
     db.apply_ok(&format!(
-        "{SITE}
+        "{site}
 [pool.\"sip.voip.example.com\"]
 policy = \"load\"
 nodes = [\"mtl1\", \"van1\"]
@@ -264,7 +239,7 @@ content = \"60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\"
 #[test]
 fn malformed_lines_get_log_and_fail_and_the_loop_goes_on() {
     let db = Db::new("pipe-malformed");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut p = pipe(&db, 5);
     for bad in [
         "Q\tonly\tthree",
@@ -329,7 +304,7 @@ fn long_name(tag: usize, octets: usize, escaped: bool) -> String {
 #[test]
 fn oversized_lines_and_names_are_refused_and_keep_no_memory() {
     let db = Db::new("pipe-oversized");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut p = pipe(&db, 5);
     p.answer_within = Duration::from_secs(20); // 1 MB lines, debug build
     let normal = |p: &mut Coproc| {
@@ -418,7 +393,7 @@ fn oversized_lines_and_names_are_refused_and_keep_no_memory() {
 #[test]
 fn a_long_stream_of_distinct_questions_keeps_memory_flat() {
     let db = Db::new("pipe-stream");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut p = pipe(&db, 5);
     let ask = |p: &mut Coproc, i: usize| {
         let v4 = format!("10.{}.{}.0/24", (i >> 8) & 0xff, i & 0xff);
@@ -463,7 +438,7 @@ fn a_missing_database_answers_nothing_until_it_is_created() {
         !db.path.exists(),
         "the coprocess must not create the database"
     );
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let d = p.until(
         "_sip._tcp.voip.example.com",
         "SRV",
@@ -476,7 +451,7 @@ fn a_missing_database_answers_nothing_until_it_is_created() {
 #[test]
 fn a_topology_change_is_answered_from_the_next_queries() {
     let db = Db::new("pipe-change");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut p = pipe(&db, 5);
     let before = p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
     assert!(before[0].ends_with("60 5061 mtl1.voip.example.com"));
@@ -516,7 +491,7 @@ fn a_topology_change_is_answered_from_the_next_queries() {
 #[test]
 fn a_locked_database_delays_no_answer() {
     let db = Db::new("pipe-locked");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     // A writer holding the write lock (WAL mode): readers go on.
     let c = rusqlite::Connection::open(&db.path).unwrap();
     c.execute_batch("BEGIN EXCLUSIVE; UPDATE meta SET value = value WHERE key = 'generation';")
@@ -597,7 +572,7 @@ fn a_broken_database_file_never_crashes_the_coprocess() {
 #[test]
 fn stored_content_with_control_characters_never_reaches_the_pipe() {
     let db = Db::new("pipe-inject");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     // Bypass `apply`: a hand-edited row with a newline and a tab.
     let c = rusqlite::Connection::open(&db.path).unwrap();
     let def = r#"{"name":"evil.voip.example.com","rtype":"TXT","ttl":60,"content":"\"x\"\nDATA\t0\t1\tevil\tIN\tA\t1\t1\t6.6.6.6"}"#;
@@ -634,7 +609,7 @@ fn stored_content_with_control_characters_never_reaches_the_pipe() {
 #[test]
 fn stored_content_powerdns_cannot_parse_never_reaches_the_pipe() {
     let db = Db::new("pipe-unparsable");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let c = rusqlite::Connection::open(&db.path).unwrap();
     let def = r#"{"name":"voip.example.com","rtype":"CAA","ttl":60,"content":"garbage here"}"#;
     c.execute(
@@ -659,7 +634,7 @@ fn stored_content_powerdns_cannot_parse_never_reaches_the_pipe() {
 #[test]
 fn cmd_status_explain_and_help() {
     let db = Db::new("pipe-cmd");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let out = db.ingest("latency van1 24.64.1.7 9\nlatency mtl1 24.64.1.7 60\n");
     assert!(
         out.status.success(),
@@ -696,7 +671,7 @@ fn cmd_status_explain_and_help() {
 #[test]
 fn seen_client_networks_are_recorded_in_batches() {
     let db = Db::new("pipe-seen");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let mut p = pipe(&db, 5);
     for i in 0..30 {
         p.data(
@@ -723,7 +698,7 @@ fn seen_client_networks_are_recorded_in_batches() {
 #[test]
 fn an_unknown_abi_is_refused_by_exiting() {
     let db = Db::new("bad-abi");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let o = support::pdns_ha_stdin(
         &db.path,
         &["pipe"],
@@ -748,7 +723,7 @@ fn a_coprocess_started_while_the_database_is_read_only_answers_from_it() {
     // PowerDNS starts a coprocess (after a kill, a timeout, a restart) and
     // it must answer from the database, not "no data" (REFUSED, NXDOMAIN).
     let db = Db::new("pipe-ro");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     assert_ok("drain", &db.run(&["node", "drain", "van1"]));
     let srv = |p: &mut Coproc| p.data("_sip._tcp.voip.example.com", "SRV", "192.0.2.0/24");
 

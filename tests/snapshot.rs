@@ -6,35 +6,13 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use support::{Coproc, Db, poll};
 
-const SITE: &str = r#"
-[zone."voip.example.com"]
-ns = ["ns1.voip.example.com"]
-hostmaster = "hostmaster.voip.example.com"
-
-[node.mtl1]
-host = "mtl1.voip.example.com"
-ipv4 = ["198.51.100.10"]
-
-[node.van1]
-host = "van1.voip.example.com"
-ipv4 = ["203.0.113.20"]
-
-[node.tor1]
-host = "tor1.voip.example.com"
-ipv4 = ["192.0.2.30"]
-
-[service."_sip._udp.voip.example.com"]
-policy = "latency"
-port = 5060
-nodes = ["mtl1", "tor1", "van1"]
-
-[network.office]
-prefixes = ["172.16.0.0/12"]
-"#;
+/// The site (tests/fixtures/three_nodes_office.toml).
+static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("three_nodes_office"));
 
 const SRV: &str = "_sip._udp.voip.example.com";
 
@@ -122,7 +100,7 @@ fn forget_snapshot(db: &Db) {
 #[test]
 fn ingest_publishes_the_snapshot_and_a_running_coprocess_follows_it() {
     let db = Db::new("snap-follow");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     let s = snapshot_status(&db);
     assert_eq!(s["usable"], true, "apply publishes one: {s}");
     db.ingest_ok("latency mtl1 10.1.1.1 5\nlatency van1 10.1.1.1 80\nlatency tor1 10.1.1.1 40\n");
@@ -163,7 +141,7 @@ fn ingest_publishes_the_snapshot_and_a_running_coprocess_follows_it() {
 #[test]
 fn a_database_from_before_snapshots_answers_the_same_and_apply_publishes_one() {
     let db = Db::new("snap-upgrade");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     db.ingest_ok(&samples());
     let with_snapshot = answers(&db);
     assert!(
@@ -185,7 +163,7 @@ fn a_database_from_before_snapshots_answers_the_same_and_apply_publishes_one() {
     assert_eq!(answers(&db), with_snapshot, "SQLite answers the same");
 
     // `apply` with an unchanged site publishes the missing snapshot.
-    let o = db.apply(SITE);
+    let o = db.apply(&SITE);
     support::assert_ok("apply", &o);
     assert!(
         support::stdout(&o).contains("already matches"),
@@ -201,7 +179,7 @@ fn a_database_from_before_snapshots_answers_the_same_and_apply_publishes_one() {
 #[test]
 fn a_damaged_foreign_or_removed_snapshot_is_never_trusted() {
     let db = Db::new("snap-damaged");
-    db.apply_ok(SITE);
+    db.apply_ok(&SITE);
     db.ingest_ok(&samples());
     let good = answers(&db);
     let path = snapshot_path(&db);
@@ -209,7 +187,7 @@ fn a_damaged_foreign_or_removed_snapshot_is_never_trusted() {
 
     // Another database's snapshot under this name (its token differs).
     let other = Db::new("snap-other");
-    other.apply_ok(SITE);
+    other.apply_ok(&SITE);
     other.ingest_ok(&samples().replace("latency van1", "latency tor1"));
     std::fs::copy(snapshot_path(&other), &path).unwrap();
     let s = snapshot_status(&db);

@@ -2,8 +2,9 @@
 //! `site::parse` as a site file.
 //!
 //! Invariants: it never panics; an accepted site passes
-//! `site::revalidate`, applies to a fresh database, and diffing it against
-//! that database again (`store::diff_site`) finds no change.
+//! `site::revalidate`, applies to a fresh database, diffing it against
+//! that database again (`store::diff_site`) finds no change, and its nodes
+//! load back equal (each value stored as text parses back to itself).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
         changes.is_empty(),
         "changes after apply: {changes:?}\n{text}"
     );
+    let (loaded, _) = store
+        .load_site()
+        .unwrap_or_else(|e| panic!("an applied site does not load: {e:#}\n{text}"));
+    assert_eq!(loaded.nodes, site.nodes, "nodes loaded back\n{text}");
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 });

@@ -278,21 +278,10 @@ impl Fleet {
                 probes.retain(|(n, _): &(String, SipTarget)| *n != t.node);
             }
             if let Some(e) = t.esl {
-                match e.validate() {
-                    Ok(()) => {
-                        esl.insert(t.node.clone(), e);
-                    }
-                    Err(why) => error!(
-                        "node {}: not collecting from its event socket: {why}",
-                        t.node
-                    ),
-                }
+                esl.insert(t.node.clone(), e);
             }
             if let Some(p) = t.sip_probe {
-                match p.parse::<SipTarget>() {
-                    Ok(s) => probes.push((t.node.clone(), s)),
-                    Err(why) => error!("node {}: not probing: {why}", t.node),
-                }
+                probes.push((t.node.clone(), p));
             }
         }
         self.apply_workers(esl, restart_all);
@@ -553,8 +542,8 @@ impl WorkerCtx {
     fn session(&self, authenticated: &mut bool) -> anyhow::Result<()> {
         let c = &self.config;
         let mut client = EslClient::connect(
-            &self.esl.addr,
-            &self.esl.password,
+            &self.esl.addr.to_string(),
+            self.esl.password.expose(),
             c.esl_connect_timeout(),
             c.esl_reply_timeout(),
         )

@@ -4,11 +4,9 @@
 //! [`probe_all`] runs one thread per target so timeouts never add up.
 
 use std::collections::hash_map::RandomState;
-use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,73 +17,7 @@ const MAX_TCP_MESSAGE: usize = 64 * 1024;
 /// Stack of a probe thread: a probe needs little more than its buffers.
 const PROBE_STACK: usize = 256 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-/// A `sip_probe` of the site file: `udp:HOST:PORT` or `tcp:HOST:PORT`
-/// (an IPv6 host in brackets: `udp:[2001:db8::1]:5060`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SipTarget {
-    pub transport: Transport,
-    pub host: String,
-    pub port: u16,
-}
-
-impl FromStr for SipTarget {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<SipTarget, String> {
-        let usage = || format!("sip_probe '{s}' must be udp:HOST:PORT or tcp:HOST:PORT");
-        let (t, rest) = s.split_once(':').ok_or_else(usage)?;
-        let transport = match t.to_ascii_lowercase().as_str() {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            _ => return Err(usage()),
-        };
-        let (host, port) = rest.rsplit_once(':').ok_or_else(usage)?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let port: u16 = port.parse().map_err(|_| usage())?;
-        let host_ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
-        if !host_ok || port == 0 {
-            return Err(usage());
-        }
-        Ok(SipTarget {
-            transport,
-            host: host.to_string(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for SipTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}",
-            self.transport.as_str(),
-            uri_host(&self.host),
-            self.port
-        )
-    }
-}
+pub use crate::endpoint::{SipTarget, Transport};
 
 /// What one probe found.
 #[derive(Clone, Debug, PartialEq)]
@@ -427,33 +359,6 @@ mod tests {
 
     fn target(s: &str) -> SipTarget {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn parses_targets() {
-        let t = target("udp:198.51.100.10:5060");
-        assert_eq!(
-            (t.transport, t.host.as_str(), t.port),
-            (Transport::Udp, "198.51.100.10", 5060)
-        );
-        let t = target("tcp:[2001:db8::1]:5080");
-        assert_eq!(
-            (t.transport, t.host.as_str(), t.port),
-            (Transport::Tcp, "2001:db8::1", 5080)
-        );
-        assert_eq!(t.to_string(), "tcp:[2001:db8::1]:5080");
-        assert_eq!(target("UDP:sip.example.com:5060").host, "sip.example.com");
-        for bad in [
-            "tls:a:5060",
-            "udp:a",
-            "udp::5060",
-            "udp:a:0",
-            "udp:a:x",
-            "udp:a b:5060",
-            "a:5060",
-        ] {
-            assert!(bad.parse::<SipTarget>().is_err(), "{bad}");
-        }
     }
 
     #[test]

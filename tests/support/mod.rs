@@ -36,6 +36,37 @@ pub fn free_port() -> u16 {
     panic!("no loopback port free for both UDP and TCP");
 }
 
+/// The site file `tests/fixtures/NAME.toml`: one file per topology the
+/// tests use, shared by the test binaries that use it.
+pub fn fixture(name: &str) -> String {
+    fixture_with(name, &[])
+}
+
+/// [`fixture`] with each `${KEY}` replaced by its value (ports, addresses
+/// and settings known only when the test runs). A key the file does not
+/// have, or a `${` left over, is a mistake in the test: it panics.
+pub fn fixture_with(name: &str, values: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.toml"));
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the fixture {}: {e}", path.display()));
+    for (key, value) in values {
+        let placeholder = format!("${{{key}}}");
+        assert!(
+            text.contains(&placeholder),
+            "the fixture {name} has no {placeholder}"
+        );
+        text = text.replace(&placeholder, value);
+    }
+    if let Some(at) = text.find("${") {
+        let rest = &text[at..];
+        let end = rest.find('}').map_or(rest.len(), |i| i + 1);
+        panic!("the fixture {name} needs a value for {}", &rest[..end]);
+    }
+    text
+}
+
 /// The binary under test, built by cargo for the integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_pdns-ha");
 

@@ -1,6 +1,7 @@
 //! The `[collector]` table of the site file: intervals, timeouts and thresholds
 //! of the collector, with defaults that suit a production FreeSWITCH fleet.
-//! Plain numbers, the unit in the name.
+//! Plain numbers, the unit in the name. Below both `site`, which reads it,
+//! and `collector`, which runs by it (pure).
 
 use std::time::Duration;
 
