@@ -619,6 +619,35 @@ fn run_reconnects_with_backoff_to_a_hanging_server() {
 }
 
 #[test]
+fn run_backs_off_from_a_server_that_authenticates_then_breaks_every_session() {
+    // Found by the soak: the delay went back to reconnect_min_ms after every
+    // accepted password, so such a server was reconnected ten times a
+    // second (with reconnect_min_ms 100) for as long as it was broken.
+    let fake = FakeEsl::start(FakeEslConfig {
+        mode: Mode::CloseMidFrame,
+        ..Default::default()
+    });
+    let rec = Recorder::default();
+    let config = CollectorConfig {
+        reconnect_min_ms: 100,
+        reconnect_max_ms: 800,
+        ..test_config()
+    };
+    let running = Running::start(
+        config,
+        vec![esl_target("n", &fake, "ClueCon")],
+        no_reload(),
+        rec.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    running.stop();
+    // Sessions at about 0, 100, 300, 700 ms (then 1500): 4 or 5, not 15.
+    let n = fake.connections();
+    assert!((3..=5).contains(&n), "{n} connections in 1.5 s");
+    assert!(fake.stats.auth_ok.load(Ordering::SeqCst) >= 3);
+}
+
+#[test]
 fn run_keeps_samples_while_the_store_fails() {
     let fake = FakeEsl::start(FakeEslConfig {
         heartbeat: None,

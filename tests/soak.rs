@@ -200,6 +200,8 @@ struct NodeState {
     answering_since: Instant,
     drained_since: Option<Instant>,
     undrained_since: Instant,
+    /// `node drain` or `undrain` is running: in transition.
+    drain_changing: bool,
 }
 
 /// The state of the fleet as the soak made it: what every answer is
@@ -231,6 +233,7 @@ impl Truth {
                     answering_since: now,
                     drained_since: None,
                     undrained_since: now,
+                    drain_changing: false,
                 };
                 NODES.len()
             ],
@@ -258,8 +261,9 @@ impl Truth {
         let n = &self.nodes[i];
         n.silent_since
             .is_some_and(|t| t <= sent && self.effective(t, sent) >= GRACE_DOWN)
-            || n.drained_since
-                .is_some_and(|t| sent.saturating_duration_since(t) >= GRACE_DRAIN)
+            || !n.drain_changing
+                && n.drained_since
+                    .is_some_and(|t| sent.saturating_duration_since(t) >= GRACE_DRAIN)
     }
 
     /// Node i is up, undrained and has been long enough to be answered.
@@ -269,6 +273,7 @@ impl Truth {
             && n.answering_since <= sent
             && self.effective(n.answering_since, sent) >= GRACE_UP
             && n.drained_since.is_none()
+            && !n.drain_changing
             && sent.saturating_duration_since(n.undrained_since) >= GRACE_DRAIN
     }
 
@@ -541,11 +546,13 @@ fn run_load(
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) || !pending.is_empty() {
         let now = Instant::now();
-        if !stop.load(Ordering::SeqCst) && now >= next_send && pending.len() < inflight {
+        // Every question due is sent (a slow turn of the loop does not
+        // lower the rate), but a stall is not made up in a burst.
+        if next_send + Duration::from_millis(200) < now {
+            next_send = now;
+        }
+        while !stop.load(Ordering::SeqCst) && now >= next_send && pending.len() < inflight {
             next_send += step;
-            if next_send < now {
-                next_send = now; // do not burst to catch up
-            }
             let k = rng.below(NETS as u64) as usize;
             n += 1;
             let (ask, qname, qtype) = match n % 20 {
@@ -570,6 +577,7 @@ fn run_load(
                     counts.lock().unwrap().unmatched += 1;
                     continue;
                 };
+                // Checked at once: the truth is read as it is now.
                 let r = r.unwrap();
                 let truth = truth.lock().unwrap();
                 let mut c = counts.lock().unwrap();
@@ -884,6 +892,242 @@ enum Undo {
     Writable,
 }
 
+/// What the faults act on, and what they did.
+struct Rig {
+    db: Db,
+    fleet: Vec<(FakeEsl, SipResponder)>,
+    esl_addrs: Vec<String>,
+    probes: Vec<String>,
+    variant: u32,
+    collector: Option<Child>,
+    collector_log: PathBuf,
+    memcached: Option<Memcached>,
+    mc_port: u16,
+    pdns: Pdns,
+    truth: Arc<Mutex<Truth>>,
+    ingest_counts: Arc<Mutex<IngestCounts>>,
+    undo: Vec<(Instant, Undo)>,
+    rng: Rng,
+    /// Which node each kind of node fault takes next (round robin).
+    node_turn: [usize; 3],
+    faults: BTreeMap<Fault, u64>,
+    skipped: BTreeMap<Fault, u64>,
+    errors: Vec<String>,
+    /// Good lines stored by the garbage runs.
+    garbage_good: u64,
+}
+
+impl Rig {
+    fn later(&mut self, secs: f64, u: Undo) {
+        self.undo
+            .push((Instant::now() + Duration::from_secs_f64(secs), u));
+    }
+
+    fn read_only(&self, on: bool) -> bool {
+        support::set_read_only(self.db.dir.path(), on)
+    }
+
+    /// Ends the open disturbed span (collector back, database writable)
+    /// `after` from now.
+    fn end_disturbance(&self, after: Duration) {
+        let mut t = self.truth.lock().unwrap();
+        if let Some(d) = t.disturbed.iter_mut().rev().find(|d| d.1.is_none()) {
+            d.1 = Some(Instant::now() + after);
+        }
+    }
+
+    /// `node drain` or `node undrain`: the node is in transition while the
+    /// command runs. False if the command failed (read-only database).
+    fn set_drain(&mut self, i: usize, drain: bool) -> bool {
+        self.truth.lock().unwrap().nodes[i].drain_changing = true;
+        let o = self
+            .db
+            .run(&["node", if drain { "drain" } else { "undrain" }, NODES[i]]);
+        let mut t = self.truth.lock().unwrap();
+        let n = &mut t.nodes[i];
+        n.drain_changing = false;
+        if o.status.success() {
+            if drain {
+                n.drained_since = Some(Instant::now());
+            } else {
+                n.drained_since = None;
+                n.undrained_since = Instant::now();
+            }
+        }
+        o.status.success()
+    }
+
+    /// Starts one fault; false if it could not start now.
+    fn start(&mut self, fault: Fault) -> bool {
+        match fault {
+            Fault::Apply => {
+                self.variant += 1;
+                let began = Instant::now();
+                self.truth.lock().unwrap().applying = true;
+                let o = self
+                    .db
+                    .apply(&site(self.variant, &self.esl_addrs, &self.probes));
+                let mut t = self.truth.lock().unwrap();
+                t.applying = false;
+                if o.status.success() {
+                    t.variants.push((self.variant, began, Instant::now()));
+                } else {
+                    self.errors
+                        .push(format!("apply failed: {}", support::stderr(&o)));
+                    self.variant -= 1;
+                }
+            }
+            Fault::Drain => {
+                let i = self.node_turn[0] % NODES.len();
+                self.node_turn[0] += 1;
+                if self.set_drain(i, true) {
+                    self.later(6.0, Undo::Undrain(i));
+                } else {
+                    self.errors.push(format!("drain {} failed", NODES[i]));
+                }
+            }
+            Fault::SipSilent => {
+                let i = (self.node_turn[1] + 1) % NODES.len();
+                let mut t = self.truth.lock().unwrap();
+                if t.nodes.iter().any(|n| n.silent_since.is_some()) {
+                    return false;
+                }
+                self.node_turn[1] += 1;
+                self.fleet[i].1.set_status(0);
+                t.nodes[i].silent_since = Some(Instant::now());
+                drop(t);
+                self.later(10.0, Undo::SipAnswer(i));
+            }
+            Fault::CollectorKill => {
+                let Some(mut c) = self.collector.take() else {
+                    return false;
+                };
+                let _ = c.kill();
+                let _ = c.wait();
+                self.truth
+                    .lock()
+                    .unwrap()
+                    .disturbed
+                    .push((Instant::now(), None));
+                self.later(2.0, Undo::RestartCollector);
+            }
+            Fault::MemcachedKill => {
+                let Some(mut m) = self.memcached.take() else {
+                    return false;
+                };
+                m.kill();
+                self.later(2.0, Undo::RestartMemcached);
+            }
+            Fault::MemcachedStop => {
+                let Some(m) = &self.memcached else {
+                    return false;
+                };
+                signal(m.pid(), "-STOP");
+                self.later(3.0, Undo::ContinueMemcached);
+            }
+            Fault::EslHang | Fault::EslCloseMidFrame | Fault::EslBadPassword => {
+                let i = self.node_turn[2] % NODES.len();
+                self.node_turn[2] += 1;
+                self.fleet[i].0.update(|c| match fault {
+                    Fault::EslHang => c.mode = Mode::HangAfterAccept,
+                    Fault::EslCloseMidFrame => c.mode = Mode::CloseMidFrame,
+                    _ => c.password = "not-the-password".into(),
+                });
+                self.fleet[i].0.drop_connections();
+                self.later(5.0, Undo::EslNormal(i));
+            }
+            Fault::DbReadOnly | Fault::CoprocessKillReadOnly => {
+                if !self.read_only(true) {
+                    self.read_only(false);
+                    return false;
+                }
+                self.truth
+                    .lock()
+                    .unwrap()
+                    .disturbed
+                    .push((Instant::now(), None));
+                self.later(3.0, Undo::Writable);
+                if fault == Fault::CoprocessKillReadOnly {
+                    std::thread::sleep(Duration::from_millis(200));
+                    kill_coprocess(&self.pdns, &self.truth, &mut self.rng);
+                }
+            }
+            Fault::CoprocessKill => kill_coprocess(&self.pdns, &self.truth, &mut self.rng),
+            Fault::IngestGarbage => {
+                self.garbage_good += ingest_garbage(
+                    &self.db.path,
+                    &self.truth,
+                    &self.ingest_counts,
+                    &mut self.rng,
+                );
+            }
+        }
+        true
+    }
+
+    /// Undoes what is due by `now`.
+    fn undo_due(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.undo)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.undo = later;
+        for (_, u) in due {
+            match u {
+                Undo::Undrain(i) => {
+                    if !self.set_drain(i, false) {
+                        // The database is read-only at that moment.
+                        self.later(0.5, Undo::Undrain(i));
+                    }
+                }
+                Undo::SipAnswer(i) => {
+                    self.fleet[i].1.set_status(200);
+                    let mut t = self.truth.lock().unwrap();
+                    t.nodes[i].silent_since = None;
+                    t.nodes[i].answering_since = Instant::now();
+                }
+                Undo::RestartCollector => {
+                    self.collector = Some(start_collector(&self.db.path, &self.collector_log));
+                    // Its first probes and batch.
+                    self.end_disturbance(Duration::from_secs(1));
+                }
+                Undo::RestartMemcached => self.memcached = Some(Memcached::start(self.mc_port)),
+                Undo::ContinueMemcached => {
+                    if let Some(m) = &self.memcached {
+                        signal(m.pid(), "-CONT");
+                    }
+                }
+                Undo::EslNormal(i) => {
+                    self.fleet[i].0.update(|c| {
+                        c.mode = Mode::Normal;
+                        c.password = esl_config().password;
+                    });
+                    self.fleet[i].0.drop_connections();
+                }
+                Undo::Writable => {
+                    if !self.read_only(false) {
+                        self.errors
+                            .push("could not make the database writable again".into());
+                    }
+                    self.end_disturbance(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    /// Undoes every fault now.
+    fn undo_all(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.undo.is_empty() && Instant::now() < deadline {
+            let now = Instant::now();
+            for u in &mut self.undo {
+                u.0 = u.0.min(now);
+            }
+            self.undo_due(now);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Kills a process with a signal.
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
@@ -974,12 +1218,11 @@ fn soak() {
     let probes: Vec<String> = fleet.iter().map(|(_, s)| s.probe_spec()).collect();
 
     let db = Db::new("soak");
-    let mut variant = 0;
-    db.apply_ok(&site(variant, &esl_addrs, &probes));
+    db.apply_ok(&site(0, &esl_addrs, &probes));
     let collector_log = db.dir.path().join("collector.log");
-    let mut collector = Some(start_collector(&db.path, &collector_log));
+    let collector = Some(start_collector(&db.path, &collector_log));
     let mc_port = support::free_port();
-    let mut memcached = Some(Memcached::start(mc_port));
+    let memcached = Some(Memcached::start(mc_port));
     let mut opts = PdnsOpts::abi(5);
     opts.pipe_args = vec!["--memcached".into(), format!("127.0.0.1:{mc_port}")];
     let pdns = Pdns::start(&db.path, opts);
@@ -1005,83 +1248,41 @@ fn soak() {
         std::thread::spawn(move || run_load(port, rate, 16, t, c, s))
     };
 
-    let read_only = |on: bool| support::set_read_only(db.dir.path(), on);
     let wal = PathBuf::from(format!("{}-wal", db.path.display()));
-    let mut faults: BTreeMap<Fault, u64> = BTreeMap::new();
-    let mut skipped: BTreeMap<Fault, u64> = BTreeMap::new();
-    let mut fault_errors: Vec<String> = Vec::new();
-    let mut undo: Vec<(Instant, Undo)> = Vec::new();
+    let mut rig = Rig {
+        db,
+        fleet,
+        esl_addrs,
+        probes,
+        variant: 0,
+        collector,
+        collector_log,
+        memcached,
+        mc_port,
+        pdns,
+        truth: truth.clone(),
+        ingest_counts: ingest_counts.clone(),
+        undo: Vec::new(),
+        rng: Rng::new(0xfa17),
+        node_turn: [0; 3],
+        faults: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+        errors: Vec::new(),
+        garbage_good: 0,
+    };
     let mut memory: Vec<(Duration, u64, u64, usize)> = Vec::new();
     let mut wal_max = 0u64;
-    let mut rng = Rng::new(0xfa17);
     let mut next_fault = start + Duration::from_secs(5);
     let mut fault_no = 0usize;
     let mut next_sample = start;
-    let mut garbage_good = 0u64;
-    // Which node each kind of node fault takes next (round robin).
-    let mut node_turn = [0usize; 3];
-
     while start.elapsed() < run_for {
         let now = Instant::now();
-        // Undo what is due.
-        let (due, later): (Vec<_>, Vec<_>) = undo.drain(..).partition(|(t, _)| *t <= now);
-        undo = later;
-        for (_, u) in due {
-            match u {
-                Undo::Undrain(i) => {
-                    let o = db.run(&["node", "undrain", NODES[i]]);
-                    if o.status.success() {
-                        let mut t = truth.lock().unwrap();
-                        t.nodes[i].drained_since = None;
-                        t.nodes[i].undrained_since = Instant::now();
-                    } else {
-                        // Read-only at that moment: try again soon.
-                        undo.push((now + Duration::from_millis(500), Undo::Undrain(i)));
-                    }
-                }
-                Undo::SipAnswer(i) => {
-                    fleet[i].1.set_status(200);
-                    let mut t = truth.lock().unwrap();
-                    t.nodes[i].silent_since = None;
-                    t.nodes[i].answering_since = Instant::now();
-                }
-                Undo::RestartCollector => {
-                    collector = Some(start_collector(&db.path, &collector_log));
-                    let mut t = truth.lock().unwrap();
-                    // Its first probes and batch: still disturbed for 1 s.
-                    if let Some(last) = t.disturbed.iter_mut().rev().find(|d| d.1.is_none()) {
-                        last.1 = Some(Instant::now() + Duration::from_secs(1));
-                    }
-                }
-                Undo::RestartMemcached => memcached = Some(Memcached::start(mc_port)),
-                Undo::ContinueMemcached => {
-                    if let Some(m) = &memcached {
-                        signal(m.pid(), "-CONT");
-                    }
-                }
-                Undo::EslNormal(i) => {
-                    fleet[i].0.update(|c| {
-                        c.mode = Mode::Normal;
-                        c.password = esl_config().password;
-                    });
-                    fleet[i].0.drop_connections();
-                }
-                Undo::Writable => {
-                    if !read_only(false) {
-                        fault_errors.push("could not make the database writable again".into());
-                    }
-                    let mut t = truth.lock().unwrap();
-                    let end = Instant::now() + Duration::from_millis(500);
-                    if let Some(last) = t.disturbed.iter_mut().rev().find(|d| d.1.is_none()) {
-                        last.1 = Some(end);
-                    }
-                }
-            }
-        }
+        rig.undo_due(now);
         // Samples: coprocess memory and WAL size.
         if now >= next_sample {
             next_sample = now + Duration::from_secs(5);
-            let mems: Vec<(u64, u64)> = pdns
+            let mems: Vec<(u64, u64)> = rig
+                .pdns
                 .coprocesses()
                 .into_iter()
                 .filter_map(memory_kib)
@@ -1093,150 +1294,32 @@ fn soak() {
             }
         }
         wal_max = wal_max.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-
         if now >= next_fault {
             next_fault = now + fault_every;
             let fault = only[fault_no % only.len()];
             fault_no += 1;
-            let mut ran = true;
-            match fault {
-                Fault::Apply => {
-                    variant += 1;
-                    let began = Instant::now();
-                    truth.lock().unwrap().applying = true;
-                    let o = db.apply(&site(variant, &esl_addrs, &probes));
-                    let mut t = truth.lock().unwrap();
-                    t.applying = false;
-                    if o.status.success() {
-                        t.variants.push((variant, began, Instant::now()));
-                    } else {
-                        fault_errors.push(format!("apply failed: {}", support::stderr(&o)));
-                        variant -= 1;
-                    }
-                }
-                Fault::Drain => {
-                    let i = node_turn[0] % NODES.len();
-                    node_turn[0] += 1;
-                    let o = db.run(&["node", "drain", NODES[i]]);
-                    if o.status.success() {
-                        truth.lock().unwrap().nodes[i].drained_since = Some(Instant::now());
-                        undo.push((Instant::now() + Duration::from_secs(6), Undo::Undrain(i)));
-                    } else {
-                        fault_errors.push(format!("drain failed: {}", support::stderr(&o)));
-                    }
-                }
-                Fault::SipSilent => {
-                    let i = (node_turn[1] + 1) % NODES.len();
-                    node_turn[1] += 1;
-                    let busy = truth
-                        .lock()
-                        .unwrap()
-                        .nodes
-                        .iter()
-                        .any(|n| n.silent_since.is_some());
-                    if busy {
-                        ran = false;
-                    } else {
-                        fleet[i].1.set_status(0);
-                        truth.lock().unwrap().nodes[i].silent_since = Some(Instant::now());
-                        undo.push((Instant::now() + Duration::from_secs(10), Undo::SipAnswer(i)));
-                    }
-                }
-                Fault::CollectorKill => match collector.take() {
-                    Some(mut c) => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        truth.lock().unwrap().disturbed.push((Instant::now(), None));
-                        undo.push((
-                            Instant::now() + Duration::from_secs(2),
-                            Undo::RestartCollector,
-                        ));
-                    }
-                    None => ran = false,
-                },
-                Fault::MemcachedKill => match memcached.take() {
-                    Some(mut m) => {
-                        m.kill();
-                        undo.push((
-                            Instant::now() + Duration::from_secs(2),
-                            Undo::RestartMemcached,
-                        ));
-                    }
-                    None => ran = false,
-                },
-                Fault::MemcachedStop => match &memcached {
-                    Some(m) => {
-                        signal(m.pid(), "-STOP");
-                        undo.push((
-                            Instant::now() + Duration::from_secs(3),
-                            Undo::ContinueMemcached,
-                        ));
-                    }
-                    None => ran = false,
-                },
-                Fault::EslHang | Fault::EslCloseMidFrame | Fault::EslBadPassword => {
-                    let i = node_turn[2] % NODES.len();
-                    node_turn[2] += 1;
-                    fleet[i].0.update(|c| match fault {
-                        Fault::EslHang => c.mode = Mode::HangAfterAccept,
-                        Fault::EslCloseMidFrame => c.mode = Mode::CloseMidFrame,
-                        _ => c.password = "not-the-password".into(),
-                    });
-                    fleet[i].0.drop_connections();
-                    undo.push((Instant::now() + Duration::from_secs(5), Undo::EslNormal(i)));
-                }
-                Fault::DbReadOnly | Fault::CoprocessKillReadOnly => {
-                    if read_only(true) {
-                        truth.lock().unwrap().disturbed.push((Instant::now(), None));
-                        undo.push((Instant::now() + Duration::from_secs(3), Undo::Writable));
-                        if fault == Fault::CoprocessKillReadOnly {
-                            std::thread::sleep(Duration::from_millis(200));
-                            kill_coprocess(&pdns, &truth, &mut rng);
-                        }
-                    } else {
-                        read_only(false);
-                        ran = false;
-                    }
-                }
-                Fault::CoprocessKill => kill_coprocess(&pdns, &truth, &mut rng),
-                Fault::IngestGarbage => {
-                    garbage_good += ingest_garbage(&db.path, &truth, &ingest_counts, &mut rng);
-                }
-            }
-            *(if ran { &mut faults } else { &mut skipped })
-                .entry(fault)
-                .or_default() += 1;
+            let ran = rig.start(fault);
+            *(if ran {
+                &mut rig.faults
+            } else {
+                &mut rig.skipped
+            })
+            .entry(fault)
+            .or_default() += 1;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 
     // Wind down: undo every fault, let the answers settle, stop the load.
-    for (_, u) in undo.drain(..) {
-        match u {
-            Undo::Undrain(i) => {
-                let _ = db.run(&["node", "undrain", NODES[i]]);
-            }
-            Undo::SipAnswer(i) => fleet[i].1.set_status(200),
-            Undo::RestartCollector => collector = Some(start_collector(&db.path, &collector_log)),
-            Undo::RestartMemcached => memcached = Some(Memcached::start(mc_port)),
-            Undo::ContinueMemcached => {
-                if let Some(m) = &memcached {
-                    signal(m.pid(), "-CONT");
-                }
-            }
-            Undo::EslNormal(i) => fleet[i].0.update(|c| *c = esl_config()),
-            Undo::Writable => {
-                read_only(false);
-            }
-        }
-    }
+    rig.undo_all();
     stop_agent.store(true, Ordering::SeqCst);
     agent.join().expect("the agent thread");
     std::thread::sleep(Duration::from_secs(2));
     stop_load.store(true, Ordering::SeqCst);
     load.join().expect("the load thread");
     let elapsed = start.elapsed();
-    let final_mem: Vec<(u64, u64)> = pdns
+    let final_mem: Vec<(u64, u64)> = rig
+        .pdns
         .coprocesses()
         .into_iter()
         .filter_map(memory_kib)
@@ -1245,7 +1328,7 @@ fn soak() {
     // Metrics lost: every sample ingest said it stored is counted in the
     // database's /24 entry of its network and node.
     let ic = ingest_counts.lock().unwrap();
-    let conn = rusqlite::Connection::open(&db.path).expect("open the database");
+    let conn = rusqlite::Connection::open(&rig.db.path).expect("open the database");
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut in_db: HashMap<(usize, usize), u64> = HashMap::new();
     let mut st = conn
@@ -1277,8 +1360,8 @@ fn soak() {
     }
 
     let lc = load_counts.lock().unwrap();
-    let collector_text = std::fs::read_to_string(&collector_log).unwrap_or_default();
-    let pdns_log = pdns.log();
+    let collector_text = std::fs::read_to_string(&rig.collector_log).unwrap_or_default();
+    let pdns_log = rig.pdns.log();
     let panics = collector_text.matches("panicked").count() + pdns_log.matches("panicked").count();
     let first_mem = memory
         .iter()
@@ -1321,20 +1404,24 @@ fn soak() {
     for e in &lc.examples {
         let _ = writeln!(report, "  e.g. {e}");
     }
-    let _ = writeln!(report, "faults: {} in all", faults.values().sum::<u64>());
-    for (f, n) in &faults {
+    let _ = writeln!(
+        report,
+        "faults: {} in all",
+        rig.faults.values().sum::<u64>()
+    );
+    for (f, n) in &rig.faults {
         let _ = writeln!(report, "  {n:4} × {f:?}");
     }
-    for (f, n) in &skipped {
+    for (f, n) in &rig.skipped {
         let _ = writeln!(report, "  skipped {n} × {f:?}");
     }
-    for e in &fault_errors {
+    for e in &rig.errors {
         let _ = writeln!(report, "  fault error: {e}");
     }
     let _ = writeln!(
         report,
         "ingest: {} runs ({} refused while read-only, sent again), {} metrics stored, {} bad lines refused, {} good lines in the garbage runs; metrics lost: {lost} (in the database but never reported stored: {extra})",
-        ic.runs, ic.refused_runs, ic.stored, ic.bad_lines, garbage_good
+        ic.runs, ic.refused_runs, ic.stored, ic.bad_lines, rig.garbage_good
     );
     for m in ic.mismatches.iter().take(10) {
         let _ = writeln!(report, "  ingest mismatch: {m}");
@@ -1383,8 +1470,7 @@ fn soak() {
         std::fs::write(p, &report).expect("write the report");
     }
     drop(st);
-    drop(pdns);
-    if let Some(mut c) = collector {
+    if let Some(mut c) = rig.collector.take() {
         let _ = c.kill();
         let _ = c.wait();
     }
@@ -1397,7 +1483,7 @@ fn soak() {
     );
     assert_eq!(lost, 0, "metrics lost:\n{report}");
     assert!(ic.mismatches.is_empty(), "{report}");
-    assert!(fault_errors.is_empty(), "{report}");
+    assert!(rig.errors.is_empty(), "{report}");
     assert_eq!(panics, 0, "{report}");
     assert!(
         lc.checked_out > 0 && lc.checked_first > 0,

@@ -501,14 +501,17 @@ impl WorkerCtx {
     fn run(self) {
         let mut backoff = self.config.reconnect_min();
         while !self.stopped() {
-            let mut authenticated = false;
-            let Err(e) = self.session(&mut authenticated) else {
+            let mut served = false;
+            let Err(e) = self.session(&mut served) else {
                 break;
             };
             if self.stopped() {
                 break;
             }
-            if authenticated {
+            // Back to the shortest delay only after a session that worked: a
+            // FreeSWITCH that accepts the password and then breaks every
+            // connection is not reconnected at the shortest delay forever.
+            if served {
                 backoff = self.config.reconnect_min();
             }
             let delay = match e.downcast_ref::<EslError>() {
@@ -538,8 +541,9 @@ impl WorkerCtx {
         )
     }
 
-    /// One connection: returns Ok only when stopped.
-    fn session(&self, authenticated: &mut bool) -> anyhow::Result<()> {
+    /// One connection: returns Ok only when stopped. `served` is set once
+    /// it answered a whole command after authenticating.
+    fn session(&self, served: &mut bool) -> anyhow::Result<()> {
         let c = &self.config;
         let mut client = EslClient::connect(
             &self.esl.addr.to_string(),
@@ -548,7 +552,6 @@ impl WorkerCtx {
             c.esl_reply_timeout(),
         )
         .with_context(|| self.context())?;
-        *authenticated = true;
         client
             .subscribe("HEARTBEAT")
             .with_context(|| self.context())?;
@@ -576,6 +579,7 @@ impl WorkerCtx {
                     );
                 }
                 self.poll_load(&mut client)?;
+                *served = true;
                 load_due = Instant::now() + c.heartbeat_wait();
             }
             if t >= reg_due {
