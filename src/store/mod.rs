@@ -118,23 +118,29 @@ impl Store {
     /// Opens an existing database for a reader that writes only what it may
     /// lose (the coprocess): read-write if it can; else, when the directory
     /// or the files are read-only, read-only (SQLite reads a WAL database
-    /// whose `-wal` and `-shm` files exist); else, when they do not exist
-    /// and cannot be created, as an immutable file if no `-wal` file holds
-    /// data (what it reads then is complete, but no later change is seen:
-    /// reopen it, see [`Access`]).
+    /// whose `-wal` and `-shm` files exist); else, when those do not exist
+    /// and no file can be created in the directory (so no process can
+    /// write), as an immutable file, if no `-wal` file holds data: what it
+    /// reads then is complete, but it sees no later change (reopen it, see
+    /// [`Access`]). A locked database is an error, never read around.
     pub fn open_reader(path: &Path, busy: Duration) -> Result<(Store, Access)> {
         let rw = match Store::open_as(path, busy, Access::ReadWrite) {
             Ok(s) => return Ok((s, Access::ReadWrite)),
             Err(e) => e,
         };
-        if !path.exists() {
+        // A locked database is waited for, never read around.
+        if is_busy(&rw) || !path.exists() {
             return Err(rw);
         }
         if let Ok(s) = Store::open_as(path, busy, Access::ReadOnly) {
             return Ok((s, Access::ReadOnly));
         }
+        // Immutable reads skip locking: safe only where no process can
+        // write, that is where no journal or WAL file can be created.
         let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if std::fs::metadata(&wal).ok().is_none_or(|m| m.len() == 0)
+            && !dir_writable(dir.unwrap_or(Path::new(".")))
             && let Ok(s) = Store::open_as(path, busy, Access::Immutable)
         {
             return Ok((s, Access::Immutable));
@@ -344,6 +350,22 @@ pub struct Ids {
 }
 
 /// True if the error is SQLite's "database is locked/busy".
+/// True if a file can be created in `dir` (tried, then removed).
+fn dir_writable(dir: &Path) -> bool {
+    let probe = dir.join(format!(".pdns-ha-write-test.{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+    }
+}
+
 pub fn is_busy(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
