@@ -83,3 +83,8 @@ fn sip_response() {
 fn esl_event() {
     replay("esl_event");
 }
+
+#[test]
+fn memcached_value() {
+    replay("memcached_value");
+}
