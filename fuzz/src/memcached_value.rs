@@ -12,7 +12,12 @@
 //! - encoded: a decision the policy could make is built from the bytes and
 //!   encoded with `encode`; it must decode to itself (the round trip); then
 //!   a slice of the value, at an offset given by a byte, is overwritten with
-//!   the other bytes, and the result decoded.
+//!   the other bytes, and the result decoded;
+//! - policy: `policy::rank` decides for node states, latency entries and a
+//!   named network's preferences taken from the bytes (as the engine gives
+//!   them: entries no more specific than the client's network); its
+//!   decision, encoded, must decode to itself: what one process decides,
+//!   another accepts.
 //!
 //! Invariants on every accepted value, checked here without `decode`'s
 //! code: at least one node, each a candidate of the target, none twice;
@@ -29,8 +34,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pdns_ha::cache::DecisionKey;
 use pdns_ha::cache::memcached::{decode, encode, hash64, key_string, site_digest};
+use pdns_ha::metrics::Health;
 use pdns_ha::net::Prefix;
-use pdns_ha::policy::{Candidate, Decision, Ranked, Reason};
+use pdns_ha::policy::{self, Candidate, Decision, Latency, Load, NodeView, Ranked, Reason};
 use pdns_ha::site::Policy;
 use pdns_ha::store::Ids;
 use pdns_ha::topology::{Target, Topology};
@@ -231,6 +237,63 @@ fn decision(input: &mut Input, policy: Policy, cands: &[Candidate], key: &Decisi
     }
 }
 
+/// The decision of `policy::rank` for node states, latency entries and
+/// preferences from the input, as the engine would compute it for `key`.
+fn ranked_by_policy(
+    input: &mut Input,
+    topo: &Topology,
+    policy: Policy,
+    cands: &[Candidate],
+    key: &DecisionKey,
+) -> Decision {
+    let views: Vec<NodeView> = topo
+        .nodes
+        .iter()
+        .map(|_| {
+            let b = input.byte();
+            let load = (b & 8 == 8).then(|| Load {
+                sessions: u32::from(input.byte()) * 7,
+                max_sessions: u32::from(input.byte()),
+                idle_cpu: (b & 16 == 16).then(|| f64::from(input.byte() % 101)),
+            });
+            NodeView {
+                health: match (b >> 1) & 3 {
+                    0 => None,
+                    1 => Some(Health::Up),
+                    2 => Some(Health::Down),
+                    _ => Some(Health::Overloaded),
+                },
+                drained: b & 1 == 1,
+                load,
+                site_max_sessions: (b & 32 == 32).then(|| 1 + u32::from(input.byte())),
+            }
+        })
+        .collect();
+    let latency: Vec<Option<Latency>> = cands
+        .iter()
+        .map(|_| {
+            let b = input.byte();
+            (b & 1 == 1).then(|| Latency {
+                ms: f64::from(b >> 1) * 3.7,
+                prefix_len: input.byte() % (key.len + 1),
+            })
+        })
+        .collect();
+    let wanted = input.byte();
+    let prefer: Vec<usize> = (0..topo.nodes.len())
+        .filter(|i| wanted & (1 << i) != 0)
+        .collect();
+    policy::rank(&policy::Input {
+        policy,
+        config: &topo.policy,
+        candidates: cands,
+        views: &views,
+        latency: &latency,
+        prefer: &prefer,
+        fine_scope: key.len,
+    })
+}
+
 /// The invariants of an accepted decision, checked independently of
 /// `decode`.
 fn check_accepted(
@@ -300,7 +363,7 @@ fn check_with(topo: &Topology, site: &str, data: &[u8]) -> bool {
     let mut input = Input(data);
     let first = input.byte();
     let all = targets(topo);
-    let (target, policy, cands) = all[usize::from(first / 3) % all.len()];
+    let (target, policy, cands) = all[usize::from(first / 4) % all.len()];
     let key = DecisionKey::new(target, policy, &client(&mut input));
     let version = (counter(input.byte()), counter(input.byte()));
     let now = now_ms(&mut input);
@@ -311,7 +374,7 @@ fn check_with(topo: &Topology, site: &str, data: &[u8]) -> bool {
         "bad key {k:?}"
     );
 
-    let value = match first % 3 {
+    let value = match first % 4 {
         0 => input.rest().to_vec(),
         1 => {
             let mut v = format!(
@@ -325,7 +388,7 @@ fn check_with(topo: &Topology, site: &str, data: &[u8]) -> bool {
             v.extend_from_slice(input.rest());
             v
         }
-        _ => {
+        2 => {
             let d = decision(&mut input, policy, cands, &key);
             let created = now.saturating_sub(age);
             let v = encode(&k, version, topo, &d, created).expect("a decision encodes");
@@ -346,6 +409,14 @@ fn check_with(topo: &Topology, site: &str, data: &[u8]) -> bool {
             }
             v[at..end].copy_from_slice(with);
             v
+        }
+        _ => {
+            let d = ranked_by_policy(&mut input, topo, policy, cands, &key);
+            let v = encode(&k, version, topo, &d, now).expect("a decision encodes");
+            let back = decode(v.as_bytes(), &k, &key, version, topo, now)
+                .unwrap_or_else(|e| panic!("{v:?} of the policy's {d:?} refused: {e}"));
+            assert_eq!(places(&back), places(&d), "{v:?}");
+            v.into_bytes()
         }
     };
 
@@ -379,6 +450,10 @@ mod tests {
             ("seed-encoded-load", true),
             ("seed-encoded-static-v6", true),
             ("seed-encoded-failopen", true),
+            ("seed-policy-load", true),
+            ("seed-policy-latency", true),
+            ("seed-policy-near-down", true),
+            ("seed-policy-static", true),
         ] {
             let data = std::fs::read(dir.join(seed)).expect("seed");
             assert_eq!(check_with(&t, &site, &data), accepted, "{seed}");
