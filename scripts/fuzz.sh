@@ -11,21 +11,26 @@
 #   inputs found are thrown away and the tree stays as it was (for CI).
 # --no-install: do not install a nightly toolchain or cargo-fuzz; exit 3
 #   if they are missing.
+# --no-sanitizer: build without AddressSanitizer (the default checks the C
+#   code too, SQLite): builds in about 2/3 of the time, runs faster; for
+#   short smoke runs. Built in a directory of its own.
 # TARGET...: only these targets (default: all).
-# Usage: scripts/fuzz.sh [--scratch] [--no-install] [SECONDS [TARGET...]]
+# Usage: scripts/fuzz.sh [--scratch] [--no-install] [--no-sanitizer] [SECONDS [TARGET...]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-    echo "usage: $0 [--scratch] [--no-install] [SECONDS [TARGET...]]" >&2
+    echo "usage: $0 [--scratch] [--no-install] [--no-sanitizer] [SECONDS [TARGET...]]" >&2
     exit 2
 }
 scratch=0
 install=1
+sanitizer=()
 while [ $# -gt 0 ]; do
     case $1 in
     --scratch) scratch=1 ;;
     --no-install) install=0 ;;
+    --no-sanitizer) sanitizer=(--sanitizer none) ;;
     -*) usage ;;
     *) break ;;
     esac
@@ -63,6 +68,10 @@ fi
 
 dir=()
 [ -n "${CARGO_TARGET_DIR:-}" ] && dir=(--target-dir "$CARGO_TARGET_DIR/fuzz")
+if [ ${#sanitizer[@]} -gt 0 ]; then
+    dir=(--target-dir "${CARGO_TARGET_DIR:-$PWD/fuzz/target}/fuzz-no-sanitizer")
+fi
+dir+=("${sanitizer[@]}")
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
