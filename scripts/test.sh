@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Runs every test of pdns-ha: installs what the tests need (Debian bookworm),
 # checks formatting and lints, then runs the unit and integration tests
-# against a real PowerDNS, memcached and Kamailio on loopback ports, and a
-# 3-minute fault soak (scripts/soak.sh).
+# against a real PowerDNS, memcached and Kamailio on loopback ports, a
+# 3-minute fault soak (scripts/soak.sh), and the fuzz targets briefly: with
+# libFuzzer for 5 s each when a nightly toolchain is installed, and always
+# their committed inputs on stable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 
 need_packages pdns-server pdns-backend-pipe pdns-backend-bind memcached bind9-dnsutils kamailio sip-tester e2fsprogs
 
+# The fuzz crate is a workspace of its own; it shares the main build's
+# directory (same dependencies, built once).
+fuzz_cargo=(--manifest-path fuzz/Cargo.toml --no-default-features --target-dir "${CARGO_TARGET_DIR:-$PWD/target}")
+
 echo "== cargo fmt --check"
 cargo fmt --check
+cargo fmt --check --manifest-path fuzz/Cargo.toml
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet "${fuzz_cargo[@]}" --all-targets -- -D warnings
 echo "== cargo test"
 # The packages above are installed: a test that would skip without
 # pdns_server or dig fails instead.
@@ -26,4 +34,29 @@ echo "== fault soak, 3 minutes (scripts/soak.sh)"
 scripts/soak.sh 3 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "pdns-ha: %d passed, %d failed\n", p, f }' "$log"
+
+# The fuzz targets: every committed input (fuzz/corpus, fuzz/regressions)
+# through each target's checks, on stable; then, with a nightly toolchain,
+# libFuzzer for 5 s per target from a copy of the corpus (nothing is
+# written into the tree). On 2 cores: about 1 min for the replay, about
+# 3 min to build the targets, 40 s to run them, 1.5 min to install
+# cargo-fuzz if it is missing.
+echo "== fuzz targets: committed inputs (stable)"
+start=$(date +%s)
+cargo test --quiet "${fuzz_cargo[@]}" || status=1
+fuzz_done="committed inputs replayed on stable"
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "== fuzz targets: libFuzzer, 5 s each (nightly)"
+    fuzz_status=0
+    # Without AddressSanitizer: a third less build time for 5 s runs.
+    scripts/fuzz.sh --scratch --no-sanitizer 5 || fuzz_status=$?
+    case $fuzz_status in
+    0) fuzz_done="$fuzz_done; libFuzzer 5 s per target" ;;
+    3) fuzz_done="$fuzz_done; libFuzzer could not be set up, not run" ;;
+    *) fuzz_done="$fuzz_done; libFuzzer found a crash" status=1 ;;
+    esac
+else
+    fuzz_done="$fuzz_done; no nightly toolchain: libFuzzer not run"
+fi
+echo "fuzz: $fuzz_done ($(($(date +%s) - start)) s)"
 exit "$status"

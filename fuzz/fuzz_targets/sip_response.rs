@@ -1,33 +1,4 @@
-//! Feeds arbitrary bytes to `collector::sip::parse_response`, as a SIP
-//! datagram from the network.
-//!
-//! Invariants: it never panics; an accepted response starts with
-//! `SIP/2.0 ` and its status code is 100..=699, the number written on its
-//! status line.
+//! The `sip_response` target: see the module of the same name in the library.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use pdns_ha::collector::sip::parse_response;
-
-fuzz_target!(|data: &[u8]| {
-    let Some(r) = parse_response(data) else {
-        return;
-    };
-    assert!(
-        (100..=699).contains(&r.status),
-        "status {} from {data:?}",
-        r.status
-    );
-    assert!(data.starts_with(b"SIP/2.0 "), "{data:?}");
-    let code = data[8..]
-        .split(|&b| b == b' ' || b == b'\n' || b == b'\r')
-        .next()
-        .unwrap_or_default();
-    assert_eq!(
-        std::str::from_utf8(code)
-            .ok()
-            .and_then(|c| c.parse::<u16>().ok()),
-        Some(r.status),
-        "{data:?}"
-    );
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pdns_ha_fuzz::sip_response::check(data));
