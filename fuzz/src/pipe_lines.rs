@@ -55,11 +55,13 @@ type = "TXT"
 content = '"v=spf1 -all"'
 "#;
 
-/// The database, created and applied once per process.
+/// The database, shared by every run and applied once per process.
 fn database() -> &'static PathBuf {
     static DB: OnceLock<PathBuf> = OnceLock::new();
     DB.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pdns-ha-fuzz-pipe-{}", std::process::id()));
+        // One directory for every run, applied again (no change if it is
+        // there): a process killed by the fuzzer leaves nothing behind.
+        let dir = std::env::temp_dir().join("pdns-ha-fuzz-pipe-lines");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("site.db");
         let site = pdns_ha::site::parse("site.toml", SITE).expect("site");
