@@ -1065,6 +1065,21 @@ impl Rig {
         true
     }
 
+    /// A collector that exited by itself is an error; it is started again,
+    /// as systemd's `Restart=on-failure` would.
+    fn watch_collector(&mut self) {
+        let Some(c) = &mut self.collector else {
+            return;
+        };
+        if let Ok(Some(status)) = c.try_wait() {
+            self.errors.push(format!(
+                "the collector exited by itself ({status}) at {:.1} s; started again",
+                self.truth.lock().unwrap().started.elapsed().as_secs_f64()
+            ));
+            self.collector = Some(start_collector(&self.db.path, &self.collector_log));
+        }
+    }
+
     /// Undoes what is due by `now`.
     fn undo_due(&mut self, now: Instant) {
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.undo)
@@ -1278,6 +1293,7 @@ fn soak() {
     while start.elapsed() < run_for {
         let now = Instant::now();
         rig.undo_due(now);
+        rig.watch_collector();
         // Samples: coprocess memory and WAL size.
         if now >= next_sample {
             next_sample = now + Duration::from_secs(5);
@@ -1442,7 +1458,7 @@ fn soak() {
     // Warnings and errors by kind (digits and paths folded).
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     for l in pdns_log.lines().chain(collector_text.lines()) {
-        if l.contains("ERROR") || l.contains("WARN") {
+        if l.contains("ERROR") || l.contains("WARN") || l.starts_with("error:") {
             let folded: String = l
                 .split_whitespace()
                 .map(|w| {
@@ -1502,14 +1518,36 @@ fn net_index(net: i64) -> usize {
     usize::from(a[1]) * 256 + usize::from(a[2])
 }
 
+/// Kills one of the coprocesses that answer: PowerDNS's primary pipe
+/// backends, told from their standbys by the CPU time they used (a standby
+/// is asked only what its primary answered with nothing). A standby killed
+/// alone stays dead until PowerDNS next asks it, and if its primary dies
+/// before that, the question is lost (README, "When a coprocess dies").
 fn kill_coprocess(pdns: &Pdns, truth: &Mutex<Truth>, rng: &mut Rng) {
-    let pids = pdns.coprocesses();
+    let mut pids: Vec<(u64, u32)> = pdns
+        .coprocesses()
+        .into_iter()
+        .map(|p| (cpu_ticks(p), p))
+        .collect();
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    pids.truncate(pids.len().div_ceil(2));
     if pids.is_empty() {
         return;
     }
-    let pid = pids[rng.below(pids.len() as u64) as usize];
+    let (_, pid) = pids[rng.below(pids.len() as u64) as usize];
     truth.lock().unwrap().kills.push(Instant::now());
     signal(pid, "-KILL");
+}
+
+/// User and system CPU ticks of a process (/proc/PID/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 /// An `ingest` run of hostile input around ten good lines; returns the
