@@ -186,8 +186,30 @@ impl Store {
         .with_context(|| format!("cannot open the database {}", path.display()))?;
         conn.busy_timeout(busy)?;
         let store = Store { conn };
-        store.pragmas()?;
-        let v = store.schema_version()?;
+        // SQLite opens the file at the first statement: its errors say
+        // which file and what to check.
+        let v = store
+            .pragmas()
+            .and_then(|_| store.schema_version())
+            .map_err(|e| {
+                let cannot_write = e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<rusqlite::Error>(),
+                        Some(rusqlite::Error::SqliteFailure(f, _))
+                            if matches!(f.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+                    )
+                });
+                if cannot_write && access == Access::ReadWrite {
+                    e.context(format!(
+                        "cannot open the database {} for writing: this user must be able to write it and \
+                         its directory (SQLite keeps {}-wal and -shm beside it); a read-only file system?",
+                        path.display(),
+                        path.display()
+                    ))
+                } else {
+                    e.context(format!("cannot read the database {}", path.display()))
+                }
+            })?;
         if v != SCHEMA_VERSION {
             bail!(
                 "the database {} has schema version {v}, this pdns-ha uses {SCHEMA_VERSION}: run `pdns-ha apply SITE.toml --db {}`",
