@@ -1519,22 +1519,31 @@ fn net_index(net: i64) -> usize {
 }
 
 /// Kills one of the coprocesses that answer: PowerDNS's primary pipe
-/// backends, told from their standbys by the CPU time they used (a standby
-/// is asked only what its primary answered with nothing). A standby killed
-/// alone stays dead until PowerDNS next asks it, and if its primary dies
-/// before that, the question is lost (README, "When a coprocess dies").
+/// backends, told from their standbys by the CPU they use now (a standby is
+/// asked only what its primary answered with nothing, which in this soak is
+/// next to nothing). A standby killed alone stays dead until PowerDNS next
+/// asks it, and if its primary dies before that, the question is lost and
+/// the name is NXDOMAIN for `negquery-cache-ttl`: a limit of PowerDNS the
+/// README describes ("When a coprocess dies"), which this soak does not
+/// count against pdns-ha.
 fn kill_coprocess(pdns: &Pdns, truth: &Mutex<Truth>, rng: &mut Rng) {
-    let mut pids: Vec<(u64, u32)> = pdns
+    let before: Vec<(u32, u64)> = pdns
         .coprocesses()
         .into_iter()
-        .map(|p| (cpu_ticks(p), p))
+        .map(|p| (p, cpu_ticks(p)))
         .collect();
-    pids.sort_unstable_by(|a, b| b.cmp(a));
-    pids.truncate(pids.len().div_ceil(2));
-    if pids.is_empty() {
+    std::thread::sleep(Duration::from_millis(500));
+    let mut busy: Vec<(u64, u32)> = before
+        .iter()
+        .map(|&(p, t)| (cpu_ticks(p).saturating_sub(t), p))
+        .filter(|&(d, _)| d > 0)
+        .collect();
+    busy.sort_unstable_by(|a, b| b.cmp(a));
+    busy.truncate(before.len() / 2);
+    if busy.is_empty() {
         return;
     }
-    let (_, pid) = pids[rng.below(pids.len() as u64) as usize];
+    let (_, pid) = busy[rng.below(busy.len() as u64) as usize];
     truth.lock().unwrap().kills.push(Instant::now());
     signal(pid, "-KILL");
 }
