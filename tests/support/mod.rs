@@ -305,16 +305,15 @@ pub fn processes_named(comm: &str) -> Vec<(u32, u32, char)> {
     out
 }
 
-/// Makes `dir` and the files in it read-only (`on`) or writable again, as a
-/// read-only file system would: with the immutable attribute when running
-/// as root (root ignores permissions), with permissions otherwise. False
-/// if that cannot be done here (no `chattr`, a file system without the
-/// attribute, no right to set it).
+/// Makes `dir` read-only (`on`) or writable again: no file can be created
+/// or removed in it, as when its permissions are wrong; the files in it
+/// stay as they are. With the immutable attribute when running as root
+/// (root ignores permissions), with permissions otherwise. (Making the
+/// files immutable too kills any process that has SQLite's `-shm` file
+/// mapped with SIGBUS at its next write there: the kernel refuses writes
+/// through a mapping of an immutable file.) False if that cannot be done
+/// here (no `chattr`, a file system without the attribute, no right).
 pub fn set_read_only(dir: &Path, on: bool) -> bool {
-    let mut paths = vec![dir.to_path_buf()];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        paths.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
-    }
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -322,13 +321,13 @@ pub fn set_read_only(dir: &Path, on: bool) -> bool {
     let status = if root {
         Command::new("chattr")
             .arg(if on { "+i" } else { "-i" })
-            .args(&paths)
+            .arg(dir)
             .stderr(Stdio::null())
             .status()
     } else {
         Command::new("chmod")
             .arg(if on { "a-w" } else { "u+w" })
-            .args(&paths)
+            .arg(dir)
             .status()
     };
     status.is_ok_and(|s| s.success())
