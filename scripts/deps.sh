@@ -25,9 +25,10 @@ pdns_conf() {
     shift 4
     local extra=${*:+ $*}
     sed -e "s|^\(pipe\(-standby\)\?-command\)=.*|\1=$bin pipe --db $db$extra|" \
-        -e "s|^local-address=.*|local-address=127.0.0.1|" \
-        -e "s|^local-port=.*|local-port=$port|" \
+        -e '/^local-\(address\|port\)=/d' \
         -e '/^#/d' -e '/^$/d' \
         "$(dirname "${BASH_SOURCE[0]}")/../pdns.conf.example"
+    echo "local-address=127.0.0.1"
+    echo "local-port=$port"
     echo "socket-dir=$dir"
 }
