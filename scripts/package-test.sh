@@ -36,6 +36,10 @@ echo "== cargo deb"
 deb=$(cargo deb | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb made no package"
 built=$(date +%s)
+# A new version in Cargo.toml needs its debian/changelog entry.
+version=$(dpkg-deb -f "$deb" Version)
+[ "$(sed -n '1s/^pdns-ha (\([^)]*\)).*/\1/p' debian/changelog)" = "$version" ] ||
+    fail "debian/changelog's first entry is not $version"
 
 echo "== lintian $(basename "$deb")"
 # The tags this package keeps are overridden in debian/lintian-overrides,
@@ -110,6 +114,9 @@ expect /var/lib/pdns-ha "$(stat -c '%U:%G %a' /var/lib/pdns-ha)" "pdns-ha:pdns-h
 # The collector: not enabled, not running.
 ls /etc/systemd/system/*/pdns-ha-collect.service >/dev/null 2>&1 && fail "the collector is enabled"
 pgrep -u pdns-ha >/dev/null && fail "a process runs as pdns-ha after install"
+if [ -d /run/systemd/system ]; then
+    systemctl is-active --quiet pdns-ha-collect.service && fail "the collector is running"
+fi
 
 echo "== the example site, applied as pdns-ha"
 runuser -u pdns-ha -- sh -c 'umask 007; pdns-ha apply /etc/pdns-ha/site.toml.example --db /var/lib/pdns-ha/pdns-ha.db' ||
@@ -128,7 +135,7 @@ chown pdns "$tmp/run"
 printf 'launch=\ninclude-dir=%s/pdns.d\n' "$tmp" >"$tmp/pdns.conf"
 cp /etc/powerdns/pdns.d/pdns-ha.conf.example "$tmp/pdns.d/pdns-ha.conf"
 ask() { dig @127.0.0.1 -p "$port" +short +time=1 +tries=1 "$@"; }
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
     port=$((20000 + RANDOM % 40000))
     # Its own process group (setsid), pdns with its groups (--init-groups),
     # as systemd's User=pdns does.

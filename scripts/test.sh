@@ -2,14 +2,15 @@
 # Runs every test of pdns-ha: installs what the tests need (Debian bookworm),
 # checks formatting and lints, then runs the unit and integration tests
 # against a real PowerDNS, memcached and Kamailio on loopback ports, a
-# 3-minute fault soak (scripts/soak.sh), and the fuzz targets briefly: with
+# 3-minute fault soak (scripts/soak.sh), the Debian package
+# (scripts/package-test.sh), and the fuzz targets briefly: with
 # libFuzzer for 5 s each when a nightly toolchain is installed, and always
 # their committed inputs on stable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 
-need_packages pdns-server pdns-backend-pipe pdns-backend-bind memcached bind9-dnsutils kamailio sip-tester e2fsprogs
+need_packages pdns-server pdns-backend-pipe pdns-backend-bind memcached bind9-dnsutils kamailio sip-tester e2fsprogs lintian adduser
 
 # The fuzz crate is a workspace of its own; it shares the main build's
 # directory (same dependencies, built once).
@@ -34,6 +35,13 @@ echo "== fault soak, 3 minutes (scripts/soak.sh)"
 scripts/soak.sh 3 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "pdns-ha: %d passed, %d failed\n", p, f }' "$log"
+
+# The Debian package: cargo deb (the release build, with fat LTO), lintian,
+# and as root: install, answers through PowerDNS, remove, purge.
+echo "== Debian package (scripts/package-test.sh)"
+start=$(date +%s)
+scripts/package-test.sh || status=1
+echo "Debian package: $(($(date +%s) - start)) s"
 
 # The fuzz targets: every committed input (fuzz/corpus, fuzz/regressions)
 # through each target's checks, on stable; then, with a nightly toolchain,
