@@ -62,7 +62,8 @@ case $(pkg_state) in
     dpkg --purge pdns-ha >/dev/null
     ;;
 esac
-for path in /usr/bin/pdns-ha /etc/pdns-ha /var/lib/pdns-ha /lib/systemd/system/pdns-ha-collect.service; do
+for path in /usr/bin/pdns-ha /etc/pdns-ha /var/lib/pdns-ha /lib/systemd/system/pdns-ha-collect.service \
+    /etc/powerdns/pdns.d/pdns-ha.conf /etc/powerdns/pdns.d/pdns-ha.conf.example; do
     [ ! -e "$path" ] || fail "$path exists but not from the package: not touching it"
 done
 getent passwd pdns-ha >/dev/null && fail "a user pdns-ha exists but not from the package: not touching it"
@@ -82,6 +83,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "== dpkg -i"
 dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || {
