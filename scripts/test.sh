@@ -36,7 +36,8 @@ scripts/soak.sh 3 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "pdns-ha: %d passed, %d failed\n", p, f }' "$log"
 
-# The Debian package: cargo deb (the release build, with fat LTO), lintian,
+# The Debian package: cargo deb (the release build with fat LTO: 97 s from
+# scratch on 2 cores, the whole stage about 2 min), lintian,
 # and as root: install, answers through PowerDNS, remove, purge.
 echo "== Debian package (scripts/package-test.sh)"
 start=$(date +%s)
