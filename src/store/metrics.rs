@@ -204,12 +204,27 @@ impl Store {
                         state,
                         ts,
                         probe_rtt_ms,
+                        reason,
                     } => {
                         let old: Option<(String, i64)> = health_old
                             .query_row([node_id], |r| Ok((r.get(0)?, r.get(1)?)))
                             .optional()?;
                         let newer = old.as_ref().is_none_or(|(_, u)| ts >= u);
                         let changed = old.as_ref().is_none_or(|(s, _)| s != state.as_str());
+                        if newer && changed {
+                            let from = old.as_ref().map_or("unknown", |(s, _)| s.as_str());
+                            let why = match reason {
+                                Some(r) => r.clone(),
+                                None => format!("reported by {source}"),
+                            };
+                            super::events::record(
+                                &tx,
+                                super::EventKind::Health,
+                                Some(node),
+                                &format!("{from} -> {state}: {why}"),
+                                *ts,
+                            )?;
+                        }
                         health.execute(params![
                             node_id,
                             state.as_str(),
@@ -422,6 +437,7 @@ mod tests {
             state: Health::Down,
             ts,
             probe_rtt_ms: None,
+            reason: None,
         };
         let o = s
             .write_metrics(
