@@ -36,6 +36,9 @@ pub struct NodeStatus {
     /// Fresh latency entries at the fine level (/24, /48).
     pub latency_networks_fresh: i64,
     pub latency_entries: i64,
+    /// Answers of services and pools that put this node first, summed over
+    /// every coprocess (written every 5 s).
+    pub answers_first: u64,
 }
 
 #[derive(Serialize)]
@@ -114,6 +117,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
     let views = answer::node_views(topo, &states, now);
     let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
     let hb = store.meta("collector_heartbeat")?;
+    let answers = store.answer_counts()?;
     let latency_snapshot = snapshot_report(store, now)?;
     let mut nodes = Vec::new();
     for (i, n) in topo.nodes.iter().enumerate() {
@@ -137,6 +141,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             free_capacity: policy::free_capacity(v),
             latency_networks_fresh: fresh,
             latency_entries: all,
+            answers_first: answers.get(&n.id).copied().unwrap_or(0),
         });
     }
     let top = store
@@ -396,6 +401,15 @@ impl Status {
             "Client networks with fresh latency at the fine level.",
             "gauge",
             opt_rows(&|n| Some(n.latency_networks_fresh as f64)),
+        );
+        metric(
+            "answers_total",
+            "Answers of services and pools that put the node first (all coprocesses; written every 5 s).",
+            "counter",
+            self.nodes
+                .iter()
+                .map(|n| (node(n), n.answers_first as f64))
+                .collect(),
         );
         metric(
             "seen_networks",

@@ -155,6 +155,7 @@ pub fn apply_site(store: &mut Store, site: &Site) -> Result<Vec<Change>> {
          DELETE FROM load WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM health WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM drain WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
+         DELETE FROM answer_count WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          UPDATE meta SET value = value + 1 WHERE key = 'generation';",
     )?;
     let summary: Vec<String> = changes

@@ -259,6 +259,7 @@ impl Store {
         }
         // Added without a schema version: older version-1 databases get it here.
         self.conn.execute_batch(cache_stats::CACHE_STATS_TABLE)?;
+        self.conn.execute_batch(metrics::ANSWER_COUNT_TABLE)?;
         Ok(())
     }
 
