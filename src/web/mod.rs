@@ -95,10 +95,15 @@ impl Http {
         if let Some(r) = &self.running
             && (Some(r.addr) != want || broken)
         {
+            let addr = r.addr;
             if !broken {
-                info!("HTTP: no longer serving on {} (site changed)", r.addr);
+                info!("HTTP: no longer serving on {addr} (site changed)");
             }
             self.stop();
+            if broken {
+                // Started again after RETRY_BIND, as the handler said.
+                self.failed = Some((addr, Instant::now()));
+            }
         }
         let Some(addr) = want else {
             self.failed = None;
