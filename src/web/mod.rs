@@ -11,10 +11,11 @@
 //! holds a handler for at most [`WRITE_TIMEOUT`]. `tiny_http`'s thread pool
 //! can leave a new connection queued behind one that never sends (when two
 //! arrive together, one wake-up is lost): every [`NUDGE_EVERY`] the server
-//! connects to itself, which gets such a queued connection picked up. [`Http::follow`] makes the server match
-//! the site's address: a new address rebinds; a bind that fails is logged
-//! with what to do and tried again every [`RETRY_BIND`], and the collector
-//! goes on without HTTP.
+//! connects to itself, which gets such a queued connection picked up.
+//!
+//! [`Http::follow`] makes the server match the site's address: a new
+//! address rebinds; a bind that fails is logged with what to do and tried
+//! again every [`RETRY_BIND`], and the collector goes on without HTTP.
 
 pub mod prometheus;
 
