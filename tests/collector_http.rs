@@ -14,6 +14,8 @@
 //! - a port already taken: logged, and the collector collects on (and binds
 //!   the address `apply` gives next); `apply` changing the address rebinds,
 //!   removing it stops the server;
+//! - `apply` refuses an address that is not IP:PORT, saying what to write,
+//!   and warns about one that is not loopback;
 //! - hostile clients (garbage, a client that sends nothing, a request sent
 //!   half, a huge header, one that does not read its answer) stop neither
 //!   other requests nor the collector, nor its SIGTERM.
@@ -555,4 +557,39 @@ fn hostile_clients_stop_neither_requests_nor_the_collector() {
     assert_eq!(exit.code(), Some(0), "{}", collect.log());
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
     drop((silent, half, deaf));
+}
+
+#[test]
+fn apply_refuses_a_bad_address_and_warns_about_a_network_one() {
+    let db = Db::new("http-apply");
+    let fleet = Fleet::start();
+    let site = |http: &str| {
+        fleet.site(None).replace(
+            "[collector]\n",
+            &format!("[collector]\nhttp = \"{http}\"\n"),
+        )
+    };
+    for bad in ["localhost:9253", "127.0.0.1", "127.0.0.1:0"] {
+        let o = db.apply(&site(bad));
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        let err = support::stderr(&o);
+        assert!(err.contains("[collector] http"), "{bad}: {err}");
+        assert!(err.contains("9253"), "{bad}: {err}");
+        assert!(err.contains("nothing was changed"), "{bad}: {err}");
+    }
+    let o = db.apply(&site("0.0.0.0:9253"));
+    support::assert_ok("apply", &o);
+    assert!(
+        support::stderr(&o)
+            .contains("warning: [collector] http = \"0.0.0.0:9253\" is not a loopback address"),
+        "{}",
+        support::stderr(&o)
+    );
+    let o = db.apply(&site("127.0.0.1:9253"));
+    support::assert_ok("apply", &o);
+    assert!(
+        !support::stderr(&o).contains("warning"),
+        "{}",
+        support::stderr(&o)
+    );
 }
