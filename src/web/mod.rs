@@ -431,6 +431,49 @@ mod tests {
     }
 
     #[test]
+    fn without_a_database_metrics_still_has_the_collector_figures() {
+        let stats = Arc::new(CollectorStats::new());
+        stats.stored(3, Duration::from_millis(1));
+        let mut h = Handler {
+            db: PathBuf::from("/nonexistent/pdns-ha.db"),
+            stats,
+            store: None,
+            engine: None,
+            last_warning: None,
+        };
+        let m = h.metrics();
+        assert!(m.contains("pdns_ha_status_readable 0\n"), "{m}");
+        assert!(
+            m.contains("pdns_ha_collector_samples_written_total 3\n"),
+            "{m}"
+        );
+        assert!(!m.contains("pdns_ha_generation"), "{m}");
+        let e = h.status_json().unwrap_err();
+        assert!(e.contains("cannot read the status"), "{e}");
+    }
+
+    #[test]
+    fn a_database_gives_status_json_and_the_status_metrics() {
+        let db = crate::store::testing::TempDb::new("web-status");
+        db.apply(crate::store::testing::ONE_NODE);
+        let mut h = Handler {
+            db: db.path.clone(),
+            stats: Arc::new(CollectorStats::new()),
+            store: None,
+            engine: None,
+            last_warning: None,
+        };
+        let m = h.metrics();
+        assert!(m.contains("pdns_ha_status_readable 1\n"), "{m}");
+        assert!(
+            m.contains("pdns_ha_node_health{node=\"a\",state=\"unknown\"} 1\n"),
+            "{m}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&h.status_json().unwrap()).unwrap();
+        assert_eq!(j["nodes"][0]["name"], "a");
+    }
+
+    #[test]
     fn a_taken_address_is_retried_later_and_none_stops_following() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
