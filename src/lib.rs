@@ -22,3 +22,4 @@ pub mod snapshot;
 pub mod store;
 pub mod text;
 pub mod topology;
+pub mod web;
