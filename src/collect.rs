@@ -14,7 +14,7 @@ use crate::collector::{self, CollectorConfig, EslTarget, MetricSink, Target};
 use crate::endpoint::EslPassword;
 use crate::metrics::{self, Metric};
 use crate::site::Site;
-use crate::store::Store;
+use crate::store::{EventKind, Store};
 
 pub fn run(db: &Path) -> Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -46,7 +46,22 @@ pub fn run(db: &Path) -> Result<i32> {
         store: Store::open_existing(db, Duration::from_millis(500))?,
         publisher: crate::store::Publisher::new(),
     };
-    collector::run(config, targets, &mut reload, &mut sink, &stop)?;
+    sink.log(
+        EventKind::CollectorStart,
+        &format!(
+            "pdns-ha {} (pid {}): {} node(s) to measure",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            targets.len()
+        ),
+    );
+    let result = collector::run(config, targets, &mut reload, &mut sink, &stop);
+    let why = match &result {
+        Ok(()) => "stopped by a signal, after writing its last samples".to_string(),
+        Err(e) => format!("stopped on an error: {e:#}"),
+    };
+    sink.log(EventKind::CollectorStop, &why);
+    result?;
     log::info!("collector stopped");
     Ok(0)
 }
@@ -103,6 +118,15 @@ pub fn plan(site: &Site) -> (CollectorConfig, Vec<Target>) {
 struct StoreSink {
     store: Store,
     publisher: crate::store::Publisher,
+}
+
+impl StoreSink {
+    /// Records a collector event; the log is not worth failing for.
+    fn log(&mut self, kind: EventKind, detail: &str) {
+        if let Err(e) = self.store.log_event(kind, None, detail, metrics::now()) {
+            log::warn!("cannot record \"{kind}\" in the event log: {e:#}");
+        }
+    }
 }
 
 impl MetricSink for StoreSink {

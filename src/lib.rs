@@ -5,6 +5,7 @@ pub mod answer;
 pub mod bounded;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod collect;
 pub mod collector;
 pub mod collector_config;

@@ -1059,6 +1059,7 @@ prefer = ["van1"]
             state: crate::metrics::Health::Up,
             ts,
             probe_rtt_ms: None,
+            reason: None,
         };
         assert_eq!(p.too_old(&health(now - 60), now), None);
         assert!(

@@ -478,6 +478,8 @@ fn record_probe(
         state,
         ts,
         probe_rtt_ms: outcome.rtt_ms(),
+        // Kept in the log if the store sees a change (store::events).
+        reason: Some(format!("SIP probe: {detail}")),
     })
 }
 
