@@ -102,6 +102,8 @@ pub struct Page {
     pub collector_age_s: Option<i64>,
     /// Health older than this counts as unknown (for the age column).
     pub health_max_age_s: i64,
+    /// Load older than this counts as unknown.
+    pub load_max_age_s: i64,
     pub nodes: Vec<NodeRow>,
     /// Newest first.
     pub events: Vec<EventRow>,
@@ -389,7 +391,7 @@ fn nodes(o: &mut String, p: &Page) {
         o.push_str("</td>\n<td class=\"num\">");
         age_cell(o, n.health_age_s, p.health_max_age_s);
         o.push_str(" <span class=\"mute\">/</span> ");
-        age_cell(o, n.load_age_s, p.health_max_age_s.max(90));
+        age_cell(o, n.load_age_s, p.load_max_age_s);
         o.push_str("</td>\n</tr>\n");
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
@@ -701,6 +703,7 @@ mod tests {
             generation: 7,
             collector_age_s: Some(1),
             health_max_age_s: 60,
+            load_max_age_s: 90,
             nodes: vec![node("a", State::Up), node("b", State::Down)],
             events: vec![EventRow {
                 at: 1_700,
