@@ -446,9 +446,7 @@ fn explain(db: &Path, qname: &str, qtype: &str, client: &str, json: bool) -> Res
 fn status(db: &Path, format: Format) -> Result<i32> {
     let store = Store::open_existing(db, Duration::from_secs(5))?;
     let mut engine = Engine::new(db);
-    engine.refresh();
-    let shared = crate::cache::memcached::stats_from_store(&store)?;
-    let s = crate::report::status(&store, engine.topo(), shared)?;
+    let s = crate::report::status_of(&store, &mut engine)?;
     match format {
         Format::Text => s.text().iter().for_each(|l| println!("{l}")),
         Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),

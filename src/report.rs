@@ -110,6 +110,15 @@ impl From<CacheStats> for CacheStatsReport {
     }
 }
 
+/// The status as `pdns-ha status` and the collector's `/status.json` and
+/// `/metrics` give it: the engine's view of the database (topology, node
+/// states) and the memcached counters every coprocess wrote.
+pub fn status_of(store: &Store, engine: &mut Engine) -> Result<Status> {
+    engine.refresh();
+    let shared = crate::cache::memcached::stats_from_store(store)?;
+    status(store, engine.topo(), shared)
+}
+
 /// Gathers the status of every node.
 pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Result<Status> {
     let now = metrics::now();

@@ -1,7 +1,337 @@
-//! The collector's read-only web pages: the status page (`page`: what it
-//! shows and its HTML; `view`: gathering it from the store and the engine;
-//! `history`: the last hour of each node for its charts).
+//! The collector's read-only HTTP server (`[collector] http`): `/metrics`
+//! (what `pdns-ha status --prometheus` gives, then the collector's own
+//! figures, [`prometheus`]) and `/status.json` (what `status --json` gives),
+//! both through `report`, the same code path as the CLI, and `/`, the status
+//! page ([`page`]: what it shows and its HTML; [`view`]: gathering it;
+//! [`history`]: the last hour of each node for its charts). GET and HEAD
+//! only: nothing can be changed over HTTP.
+//!
+//! Threads: `tiny_http` reads each connection in a thread of its own;
+//! [`HANDLERS`] threads here answer the requests, each with its own read
+//! connection to the database, so a slow client or a slow read never
+//! touches the collector's writer. [`Http::follow`] makes the server match
+//! the site's address: a new address rebinds; a bind that fails is logged
+//! with what to do and tried again every [`RETRY_BIND`], and the collector
+//! goes on without HTTP.
 
 pub mod history;
 pub mod page;
+pub mod prometheus;
 pub mod view;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::answer::Engine;
+use crate::collector::CollectorStats;
+use crate::store::Store;
+
+/// Threads answering requests: a client that does not read its answer holds
+/// one of them (until it goes away); the other still answers.
+pub const HANDLERS: usize = 2;
+/// After a failed bind (or a server that stopped accepting), the next try.
+pub const RETRY_BIND: Duration = Duration::from_secs(30);
+/// Longest a handler waits for a request before looking at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+/// How long a rebind or a shutdown waits for the handlers to finish.
+const STOP_WAIT: Duration = Duration::from_millis(1000);
+/// How long a handler waits for a writer's lock on the database.
+const BUSY: Duration = Duration::from_millis(1000);
+
+struct Running {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Set by a handler when the server stopped accepting connections.
+    broken: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// The HTTP server of a collector, following the site's `[collector] http`.
+pub struct Http {
+    db: PathBuf,
+    stats: Arc<CollectorStats>,
+    running: Option<Running>,
+    /// The address that could not be bound, and when it was last tried.
+    failed: Option<(SocketAddr, Instant)>,
+}
+
+impl Http {
+    /// No server yet: [`Http::follow`] starts one.
+    pub fn new(db: &Path, stats: Arc<CollectorStats>) -> Http {
+        Http {
+            db: db.to_path_buf(),
+            stats,
+            running: None,
+            failed: None,
+        }
+    }
+
+    /// The address served now, if any.
+    pub fn serving(&self) -> Option<SocketAddr> {
+        self.running.as_ref().map(|r| r.addr)
+    }
+
+    /// Makes the server match `want` (None: no server). Cheap when nothing
+    /// changed; call it every few seconds: a server that stopped accepting
+    /// is restarted, a failed bind tried again every [`RETRY_BIND`].
+    pub fn follow(&mut self, want: Option<SocketAddr>) {
+        let broken = self
+            .running
+            .as_ref()
+            .is_some_and(|r| r.broken.load(Ordering::SeqCst));
+        if let Some(r) = &self.running
+            && (Some(r.addr) != want || broken)
+        {
+            if !broken {
+                info!("HTTP: no longer serving on {} (site changed)", r.addr);
+            }
+            self.stop();
+        }
+        let Some(addr) = want else {
+            self.failed = None;
+            return;
+        };
+        if self.running.is_some() {
+            return;
+        }
+        let retry = match self.failed {
+            Some((a, at)) if a == addr => at.elapsed() >= RETRY_BIND,
+            _ => true,
+        };
+        if retry {
+            self.start(addr);
+        }
+    }
+
+    fn start(&mut self, addr: SocketAddr) {
+        let again = self.failed.is_some_and(|(a, _)| a == addr);
+        let server = match Server::http(addr) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let msg = format!(
+                    "HTTP: cannot listen on {addr} ([collector] http): {e}; /metrics and /status.json are not served, collecting goes on. \
+                     Free the port (`ss -ltnp 'sport = :{}'` shows who holds it) or set another address in the site file and run `pdns-ha apply`; trying again every {} s",
+                    addr.port(),
+                    RETRY_BIND.as_secs()
+                );
+                if again {
+                    debug!("{msg}");
+                } else {
+                    error!("{msg}");
+                }
+                self.failed = Some((addr, Instant::now()));
+                return;
+            }
+        };
+        self.failed = None;
+        let stop = Arc::new(AtomicBool::new(false));
+        let broken = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for i in 0..HANDLERS {
+            let (server, stop, broken) = (server.clone(), stop.clone(), broken.clone());
+            let (db, stats) = (self.db.clone(), self.stats.clone());
+            match std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || {
+                    // Made here: the engine stays in its thread.
+                    let mut handler = Handler {
+                        db,
+                        stats,
+                        store: None,
+                        engine: None,
+                        last_warning: None,
+                    };
+                    handler.serve(&server, &stop, &broken)
+                }) {
+                Ok(h) => handles.push(h),
+                Err(e) => error!("HTTP: cannot start a request thread: {e}"),
+            }
+        }
+        if handles.is_empty() {
+            self.failed = Some((addr, Instant::now()));
+            return;
+        }
+        if addr.ip().is_loopback() {
+            info!("HTTP: serving /metrics and /status.json on http://{addr}");
+        } else {
+            warn!(
+                "HTTP: serving /metrics and /status.json on http://{addr}, which is reachable from the network \
+                 (not a loopback address): anyone who can connect reads node names, health and load. \
+                 Firewall the port, or listen on 127.0.0.1 behind a proxy"
+            );
+        }
+        self.running = Some(Running {
+            addr,
+            stop,
+            broken,
+            handles,
+        });
+    }
+
+    /// Stops the server; waits a bounded time for its threads.
+    pub fn stop(&mut self) {
+        let Some(r) = self.running.take() else {
+            return;
+        };
+        r.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + STOP_WAIT;
+        while Instant::now() < deadline && !r.handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut left = 0;
+        for h in r.handles {
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            // A client that does not read its answer: the thread ends when
+            // the client goes away, and the listening socket with it.
+            debug!("HTTP: {left} request thread(s) still writing to a client; not waiting");
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One request thread: its own database connection and engine.
+struct Handler {
+    db: PathBuf,
+    stats: Arc<CollectorStats>,
+    store: Option<Store>,
+    engine: Option<Engine>,
+    last_warning: Option<Instant>,
+}
+
+impl Handler {
+    fn serve(&mut self, server: &Server, stop: &AtomicBool, broken: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            match server.recv_timeout(STOP_CHECK) {
+                Ok(Some(rq)) => self.answer(rq),
+                Ok(None) => {}
+                Err(e) => {
+                    error!(
+                        "HTTP: the server stopped accepting connections ({e}); starting it again in {} s",
+                        RETRY_BIND.as_secs()
+                    );
+                    broken.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, rq: Request) {
+        let method = rq.method().clone();
+        let path = rq.url().split('?').next().unwrap_or("").to_string();
+        debug!(
+            "HTTP: {method} {} from {:?}",
+            crate::text::quote(&path),
+            rq.remote_addr()
+        );
+        let r = if !matches!(method, Method::Get | Method::Head) {
+            text(
+                405,
+                "only GET and HEAD: this server is read-only (change the site with `pdns-ha apply`, drains with `pdns-ha node`)\n",
+            )
+            .with_header(header("Allow", "GET, HEAD"))
+        } else {
+            match path.as_str() {
+                "/metrics" => Response::from_string(self.metrics())
+                    .with_header(header("Content-Type", prometheus::CONTENT_TYPE)),
+                "/status.json" => match self.status_json() {
+                    Ok(j) => Response::from_string(j)
+                        .with_header(header("Content-Type", "application/json")),
+                    Err(e) => text(503, &format!("{e}\n")),
+                },
+                _ => text(
+                    404,
+                    "not found: this server has /metrics and /status.json\n",
+                ),
+            }
+        };
+        // The client may be gone; nothing to do about it.
+        let _ = rq.respond(r);
+    }
+
+    /// The status, read through this thread's own connection (opened on
+    /// first use, dropped after an error and opened again next time).
+    fn status(&mut self) -> anyhow::Result<crate::report::Status> {
+        if self.store.is_none() {
+            self.store = Some(Store::open_existing(&self.db, BUSY)?);
+        }
+        let engine = self.engine.get_or_insert_with(|| Engine::new(&self.db));
+        let r = crate::report::status_of(self.store.as_ref().expect("opened"), engine);
+        if r.is_err() {
+            self.store = None;
+        }
+        r
+    }
+
+    fn warn_unreadable(&mut self, e: &anyhow::Error) {
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            warn!("HTTP: cannot read the status from the database: {e:#}");
+            self.last_warning = Some(Instant::now());
+        }
+    }
+
+    /// `status --prometheus`, then the collector's figures; the collector's
+    /// are there even when the database cannot be read.
+    fn metrics(&mut self) -> String {
+        let mut out = match self.status() {
+            Ok(s) => s.prometheus(),
+            Err(e) => {
+                self.warn_unreadable(&e);
+                String::new()
+            }
+        };
+        let readable = !out.is_empty();
+        out.push_str(
+            "# HELP pdns_ha_status_readable 1 if the database could be read for this scrape (else only the collector's own figures follow).\n\
+             # TYPE pdns_ha_status_readable gauge\n",
+        );
+        out.push_str(&format!("pdns_ha_status_readable {}\n", u8::from(readable)));
+        prometheus::collector(&self.stats.snapshot(), &mut out);
+        out
+    }
+
+    fn status_json(&mut self) -> Result<String, String> {
+        match self.status() {
+            Ok(s) => serde_json::to_string_pretty(&s)
+                .map(|j| j + "\n")
+                .map_err(|e| format!("cannot write the status as JSON: {e}")),
+            Err(e) => {
+                self.warn_unreadable(&e);
+                Err(format!(
+                    "cannot read the status from the database: {e:#}; see the collector's log"
+                ))
+            }
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+}
+
+fn text(code: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_string(body)
+        .with_status_code(code)
+        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+}
