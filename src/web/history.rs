@@ -73,6 +73,8 @@ pub struct History {
     step_s: i64,
     points: usize,
     nodes: BTreeMap<String, Ring>,
+    /// The newest step recorded (for any node).
+    newest: Option<i64>,
 }
 
 impl Default for History {
@@ -97,6 +99,7 @@ impl History {
             step_s: step_s.max(1),
             points: points.max(2),
             nodes: BTreeMap::new(),
+            newest: None,
         }
     }
 
@@ -123,6 +126,7 @@ impl History {
     /// step is ignored (the clock went back).
     pub fn record<'a>(&mut self, at: i64, samples: impl IntoIterator<Item = (&'a str, Sample)>) {
         let slot = self.slot(at);
+        self.newest = Some(self.newest.map_or(slot, |n| n.max(slot)));
         let mut seen: Vec<&str> = Vec::new();
         for (name, s) in samples {
             seen.push(name);
@@ -145,6 +149,11 @@ impl History {
         seen.sort_unstable();
         self.nodes
             .retain(|n, _| seen.binary_search(&n.as_str()).is_ok());
+    }
+
+    /// Whether the step of `at` has not been recorded yet.
+    pub fn due(&self, at: i64) -> bool {
+        self.newest.is_none_or(|n| self.slot(at) > n)
     }
 
     /// The series of `node` for the [`POINTS`] steps ending at `now`'s, or
@@ -197,7 +206,9 @@ mod tests {
     #[test]
     fn points_land_in_their_step_oldest_first() {
         let mut h = History::new(10, 4);
+        assert!(h.due(100));
         h.record(100, [("a", s(0.1, 1.0))]);
+        assert!(!h.due(109) && h.due(110));
         h.record(115, [("a", s(0.2, 2.0))]);
         h.record(119, [("a", s(0.3, 3.0))]); // same step: replaces
         let x = h.series("a", 119).unwrap();

@@ -21,8 +21,8 @@ pub mod view;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::answer::Engine;
 use crate::collector::CollectorStats;
 use crate::store::Store;
+use history::History;
 
 /// Threads answering requests: a client that does not read its answer holds
 /// one of them (until it goes away); the other still answers.
@@ -57,6 +58,9 @@ struct Running {
 pub struct Http {
     db: PathBuf,
     stats: Arc<CollectorStats>,
+    /// The status page's last hour, recorded by the request threads (kept
+    /// across a rebind).
+    history: Arc<Mutex<History>>,
     running: Option<Running>,
     /// The address that could not be bound, and when it was last tried.
     failed: Option<(SocketAddr, Instant)>,
@@ -68,6 +72,7 @@ impl Http {
         Http {
             db: db.to_path_buf(),
             stats,
+            history: Arc::new(Mutex::new(History::default())),
             running: None,
             failed: None,
         }
@@ -136,7 +141,7 @@ impl Http {
         let mut handles = Vec::new();
         for i in 0..HANDLERS {
             let (server, stop, broken) = (server.clone(), stop.clone(), broken.clone());
-            let (db, stats) = (self.db.clone(), self.stats.clone());
+            let (db, stats, history) = (self.db.clone(), self.stats.clone(), self.history.clone());
             match std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
@@ -144,6 +149,7 @@ impl Http {
                     let mut handler = Handler {
                         db,
                         stats,
+                        history,
                         store: None,
                         engine: None,
                         last_warning: None,
@@ -211,6 +217,7 @@ impl Drop for Http {
 struct Handler {
     db: PathBuf,
     stats: Arc<CollectorStats>,
+    history: Arc<Mutex<History>>,
     store: Option<Store>,
     engine: Option<Engine>,
     last_warning: Option<Instant>,
@@ -219,6 +226,7 @@ struct Handler {
 impl Handler {
     fn serve(&mut self, server: &Server, stop: &AtomicBool, broken: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
+            self.sample();
             match server.recv_timeout(STOP_CHECK) {
                 Ok(Some(rq)) => self.answer(rq),
                 Ok(None) => {}
@@ -252,6 +260,9 @@ impl Handler {
             match path.as_str() {
                 "/metrics" => Response::from_string(self.metrics())
                     .with_header(header("Content-Type", prometheus::CONTENT_TYPE)),
+                "/" => Response::from_string(self.page())
+                    .with_header(header("Content-Type", "text/html; charset=utf-8"))
+                    .with_header(header("Cache-Control", "no-store")),
                 "/status.json" => match self.status_json() {
                     Ok(j) => Response::from_string(j)
                         .with_header(header("Content-Type", "application/json")),
@@ -259,7 +270,7 @@ impl Handler {
                 },
                 _ => text(
                     404,
-                    "not found: this server has /metrics and /status.json\n",
+                    "not found: this server has / (the status page), /metrics and /status.json\n",
                 ),
             }
         };
@@ -273,12 +284,50 @@ impl Handler {
         if self.store.is_none() {
             self.store = Some(Store::open_existing(&self.db, BUSY)?);
         }
-        let engine = self.engine.get_or_insert_with(|| Engine::new(&self.db));
+        let engine = self.engine.get_or_insert_with(|| view::engine(&self.db));
         let r = crate::report::status_of(self.store.as_ref().expect("opened"), engine);
         if r.is_err() {
             self.store = None;
         }
         r
+    }
+
+    /// This thread's engine (no decision cache: see [`view::engine`]).
+    fn engine(&mut self) -> &mut Engine {
+        self.engine.get_or_insert_with(|| view::engine(&self.db))
+    }
+
+    /// Records the nodes' load and probe round trip in the page's history
+    /// once per step (whichever request thread comes first), from the
+    /// engine's view of the store.
+    fn sample(&mut self) {
+        let now = view::now();
+        if !self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .due(now)
+        {
+            return;
+        }
+        let engine = self.engine();
+        engine.refresh();
+        let samples = view::samples(engine.topo(), &engine.view.states, now);
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(now, samples.iter().map(|(n, s)| (n.as_str(), *s)));
+    }
+
+    /// The status page: gathered through this thread's engine (a bounded
+    /// amount of work, see [`view`]) and rendered.
+    fn page(&mut self) -> String {
+        let now = view::now();
+        let history = Arc::clone(&self.history);
+        // Held while gathering (milliseconds): the other request thread
+        // only waits for it to record a step.
+        let history = history.lock().unwrap_or_else(|e| e.into_inner());
+        page::render(&view::gather(self.engine(), &history, now))
     }
 
     fn warn_unreadable(&mut self, e: &anyhow::Error) {

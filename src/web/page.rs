@@ -409,7 +409,7 @@ fn charts(o: &mut String, p: &Page) {
         escape_into(o, &n.name);
         o.push_str("\"><div class=\"title\"><span class=\"name\">");
         escape_into(o, &n.name);
-        let _ = write!(o, "</span><span class=\"pill s-{h}\">{h}</span></div>\n");
+        let _ = writeln!(o, "</span><span class=\"pill s-{h}\">{h}</span></div>");
         chart_svg(o, p, n);
         o.push_str("</div>\n");
     }
@@ -421,7 +421,7 @@ fn charts(o: &mut String, p: &Page) {
 
 /// A round upper bound for a scale: 1, 2, 2.5 or 5 times a power of ten.
 fn nice_ceiling(v: f64) -> f64 {
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());
@@ -556,9 +556,9 @@ fn chart_svg(o: &mut String, p: &Page, n: &NodeRow) {
         "rtt",
         "probe RTT",
     );
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<text x=\"{X0}\" y=\"138\">\u{2212}{} min</text><text x=\"{xm}\" y=\"138\" text-anchor=\"middle\">\u{2212}{} min</text><text x=\"{X1}\" y=\"138\" text-anchor=\"end\">now</text></svg>\n",
+        "<text x=\"{X0}\" y=\"138\">\u{2212}{} min</text><text x=\"{xm}\" y=\"138\" text-anchor=\"middle\">\u{2212}{} min</text><text x=\"{X1}\" y=\"138\" text-anchor=\"end\">now</text></svg>",
         p.history_span_s / 60,
         p.history_span_s / 120,
         xm = (X0 + X1) / 2.0,
@@ -625,9 +625,9 @@ fn networks(o: &mut String, p: &Page) {
     }
     o.push_str("</tr></thead>\n<tbody>\n");
     if p.networks.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<tr><td colspan=\"{}\" class=\"empty\">no client networks seen yet</td></tr>\n",
+            "<tr><td colspan=\"{}\" class=\"empty\">no client networks seen yet</td></tr>",
             3 + p.services.len()
         );
     }
