@@ -165,10 +165,10 @@ impl Http {
             return;
         }
         if addr.ip().is_loopback() {
-            info!("HTTP: serving /metrics and /status.json on http://{addr}");
+            info!("HTTP: serving the status page, /metrics and /status.json on http://{addr}/");
         } else {
             warn!(
-                "HTTP: serving /metrics and /status.json on http://{addr}, which is reachable from the network \
+                "HTTP: serving the status page, /metrics and /status.json on http://{addr}/, which is reachable from the network \
                  (not a loopback address): anyone who can connect reads node names, health and load. \
                  Firewall the port, or listen on 127.0.0.1 behind a proxy"
             );

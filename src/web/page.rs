@@ -202,7 +202,7 @@ tr.d-yes{--st:var(--drain)} tr.d-yes td{color:var(--mute)}
 .stale{color:var(--down);font-weight:600}
 .cols{display:grid;grid-template-columns:minmax(0,2fr) minmax(0,3fr);gap:12px}
 @media (max-width:900px){.cols{grid-template-columns:1fr}}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:10px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
 .chart{border:1px solid var(--line);border-radius:6px;padding:6px 8px 2px}
 .chart .title{display:flex;justify-content:space-between;align-items:baseline;gap:8px}
 .chart svg{display:block;width:100%;height:auto}
@@ -217,7 +217,7 @@ ol.events li{display:grid;grid-template-columns:64px 110px minmax(0,1fr);gap:8px
 ol.events li:last-child{border-bottom:0}
 .kind{font-size:11px;font-weight:600;color:var(--mute);text-transform:lowercase}
 .ev-down .kind{color:var(--down)} .ev-up .kind{color:var(--up)} .ev-over .kind{color:var(--over)} .ev-drain .kind{color:var(--drain)}
-.detail{overflow-wrap:anywhere}
+.detail,.who{overflow-wrap:anywhere;min-width:0}
 .problem{background:var(--down-bg);color:var(--down);border-color:var(--down);font-weight:600}
 .empty{color:var(--mute);padding:6px 0}
 th.svc{white-space:normal;overflow-wrap:anywhere}
@@ -409,7 +409,15 @@ fn charts(o: &mut String, p: &Page) {
         escape_into(o, &n.name);
         o.push_str("\"><div class=\"title\"><span class=\"name\">");
         escape_into(o, &n.name);
-        let _ = writeln!(o, "</span><span class=\"pill s-{h}\">{h}</span></div>");
+        let drained = if n.drained_since.is_some() {
+            "<span class=\"pill s-drained\">drained</span> "
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "</span><span>{drained}<span class=\"pill s-{h}\">{h}</span></span></div>"
+        );
         chart_svg(o, p, n);
         o.push_str("</div>\n");
     }
@@ -598,7 +606,7 @@ fn events(o: &mut String, p: &Page) {
         escape_into(o, e.node.as_deref().unwrap_or(""));
         let _ = write!(
             o,
-            "\"><span class=\"mute small\" title=\"{} ago\">{}</span><span><span class=\"kind\">",
+            "\"><span class=\"mute small\" title=\"{} ago\">{}</span><span class=\"who\"><span class=\"kind\">",
             ago(p.now - e.at),
             clock(e.at)
         );
