@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use crate::clock::age as ago;
+
 /// A node's health as the page shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -145,20 +147,14 @@ pub fn clock(t: i64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// A duration for people: `42 s`, `5 min`, `3 h 12 min`, `2 d 4 h`.
-pub fn ago(s: i64) -> String {
-    let s = s.max(0);
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86_400 => match s / 60 % 60 {
-            0 => format!("{} h", s / 3600),
-            m => format!("{} h {m} min", s / 3600),
-        },
-        _ => match s / 3600 % 24 {
-            0 => format!("{} d", s / 86_400),
-            h => format!("{} d {h} h", s / 86_400),
-        },
+/// When something happened, for a list read now: the time (UTC) if within
+/// a day, else the date.
+fn when(at: i64, now: i64) -> String {
+    let full = crate::clock::utc(at);
+    if (now - at).abs() < 86_400 {
+        clock(at)
+    } else {
+        full[..10].to_string()
     }
 }
 
@@ -338,7 +334,7 @@ fn nodes(o: &mut String, p: &Page) {
             let _ = write!(
                 o,
                 " <span class=\"mute small\">since {} ({})</span>",
-                clock(since),
+                when(since, p.now),
                 ago(p.now - since)
             );
         }
@@ -382,7 +378,7 @@ fn nodes(o: &mut String, p: &Page) {
                 let _ = write!(
                     o,
                     "<span class=\"pill s-drained\">drained</span> <span class=\"mute small\">since {} ({})</span>",
-                    clock(since),
+                    when(since, p.now),
                     ago(p.now - since)
                 );
             }
@@ -606,9 +602,10 @@ fn events(o: &mut String, p: &Page) {
         escape_into(o, e.node.as_deref().unwrap_or(""));
         let _ = write!(
             o,
-            "\"><span class=\"mute small\" title=\"{} ago\">{}</span><span class=\"who\"><span class=\"kind\">",
+            "\"><span class=\"mute small\" title=\"{} ({} ago)\">{}</span><span class=\"who\"><span class=\"kind\">",
+            crate::clock::utc(e.at),
             ago(p.now - e.at),
-            clock(e.at)
+            when(e.at, p.now)
         );
         escape_into(o, &e.kind);
         o.push_str("</span>");
@@ -833,16 +830,12 @@ mod tests {
     }
 
     #[test]
-    fn times_and_durations() {
+    fn times_and_scales() {
         assert_eq!(clock(0), "00:00:00");
         assert_eq!(clock(86_399), "23:59:59");
         assert_eq!(clock(1_764_263_000), "17:03:20");
-        assert_eq!(ago(-3), "0 s");
-        assert_eq!(ago(59), "59 s");
-        assert_eq!(ago(61), "1 min");
-        assert_eq!(ago(3600), "1 h");
-        assert_eq!(ago(3 * 3600 + 12 * 60), "3 h 12 min");
-        assert_eq!(ago(2 * 86_400 + 4 * 3600), "2 d 4 h");
+        assert_eq!(when(1_764_263_000, 1_764_263_100), "17:03:20");
+        assert_eq!(when(1_764_263_000, 1_764_263_000 + 86_400), "2025-11-27");
         assert_eq!(nice_ceiling(7.0), 10.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
         assert_eq!(nice_ceiling(23.0), 25.0);
