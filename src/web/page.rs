@@ -229,8 +229,9 @@ pub fn render(p: &Page) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"refresh\" content=\"{}\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>pdns-ha status</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
-        p.refresh_s
+         <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+        p.refresh_s,
+        title(p)
     );
     header(&mut o, p);
     o.push_str("<main>\n");
@@ -246,6 +247,31 @@ pub fn render(p: &Page) -> String {
     networks(&mut o, p);
     o.push_str("</div>\n</main>\n</body>\n</html>\n");
     o
+}
+
+/// The tab's title: what needs attention first (`pdns-ha: 1 down, 1
+/// overloaded`), else how many nodes are up.
+fn title(p: &Page) -> String {
+    let count = |st: State| {
+        p.nodes
+            .iter()
+            .filter(|n| n.health == st && n.drained_since.is_none())
+            .count()
+    };
+    let mut parts = Vec::new();
+    for st in [State::Down, State::Overloaded, State::Unknown] {
+        match count(st) {
+            0 => {}
+            n => parts.push(format!("{n} {}", st.as_str())),
+        }
+    }
+    if parts.is_empty() {
+        parts.push(format!("{} up", count(State::Up)));
+    }
+    if p.collector_age_s.is_none_or(|a| a > 15) {
+        parts.insert(0, "collector silent".into());
+    }
+    format!("pdns-ha: {}", parts.join(", "))
 }
 
 fn header(o: &mut String, p: &Page) {
@@ -738,6 +764,7 @@ mod tests {
         assert!(html.trim_end().ends_with("</html>"));
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
         assert!(html.contains("<meta charset=\"utf-8\">"));
+        assert!(html.contains("<title>pdns-ha: 1 down</title>"), "{html}");
         assert!(!html.contains("<script"));
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(!html.contains("src="));
