@@ -452,6 +452,6 @@ fn a_realistic_fleet_for_the_documentation() {
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(body.matches("<svg class=\"history\"").count(), fleet.len());
     let shot = db.dir.path().join("status-page.png");
-    browser.screenshot(&format!("http://{addr}/"), &shot, (1280, 1180));
+    browser.screenshot(&format!("http://{addr}/"), &shot, (1280, 1450));
     chromium::keep_screenshot(&shot);
 }

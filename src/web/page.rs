@@ -196,7 +196,7 @@ tr.d-yes{--st:var(--drain)} tr.d-yes td{color:var(--mute)}
 .bar i{display:block;height:100%;border-radius:4px}
 .l-ok{background:var(--up)} .l-high{background:var(--over)} .l-full{background:var(--down)}
 .stale{color:var(--down);font-weight:600}
-.cols{display:grid;grid-template-columns:minmax(0,2fr) minmax(0,3fr);gap:12px}
+.cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:12px}
 @media (max-width:900px){.cols{grid-template-columns:1fr}}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
 .chart{border:1px solid var(--line);border-radius:6px;padding:6px 8px 2px}
@@ -209,14 +209,15 @@ svg .load{fill:none;stroke:var(--up);stroke-width:1.5;stroke-linejoin:round}
 svg .rtt{fill:none;stroke:var(--rtt);stroke-width:1.5;stroke-linejoin:round}
 svg circle.load{fill:var(--up);stroke:none} svg circle.rtt{fill:var(--rtt);stroke:none}
 ol.events{list-style:none;margin:0;padding:0}
-ol.events li{display:grid;grid-template-columns:64px 110px minmax(0,1fr);gap:8px;padding:4px 0;border-bottom:1px solid var(--line);align-items:baseline}
+ol.events li{display:grid;grid-template-columns:58px 120px minmax(0,1fr);gap:8px;padding:4px 0;border-bottom:1px solid var(--line);align-items:baseline}
 ol.events li:last-child{border-bottom:0}
 .kind{font-size:11px;font-weight:600;color:var(--mute);text-transform:lowercase}
 .ev-down .kind{color:var(--down)} .ev-up .kind{color:var(--up)} .ev-over .kind{color:var(--over)} .ev-drain .kind{color:var(--drain)}
 .detail,.who{overflow-wrap:anywhere;min-width:0}
 .problem{background:var(--down-bg);color:var(--down);border-color:var(--down);font-weight:600}
 .empty{color:var(--mute);padding:6px 0}
-th.svc{white-space:normal;overflow-wrap:anywhere}
+th.svc{white-space:normal}
+#networks{overflow-x:auto}
 .key{display:inline-block;width:14px;height:3px;border-radius:2px;vertical-align:middle;margin:0 4px 0 6px}
 code{font:12px ui-monospace,"DejaVu Sans Mono",monospace}
 "#;
@@ -651,7 +652,13 @@ fn networks(o: &mut String, p: &Page) {
     o.push_str("<section id=\"networks\">\n<h2>Busiest client networks · where each service sends them now</h2>\n<table>\n<thead><tr><th>network</th><th class=\"num\">queries</th><th class=\"num\">last seen</th>");
     for s in &p.services {
         o.push_str("<th class=\"svc\">");
-        escape_into(o, s);
+        // A long name breaks at its dots, not inside a label.
+        for (i, label) in s.split('.').enumerate() {
+            if i > 0 {
+                o.push_str(".<wbr>");
+            }
+            escape_into(o, label);
+        }
         o.push_str("</th>");
     }
     o.push_str("</tr></thead>\n<tbody>\n");
