@@ -19,58 +19,19 @@
 
 mod support;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::chromium::{self, Chromium};
+use support::collect::Collect;
 use support::fake_esl::{FakeEsl, FakeEslConfig, registration_xml, xmlstatus_body};
 use support::sip_responder::SipResponder;
-use support::{BIN, Coproc, Db, assert_ok, fixture_with, free_port, poll};
+use support::{Coproc, Db, assert_ok, fixture_with, free_port, poll};
 
 const LAT: &str = "_sip._udp.voip.example.com";
 const LOAD: &str = "_sip._tcp.voip.example.com";
-
-/// `pdns-ha collect --db DB`, its log next to the database; killed on drop
-/// (the log's tail printed when the test panics).
-struct Collect {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Collect {
-    fn start(db: &Db) -> Collect {
-        let log = db.dir.path().join("collect.log");
-        let f = File::create(&log).expect("create the collect log");
-        let child = Command::new(BIN)
-            .args(["collect", "--db"])
-            .arg(&db.path)
-            .env_remove("PDNS_HA_DB")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("log file"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN} collect: {e}"));
-        Collect { child, log }
-    }
-}
-
-impl Drop for Collect {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!("---- pdns-ha collect log ----\n{}", tail.join("\n"));
-        }
-    }
-}
 
 /// `GET path` over HTTP/1.0: the status line, the headers and the body.
 fn get(addr: SocketAddr, path: &str) -> Result<(String, String, String), String> {

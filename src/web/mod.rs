@@ -9,17 +9,22 @@
 //! Threads: `tiny_http` reads each connection in a thread of its own;
 //! [`HANDLERS`] threads here answer the requests, each with its own read
 //! connection to the database, so a slow client or a slow read never
-//! touches the collector's writer. [`Http::follow`] makes the server match
-//! the site's address: a new address rebinds; a bind that fails is logged
-//! with what to do and tried again every [`RETRY_BIND`], and the collector
-//! goes on without HTTP.
+//! touches the collector's writer. A client that does not read its answer
+//! holds a handler for at most [`WRITE_TIMEOUT`]. `tiny_http`'s thread pool
+//! can leave a new connection queued behind one that never sends (when two
+//! arrive together, one wake-up is lost): every [`NUDGE_EVERY`] the server
+//! connects to itself, which gets such a queued connection picked up.
+//!
+//! [`Http::follow`] makes the server match the site's address: a new
+//! address rebinds; a bind that fails is logged with what to do and tried
+//! again every [`RETRY_BIND`], and the collector goes on without HTTP.
 
 pub mod history;
 pub mod page;
 pub mod prometheus;
 pub mod view;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +42,13 @@ use history::History;
 /// Threads answering requests: a client that does not read its answer holds
 /// one of them (until it goes away); the other still answers.
 pub const HANDLERS: usize = 2;
+/// A client that does not read its answer is given up after this long: the
+/// send timeout of the listening socket, which the connections it accepts
+/// inherit (`tiny_http` sets none; a read timeout cannot be set that way,
+/// it would end `accept`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server connects to itself (see the module documentation).
+pub const NUDGE_EVERY: Duration = Duration::from_secs(1);
 /// After a failed bind (or a server that stopped accepting), the next try.
 pub const RETRY_BIND: Duration = Duration::from_secs(30);
 /// Longest a handler waits for a request before looking at its stop flag.
@@ -94,10 +106,15 @@ impl Http {
         if let Some(r) = &self.running
             && (Some(r.addr) != want || broken)
         {
+            let addr = r.addr;
             if !broken {
-                info!("HTTP: no longer serving on {} (site changed)", r.addr);
+                info!("HTTP: no longer serving on {addr} (site changed)");
             }
             self.stop();
+            if broken {
+                // Started again after RETRY_BIND, as the handler said.
+                self.failed = Some((addr, Instant::now()));
+            }
         }
         let Some(addr) = want else {
             self.failed = None;
@@ -117,7 +134,9 @@ impl Http {
 
     fn start(&mut self, addr: SocketAddr) {
         let again = self.failed.is_some_and(|(a, _)| a == addr);
-        let server = match Server::http(addr) {
+        let server = match listen(addr).and_then(|l| {
+            Server::from_listener(l, None).map_err(|e| std::io::Error::other(e.to_string()))
+        }) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 let msg = format!(
@@ -141,6 +160,8 @@ impl Http {
         let mut handles = Vec::new();
         for i in 0..HANDLERS {
             let (server, stop, broken) = (server.clone(), stop.clone(), broken.clone());
+            // The first handler nudges the pool; the address to connect to.
+            let nudge = (i == 0).then(|| nudge_addr(addr));
             let (db, stats, history) = (self.db.clone(), self.stats.clone(), self.history.clone());
             match std::thread::Builder::new()
                 .name(format!("http-{i}"))
@@ -154,7 +175,7 @@ impl Http {
                         engine: None,
                         last_warning: None,
                     };
-                    handler.serve(&server, &stop, &broken)
+                    handler.serve(&server, &stop, &broken, nudge)
                 }) {
                 Ok(h) => handles.push(h),
                 Err(e) => error!("HTTP: cannot start a request thread: {e}"),
@@ -224,9 +245,25 @@ struct Handler {
 }
 
 impl Handler {
-    fn serve(&mut self, server: &Server, stop: &AtomicBool, broken: &AtomicBool) {
+    fn serve(
+        &mut self,
+        server: &Server,
+        stop: &AtomicBool,
+        broken: &AtomicBool,
+        nudge: Option<SocketAddr>,
+    ) {
+        let mut nudged = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             self.sample();
+            if let Some(a) = nudge
+                && nudged.elapsed() >= NUDGE_EVERY
+            {
+                // Connected and closed at once: tiny_http reads its end and
+                // drops it; the thread that took it then takes the next
+                // queued connection.
+                let _ = std::net::TcpStream::connect_timeout(&a, STOP_CHECK);
+                nudged = Instant::now();
+            }
             match server.recv_timeout(STOP_CHECK) {
                 Ok(Some(rq)) => self.answer(rq),
                 Ok(None) => {}
@@ -375,6 +412,55 @@ impl Handler {
     }
 }
 
+/// Where the server itself connects to reach `addr` (loopback for an
+/// unspecified address).
+fn nudge_addr(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
+}
+
+/// A listening socket on `addr` whose connections time out writing after
+/// [`WRITE_TIMEOUT`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    if let Err(e) = set_send_timeout(&l, WRITE_TIMEOUT) {
+        warn!(
+            "HTTP: cannot set a send timeout on {addr} ({e}): a client that does not read its answer holds a request thread until it goes away"
+        );
+    }
+    Ok(l)
+}
+
+fn set_send_timeout(l: &TcpListener, d: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, a
+    // valid timeval that outlives the call, for the socket `l` owns.
+    let r = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
 }
@@ -383,4 +469,100 @@ fn text(code: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     Response::from_string(body)
         .with_status_code(code)
         .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_the_send_timeout() {
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (accepted, _) = l.accept().unwrap();
+        assert_eq!(accepted.write_timeout().unwrap(), Some(WRITE_TIMEOUT));
+        assert_eq!(accepted.read_timeout().unwrap(), None);
+    }
+
+    #[test]
+    fn without_a_database_metrics_still_has_the_collector_figures() {
+        let stats = Arc::new(CollectorStats::new());
+        stats.stored(3, Duration::from_millis(1));
+        let mut h = Handler {
+            db: PathBuf::from("/nonexistent/pdns-ha.db"),
+            stats,
+            history: Arc::default(),
+            store: None,
+            engine: None,
+            last_warning: None,
+        };
+        let m = h.metrics();
+        assert!(m.contains("pdns_ha_status_readable 0\n"), "{m}");
+        assert!(
+            m.contains("pdns_ha_collector_samples_written_total 3\n"),
+            "{m}"
+        );
+        assert!(!m.contains("pdns_ha_generation"), "{m}");
+        let e = h.status_json().unwrap_err();
+        assert!(e.contains("cannot read the status"), "{e}");
+    }
+
+    #[test]
+    fn a_database_gives_status_json_and_the_status_metrics() {
+        let db = crate::store::testing::TempDb::new("web-status");
+        db.apply(crate::store::testing::ONE_NODE);
+        let mut h = Handler {
+            db: db.path.clone(),
+            stats: Arc::new(CollectorStats::new()),
+            history: Arc::default(),
+            store: None,
+            engine: None,
+            last_warning: None,
+        };
+        let m = h.metrics();
+        assert!(m.contains("pdns_ha_status_readable 1\n"), "{m}");
+        assert!(
+            m.contains("pdns_ha_node_health{node=\"a\",state=\"unknown\"} 1\n"),
+            "{m}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&h.status_json().unwrap()).unwrap();
+        assert_eq!(j["nodes"][0]["name"], "a");
+        // The page, and the history its charts are drawn from: one step
+        // recorded once, whichever thread comes first.
+        h.sample();
+        assert_eq!(h.history.lock().unwrap().len(), 1);
+        let page = h.page();
+        assert!(
+            page.contains("data-node=\"a\" data-health=\"unknown\" data-drained=\"no\""),
+            "{page}"
+        );
+        assert_eq!(page.matches("<svg class=\"history\"").count(), 1);
+    }
+
+    #[test]
+    fn a_taken_address_is_retried_later_and_none_stops_following() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let mut http = Http::new(
+            Path::new("/nonexistent.db"),
+            Arc::new(CollectorStats::new()),
+        );
+        http.follow(Some(addr));
+        assert_eq!(http.serving(), None);
+        assert!(http.failed.is_some_and(|(a, _)| a == addr));
+        http.follow(None);
+        assert!(http.failed.is_none());
+        // A free address is served; another one rebinds.
+        drop(taken);
+        http.follow(Some(addr));
+        assert_eq!(http.serving(), Some(addr));
+        let other = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        http.follow(Some(other));
+        assert_eq!(http.serving(), Some(other));
+        http.stop();
+        assert_eq!(http.serving(), None);
+    }
 }

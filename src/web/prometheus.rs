@@ -161,7 +161,7 @@ pub fn collector(s: &Snapshot, out: &mut String) {
     family(
         out,
         "collector_store_write_seconds",
-        "Time of each store transaction of the collector (a batch of samples and its heartbeat).",
+        "Time of each store transaction of the collector: a batch of samples and its heartbeat, and the latency snapshot when one is due.",
         "histogram",
     );
     histogram(out, "collector_store_write_seconds", "", &s.store_write);

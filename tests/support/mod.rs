@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod collect;
 pub mod coproc;
 pub mod dnswire;
 pub mod fake_esl;
