@@ -13,7 +13,8 @@
 //! holds a handler for at most [`WRITE_TIMEOUT`]. `tiny_http`'s thread pool
 //! can leave a new connection queued behind one that never sends (when two
 //! arrive together, one wake-up is lost): every [`NUDGE_EVERY`] the server
-//! connects to itself, which gets such a queued connection picked up.
+//! connects to itself [`NUDGE_CONNECTIONS`] times, and each such connection
+//! gets one queued connection picked up.
 //!
 //! [`Http::follow`] makes the server match the site's address: a new
 //! address rebinds; a bind that fails is logged with what to do and tried
@@ -47,8 +48,10 @@ pub const HANDLERS: usize = 2;
 /// inherit (`tiny_http` sets none; a read timeout cannot be set that way,
 /// it would end `accept`).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the server connects to itself (see the module documentation).
+/// How often the server connects to itself (see the module documentation)...
 pub const NUDGE_EVERY: Duration = Duration::from_secs(1);
+/// ... and how many times: queued connections are picked up at this rate.
+pub const NUDGE_CONNECTIONS: usize = 4;
 /// After a failed bind (or a server that stopped accepting), the next try.
 pub const RETRY_BIND: Duration = Duration::from_secs(30);
 /// Longest a handler waits for a request before looking at its stop flag.
@@ -261,7 +264,11 @@ impl Handler {
                 // Connected and closed at once: tiny_http reads its end and
                 // drops it; the thread that took it then takes the next
                 // queued connection.
-                let _ = std::net::TcpStream::connect_timeout(&a, STOP_CHECK);
+                for _ in 0..NUDGE_CONNECTIONS {
+                    if std::net::TcpStream::connect_timeout(&a, STOP_CHECK).is_err() {
+                        break;
+                    }
+                }
                 nudged = Instant::now();
             }
             match server.recv_timeout(STOP_CHECK) {
