@@ -1,6 +1,6 @@
 //! What the status page shows, gathered from the store through an answer
 //! engine of its own ([`gather`]), and the samples that feed the page's
-//! [`History`] ([`record`]). The work per call is bounded: the site's nodes,
+//! [`History`] ([`samples`]). The work per call is bounded: the site's nodes,
 //! the newest [`EVENTS`] events, the [`NETWORKS`] busiest client networks
 //! times at most [`SERVICES`] services (one decision each, as `explain`
 //! computes it, no cache).
@@ -71,14 +71,6 @@ pub fn samples(topo: &Topology, states: &NodeStateRows, now: i64) -> Vec<(String
             (n.def.name.clone(), Sample { load, rtt_ms })
         })
         .collect()
-}
-
-/// Brings the engine's view up to date and records this step's samples
-/// (nodes no longer in the site are forgotten).
-pub fn record(engine: &mut Engine, history: &mut History, now: i64) {
-    engine.refresh();
-    let s = samples(engine.topo(), &engine.view.states, now);
-    history.record(now, s.iter().map(|(n, s)| (n.as_str(), *s)));
 }
 
 /// Everything the page shows, as the store has it now.
@@ -266,7 +258,9 @@ nodes = ["a", "b"]
             .unwrap();
         let mut e = engine(&db.path);
         let mut h = History::default();
-        record(&mut e, &mut h, now);
+        e.refresh();
+        let samples = samples(e.topo(), &e.view.states, now);
+        h.record(now, samples.iter().map(|(n, s)| (n.as_str(), *s)));
         let p = gather(&mut e, &h, now);
         assert_eq!(p.nodes.len(), 2);
         assert_eq!(p.nodes[0].health, State::Up);
