@@ -408,11 +408,15 @@ fn status_json_is_what_status_json_gives() {
 fn only_get_and_head_on_two_paths() {
     let (_db, _fleet, mut collect, port) = start("http-methods");
     poll("the server answers", SOON, || metrics(port));
-    for path in ["/", "/nope", "/metrics/x", "/status.json.bak"] {
+    for path in ["/nope", "/metrics/x", "/status.json.bak", "/index.html"] {
         let r = request(port, "GET", path).unwrap();
         assert_eq!(r.status, 404, "{path}: {}", r.body);
         assert!(r.body.contains("/metrics"), "{}", r.body);
     }
+    // `/` is the status page (tests/web_page.rs).
+    let r = request(port, "GET", "/").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let r = request(port, method, "/metrics").unwrap();
         assert_eq!(r.status, 405, "{method}");

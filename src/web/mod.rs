@@ -1,8 +1,10 @@
 //! The collector's read-only HTTP server (`[collector] http`): `/metrics`
 //! (what `pdns-ha status --prometheus` gives, then the collector's own
 //! figures, [`prometheus`]) and `/status.json` (what `status --json` gives),
-//! both through `report`, the same code path as the CLI. GET and HEAD only:
-//! nothing can be changed over HTTP.
+//! both through `report`, the same code path as the CLI, and `/`, the status
+//! page ([`page`]: what it shows and its HTML; [`view`]: gathering it;
+//! [`history`]: the last hour of each node for its charts). GET and HEAD
+//! only: nothing can be changed over HTTP.
 //!
 //! Threads: `tiny_http` reads each connection in a thread of its own;
 //! [`HANDLERS`] threads here answer the requests, each with its own read
@@ -18,12 +20,15 @@
 //! address rebinds; a bind that fails is logged with what to do and tried
 //! again every [`RETRY_BIND`], and the collector goes on without HTTP.
 
+pub mod history;
+pub mod page;
 pub mod prometheus;
+pub mod view;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::answer::Engine;
 use crate::collector::CollectorStats;
 use crate::store::Store;
+use history::History;
 
 /// Threads answering requests: a client that does not read its answer holds
 /// one of them (until it goes away); the other still answers.
@@ -67,6 +73,9 @@ struct Running {
 pub struct Http {
     db: PathBuf,
     stats: Arc<CollectorStats>,
+    /// The status page's last hour, recorded by the request threads (kept
+    /// across a rebind).
+    history: Arc<Mutex<History>>,
     running: Option<Running>,
     /// The address that could not be bound, and when it was last tried.
     failed: Option<(SocketAddr, Instant)>,
@@ -78,6 +87,7 @@ impl Http {
         Http {
             db: db.to_path_buf(),
             stats,
+            history: Arc::new(Mutex::new(History::default())),
             running: None,
             failed: None,
         }
@@ -155,7 +165,7 @@ impl Http {
             let (server, stop, broken) = (server.clone(), stop.clone(), broken.clone());
             // The first handler nudges the pool; the address to connect to.
             let nudge = (i == 0).then(|| nudge_addr(addr));
-            let (db, stats) = (self.db.clone(), self.stats.clone());
+            let (db, stats, history) = (self.db.clone(), self.stats.clone(), self.history.clone());
             match std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
@@ -163,6 +173,7 @@ impl Http {
                     let mut handler = Handler {
                         db,
                         stats,
+                        history,
                         store: None,
                         engine: None,
                         last_warning: None,
@@ -178,10 +189,10 @@ impl Http {
             return;
         }
         if addr.ip().is_loopback() {
-            info!("HTTP: serving /metrics and /status.json on http://{addr}");
+            info!("HTTP: serving the status page, /metrics and /status.json on http://{addr}/");
         } else {
             warn!(
-                "HTTP: serving /metrics and /status.json on http://{addr}, which is reachable from the network \
+                "HTTP: serving the status page, /metrics and /status.json on http://{addr}/, which is reachable from the network \
                  (not a loopback address): anyone who can connect reads node names, health and load. \
                  Firewall the port, or listen on 127.0.0.1 behind a proxy"
             );
@@ -230,6 +241,7 @@ impl Drop for Http {
 struct Handler {
     db: PathBuf,
     stats: Arc<CollectorStats>,
+    history: Arc<Mutex<History>>,
     store: Option<Store>,
     engine: Option<Engine>,
     last_warning: Option<Instant>,
@@ -245,6 +257,7 @@ impl Handler {
     ) {
         let mut nudged = Instant::now();
         while !stop.load(Ordering::SeqCst) {
+            self.sample();
             if let Some(a) = nudge
                 && nudged.elapsed() >= NUDGE_EVERY
             {
@@ -291,6 +304,9 @@ impl Handler {
             match path.as_str() {
                 "/metrics" => Response::from_string(self.metrics())
                     .with_header(header("Content-Type", prometheus::CONTENT_TYPE)),
+                "/" => Response::from_string(self.page())
+                    .with_header(header("Content-Type", "text/html; charset=utf-8"))
+                    .with_header(header("Cache-Control", "no-store")),
                 "/status.json" => match self.status_json() {
                     Ok(j) => Response::from_string(j)
                         .with_header(header("Content-Type", "application/json")),
@@ -298,7 +314,7 @@ impl Handler {
                 },
                 _ => text(
                     404,
-                    "not found: this server has /metrics and /status.json\n",
+                    "not found: this server has / (the status page), /metrics and /status.json\n",
                 ),
             }
         };
@@ -312,12 +328,50 @@ impl Handler {
         if self.store.is_none() {
             self.store = Some(Store::open_existing(&self.db, BUSY)?);
         }
-        let engine = self.engine.get_or_insert_with(|| Engine::new(&self.db));
+        let engine = self.engine.get_or_insert_with(|| view::engine(&self.db));
         let r = crate::report::status_of(self.store.as_ref().expect("opened"), engine);
         if r.is_err() {
             self.store = None;
         }
         r
+    }
+
+    /// This thread's engine (no decision cache: see [`view::engine`]).
+    fn engine(&mut self) -> &mut Engine {
+        self.engine.get_or_insert_with(|| view::engine(&self.db))
+    }
+
+    /// Records the nodes' load and probe round trip in the page's history
+    /// once per step (whichever request thread comes first), from the
+    /// engine's view of the store.
+    fn sample(&mut self) {
+        let now = view::now();
+        if !self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .due(now)
+        {
+            return;
+        }
+        let engine = self.engine();
+        engine.refresh();
+        let samples = view::samples(engine.topo(), &engine.view.states, now);
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(now, samples.iter().map(|(n, s)| (n.as_str(), *s)));
+    }
+
+    /// The status page: gathered through this thread's engine (a bounded
+    /// amount of work, see [`view`]) and rendered.
+    fn page(&mut self) -> String {
+        let now = view::now();
+        let history = Arc::clone(&self.history);
+        // Held while gathering (milliseconds): the other request thread
+        // only waits for it to record a step.
+        let history = history.lock().unwrap_or_else(|e| e.into_inner());
+        page::render(&view::gather(self.engine(), &history, now))
     }
 
     fn warn_unreadable(&mut self, e: &anyhow::Error) {
@@ -444,6 +498,7 @@ mod tests {
         let mut h = Handler {
             db: PathBuf::from("/nonexistent/pdns-ha.db"),
             stats,
+            history: Arc::default(),
             store: None,
             engine: None,
             last_warning: None,
@@ -466,6 +521,7 @@ mod tests {
         let mut h = Handler {
             db: db.path.clone(),
             stats: Arc::new(CollectorStats::new()),
+            history: Arc::default(),
             store: None,
             engine: None,
             last_warning: None,
@@ -478,6 +534,16 @@ mod tests {
         );
         let j: serde_json::Value = serde_json::from_str(&h.status_json().unwrap()).unwrap();
         assert_eq!(j["nodes"][0]["name"], "a");
+        // The page, and the history its charts are drawn from: one step
+        // recorded once, whichever thread comes first.
+        h.sample();
+        assert_eq!(h.history.lock().unwrap().len(), 1);
+        let page = h.page();
+        assert!(
+            page.contains("data-node=\"a\" data-health=\"unknown\" data-drained=\"no\""),
+            "{page}"
+        );
+        assert_eq!(page.matches("<svg class=\"history\"").count(), 1);
     }
 
     #[test]
