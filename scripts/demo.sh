@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
 # pdns-ha demo: installs what it needs (Debian), builds, writes a demo site
 # with three VoIP nodes, starts PowerDNS with pdns-ha on 127.0.0.1:5300 and
-# shows the answers changing with the client's network and the nodes' state.
-# PowerDNS is left running; the last line says how to stop it.
+# shows the answers changing with the client's network and the nodes' state,
+# then starts the collector with its status page and /metrics on
+# 127.0.0.1:9253. PowerDNS and the collector are left running; the last line
+# says how to stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-need_packages pdns-server pdns-backend-pipe bind9-dnsutils
+need_packages pdns-server pdns-backend-pipe bind9-dnsutils curl
 
 PORT=${PDNS_HA_DEMO_PORT:-5300}
+HTTP_PORT=${PDNS_HA_DEMO_HTTP_PORT:-9253}
 DIR=${PDNS_HA_DEMO_DIR:-/tmp/pdns-ha-demo}
 cargo build --release --quiet
 BIN=$(pwd)/target/release/pdns-ha
 
-if [ -f "$DIR/pdns.pid" ] && kill -0 "$(cat "$DIR/pdns.pid")" 2>/dev/null; then
-    echo "stopping the previous demo (pid $(cat "$DIR/pdns.pid"))"
-    kill "$(cat "$DIR/pdns.pid")"
-    sleep 1
-fi
+for pidfile in "$DIR/pdns.pid" "$DIR/collect.pid"; do
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        echo "stopping the previous demo's $(basename "$pidfile" .pid) (pid $(cat "$pidfile"))"
+        kill "$(cat "$pidfile")"
+        sleep 1
+    fi
+done
 rm -rf "$DIR" && mkdir -p "$DIR"
 DB=$DIR/pdns-ha.db
 
-cat > "$DIR/site.toml" <<'SITE'
+cat > "$DIR/site.toml" <<SITE
 [zone."voip.example.com"]
 ns = ["ns1.voip.example.com"]
 hostmaster = "hostmaster.voip.example.com"
@@ -58,6 +63,9 @@ nodes = ["mtl1", "tor1", "van1"]
 [network.vancouver]
 prefixes = ["24.64.0.0/13"]
 prefer = ["van1"]
+
+[collector]                              # its status page and /metrics
+http = "127.0.0.1:$HTTP_PORT"
 SITE
 
 echo "== pdns-ha apply $DIR/site.toml"
@@ -116,6 +124,25 @@ ask "Vancouver again" 24.64.1.0/24 _sip._udp.voip.example.com SRV
 echo "health van1 up" | "$BIN" --db "$DB" ingest
 
 echo
+echo "== what changed: pdns-ha log"
+"$BIN" --db "$DB" log
+
+echo
+echo "== the collector, with its HTTP server: pdns-ha collect"
+# The demo's nodes have no event socket or SIP probe to measure: the
+# collector only serves the page and /metrics here.
+setsid "$BIN" --db "$DB" collect >"$DIR/collect.log" 2>&1 </dev/null &
+echo $! >"$DIR/collect.pid"
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >/dev/null && break
+    sleep 0.2
+done
+curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" |
+    grep -E '^pdns_ha_(node_health\{.*state="up"\}|events_total\{kind="(health|apply)"\})' |
+    sed 's/^/   /'
+
+echo
 echo "PowerDNS with pdns-ha is running on 127.0.0.1:$PORT (log: $DIR/pdns.log)."
 echo "Try: dig @127.0.0.1 -p $PORT +subnet=24.64.1.0/24 _sip._udp.voip.example.com SRV"
-echo "Stop it with: kill $(cat "$DIR/pdns.pid")"
+echo "The status page: http://127.0.0.1:$HTTP_PORT/ (and /metrics, /status.json)."
+echo "Stop them with: kill $(cat "$DIR/pdns.pid") $(cat "$DIR/collect.pid")"

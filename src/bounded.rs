@@ -33,7 +33,7 @@ pub trait HeapSize {
 macro_rules! no_heap {
     ($($t:ty),*) => { $(impl HeapSize for $t { fn heap_size(&self) -> usize { 0 } })* };
 }
-no_heap!(u8, u32, u64, usize, crate::net::Prefix);
+no_heap!(u8, u32, u64, i64, usize, crate::net::Prefix);
 
 impl HeapSize for Box<str> {
     fn heap_size(&self) -> usize {

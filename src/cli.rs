@@ -1,7 +1,7 @@
 //! The command line: argument parsing and one function per subcommand. Each
 //! handler is thin; the work is in the modules it calls.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -81,6 +81,22 @@ pub enum Command {
         #[arg(long)]
         prometheus: bool,
     },
+    /// The log of state changes: health changes with their reason, drains,
+    /// `apply`, collector start and stop (the newest 10,000 are kept).
+    Log {
+        /// Only changes in the last DURATION (90s, 15m, 2h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = crate::clock::parse_duration)]
+        since: Option<i64>,
+        /// Only the changes of this node.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Operator override: drain or undrain a node (effective at the next query).
     Node {
         #[arg(value_enum)]
@@ -146,6 +162,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             status(&db, f)
         }
+        Command::Log {
+            since,
+            node,
+            limit,
+            json,
+        } => log(&db, since, node.as_deref(), limit, json),
         Command::Node { action, node } => drain(&db, &node, matches!(action, NodeAction::Drain)),
     }
 }
@@ -424,13 +446,41 @@ fn explain(db: &Path, qname: &str, qtype: &str, client: &str, json: bool) -> Res
 fn status(db: &Path, format: Format) -> Result<i32> {
     let store = Store::open_existing(db, Duration::from_secs(5))?;
     let mut engine = Engine::new(db);
-    engine.refresh();
-    let shared = crate::cache::memcached::stats_from_store(&store)?;
-    let s = crate::report::status(&store, engine.topo(), shared)?;
+    let s = crate::report::status_of(&store, &mut engine)?;
     match format {
         Format::Text => s.text().iter().for_each(|l| println!("{l}")),
         Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
         Format::Prometheus => print!("{}", s.prometheus()),
+    }
+    Ok(0)
+}
+
+fn log(db: &Path, since: Option<i64>, node: Option<&str>, limit: usize, json: bool) -> Result<i32> {
+    let store = Store::open_existing(db, Duration::from_secs(5))?;
+    if let Some(n) = node
+        && !store.node_ids()?.contains_key(n)
+        && store.events(None, Some(n), 1)?.is_empty()
+    {
+        bail!("unknown node \"{n}\": see `pdns-ha status` for the nodes of the site");
+    }
+    let since = since.map(|s| metrics::now().saturating_sub(s));
+    let events = store.events(since, node, limit)?;
+    let mut out = std::io::stdout().lock();
+    for e in &events {
+        let line = if json {
+            serde_json::to_string(e)?
+        } else {
+            crate::report::event_line(e)
+        };
+        if writeln!(out, "{line}").is_err() {
+            break; // a closed pipe (| head)
+        }
+    }
+    if events.is_empty() && !json {
+        eprintln!(
+            "no state change recorded{}",
+            if since.is_some() { " in that time" } else { "" }
+        );
     }
     Ok(0)
 }

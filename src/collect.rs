@@ -1,7 +1,8 @@
 //! `pdns-ha collect`: connects the collector to the store. Builds the
 //! targets from the stored site (reading ESL password files), stores the
-//! samples in short transactions, follows `apply` without restart, and stops
-//! cleanly on SIGTERM or SIGINT.
+//! samples in short transactions, follows `apply` without restart, starts
+//! the HTTP server of `[collector] http` (`web`), and stops cleanly on
+//! SIGTERM or SIGINT.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::collector::{self, CollectorConfig, EslTarget, MetricSink, Target};
+use crate::collector::{self, CollectorConfig, CollectorStats, EslTarget, MetricSink, Target};
 use crate::endpoint::EslPassword;
 use crate::metrics::{self, Metric};
 use crate::site::Site;
-use crate::store::Store;
+use crate::store::{EventKind, Store};
 
 pub fn run(db: &Path) -> Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -32,7 +33,14 @@ pub fn run(db: &Path) -> Result<i32> {
         targets.iter().filter(|t| t.esl.is_some()).count(),
         targets.iter().filter(|t| t.sip_probe.is_some()).count()
     );
+    // The HTTP server (`[collector] http`) follows the site as the rest
+    // does; it never stops the collector.
+    let stats = Arc::new(CollectorStats::new());
+    let mut http = crate::web::Http::new(db, stats.clone());
+    let mut want_http = config.http;
+    http.follow(want_http);
     let mut reload = move || -> Result<Option<(CollectorConfig, Vec<Target>)>> {
+        http.follow(want_http);
         let g = reader.meta("generation")?;
         if g == generation {
             return Ok(None);
@@ -40,13 +48,34 @@ pub fn run(db: &Path) -> Result<i32> {
         generation = g;
         let (site, _) = reader.load_site()?;
         log::info!("site changed (generation {g}); following it");
-        Ok(Some(plan(&site)))
+        let (config, targets) = plan(&site);
+        if config.validate().is_ok() {
+            want_http = config.http;
+            http.follow(want_http);
+        }
+        Ok(Some((config, targets)))
     };
     let mut sink = StoreSink {
         store: Store::open_existing(db, Duration::from_millis(500))?,
         publisher: crate::store::Publisher::new(),
     };
-    collector::run(config, targets, &mut reload, &mut sink, &stop)?;
+    sink.log(
+        EventKind::CollectorStart,
+        &format!(
+            "pdns-ha {} (pid {}): {} node(s) to measure",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            targets.len()
+        ),
+    );
+    let result = collector::run_with_stats(config, targets, &mut reload, &mut sink, &stop, stats);
+    drop(reload); // stops the HTTP server
+    let why = match &result {
+        Ok(()) => "stopped by a signal, after writing its last samples".to_string(),
+        Err(e) => format!("stopped on an error: {e:#}"),
+    };
+    sink.log(EventKind::CollectorStop, &why);
+    result?;
     log::info!("collector stopped");
     Ok(0)
 }
@@ -103,6 +132,15 @@ pub fn plan(site: &Site) -> (CollectorConfig, Vec<Target>) {
 struct StoreSink {
     store: Store,
     publisher: crate::store::Publisher,
+}
+
+impl StoreSink {
+    /// Records a collector event; the log is not worth failing for.
+    fn log(&mut self, kind: EventKind, detail: &str) {
+        if let Err(e) = self.store.log_event(kind, None, detail, metrics::now()) {
+            log::warn!("cannot record \"{kind}\" in the event log: {e:#}");
+        }
+    }
 }
 
 impl MetricSink for StoreSink {

@@ -1,11 +1,13 @@
 //! The `[collector]` table of the site file: intervals, timeouts and thresholds
 //! of the collector, with defaults that suit a production FreeSWITCH fleet.
-//! Plain numbers, the unit in the name. Below both `site`, which reads it,
-//! and `collector`, which runs by it (pure).
+//! Plain numbers, the unit in the name, and the address of the collector's
+//! read-only HTTP server (`http`, parsed here once by [`parse_http`]). Below
+//! both `site`, which reads it, and `collector`, which runs by it (pure).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Tunables of `pdns-ha collect`. Every field has a default; an unknown key is
 /// an error (a typo must not silently fall back to a default).
@@ -40,6 +42,47 @@ pub struct CollectorConfig {
     pub batch_interval_ms: u64,
     /// Samples kept while the store is failing; beyond this the oldest are dropped.
     pub max_pending_samples: usize,
+    /// Where the collector serves `/metrics` and `/status.json` (read-only
+    /// HTTP); none: no HTTP server. Written `"IP:PORT"`, parsed by
+    /// [`parse_http`] (the site file and the stored site alike).
+    #[serde(
+        deserialize_with = "http_from_text",
+        serialize_with = "http_to_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub http: Option<SocketAddr>,
+}
+
+/// The `[collector] http` value: `IP:PORT` (`[IPv6]:PORT`), port 1 to 65535.
+/// A name is refused: the collector binds exactly what the operator wrote.
+pub fn parse_http(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.trim().parse().map_err(|_| {
+        format!(
+            "[collector] http = {} is not an address to listen on: write IP:PORT, e.g. \"127.0.0.1:9253\" (\"[::1]:9253\" for IPv6; a host name is not accepted)",
+            crate::text::quote(text)
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "[collector] http = {}: port 0 is not a port to scrape: use a fixed port, e.g. 9253",
+            crate::text::quote(text)
+        ));
+    }
+    Ok(addr)
+}
+
+fn http_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_http(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn http_to_text<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(a) => s.serialize_str(&a.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Default for CollectorConfig {
@@ -58,6 +101,7 @@ impl Default for CollectorConfig {
             auth_retry_ms: 60_000,
             batch_interval_ms: 1_000,
             max_pending_samples: 100_000,
+            http: None,
         }
     }
 }
@@ -154,6 +198,12 @@ impl CollectorConfig {
     pub fn batch_interval(&self) -> Duration {
         Duration::from_millis(self.batch_interval_ms)
     }
+
+    /// The HTTP address, if it can be reached from other machines (not a
+    /// loopback address): allowed, because the operator wrote it, and said.
+    pub fn http_exposed(&self) -> Option<SocketAddr> {
+        self.http.filter(|a| !a.ip().is_loopback())
+    }
 }
 
 #[cfg(test)]
@@ -210,5 +260,43 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().contains("max_pending_samples"));
+    }
+
+    #[test]
+    fn http_is_off_unless_set_and_parsed_once() {
+        let c: CollectorConfig = toml::from_str("").unwrap();
+        assert_eq!(c.http, None);
+        assert!(!toml::to_string(&c).unwrap().contains("http"));
+        let c: CollectorConfig = toml::from_str("http = \"127.0.0.1:9253\"").unwrap();
+        assert_eq!(c.http, Some("127.0.0.1:9253".parse().unwrap()));
+        assert_eq!(c.http_exposed(), None);
+        // Stored as JSON, read back by the same parser.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"http\":\"127.0.0.1:9253\""), "{json}");
+        assert_eq!(serde_json::from_str::<CollectorConfig>(&json).unwrap(), c);
+        let c: CollectorConfig = toml::from_str("http = \"[::]:9253\"").unwrap();
+        assert_eq!(c.http_exposed(), Some("[::]:9253".parse().unwrap()));
+        assert_eq!(
+            parse_http("[::1]:9253").unwrap(),
+            "[::1]:9253".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_http_address_says_what_to_write() {
+        for bad in [
+            "localhost:9253",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "",
+            "1.2.3.4:0",
+        ] {
+            let e = parse_http(bad).unwrap_err();
+            assert!(e.contains("[collector] http"), "{bad}: {e}");
+            assert!(e.contains("9253"), "{bad}: {e}");
+        }
+        let e = toml::from_str::<CollectorConfig>("http = \"localhost:9253\"").unwrap_err();
+        assert!(e.to_string().contains("IP:PORT"), "{e}");
+        assert!(toml::from_str::<CollectorConfig>("http = 9253").is_err());
     }
 }

@@ -78,6 +78,10 @@ pub enum Metric {
         state: Health,
         ts: i64,
         probe_rtt_ms: Option<f64>,
+        /// Why, in words, when the writer knows (the collector's probe
+        /// result); not part of the metric line. Recorded with a stored
+        /// health change (`store::events`).
+        reason: Option<String>,
     },
 }
 
@@ -209,6 +213,7 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
                 state: f[2].parse()?,
                 ts: ts(f.get(3))?,
                 probe_rtt_ms: None,
+                reason: None,
             }))
         }
         _ => Err(format!(

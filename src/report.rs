@@ -13,7 +13,7 @@ use crate::metrics;
 use crate::net::Prefix;
 use crate::policy;
 use crate::proto;
-use crate::store::Store;
+use crate::store::{Event, EventKind, Store};
 use crate::topology::Target;
 use crate::topology::{Entry, Topology};
 
@@ -36,6 +36,9 @@ pub struct NodeStatus {
     /// Fresh latency entries at the fine level (/24, /48).
     pub latency_networks_fresh: i64,
     pub latency_entries: i64,
+    /// Answers of services and pools that put this node first, summed over
+    /// every coprocess (written every 5 s).
+    pub answers_first: u64,
 }
 
 #[derive(Serialize)]
@@ -55,7 +58,20 @@ pub struct Status {
     pub top_seen_networks: Vec<SeenNetwork>,
     pub memcached: Option<CacheStatsReport>,
     pub latency_snapshot: SnapshotReport,
+    /// The last few state changes (`pdns-ha log` has them all), oldest first.
+    pub recent_events: Vec<Event>,
+    /// State changes ever recorded, by kind.
+    pub events_total: Vec<EventCount>,
 }
+
+#[derive(Serialize)]
+pub struct EventCount {
+    pub kind: EventKind,
+    pub count: u64,
+}
+
+/// How many state changes `status` shows.
+pub const RECENT_EVENTS: usize = 5;
 
 /// The published latency snapshot, as the coprocesses find it.
 #[derive(Serialize)]
@@ -94,6 +110,15 @@ impl From<CacheStats> for CacheStatsReport {
     }
 }
 
+/// The status as `pdns-ha status` and the collector's `/status.json` and
+/// `/metrics` give it: the engine's view of the database (topology, node
+/// states) and the memcached counters every coprocess wrote.
+pub fn status_of(store: &Store, engine: &mut Engine) -> Result<Status> {
+    engine.refresh();
+    let shared = crate::cache::memcached::stats_from_store(store)?;
+    status(store, engine.topo(), shared)
+}
+
 /// Gathers the status of every node.
 pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Result<Status> {
     let now = metrics::now();
@@ -101,6 +126,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
     let views = answer::node_views(topo, &states, now);
     let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
     let hb = store.meta("collector_heartbeat")?;
+    let answers = store.answer_counts()?;
     let latency_snapshot = snapshot_report(store, now)?;
     let mut nodes = Vec::new();
     for (i, n) in topo.nodes.iter().enumerate() {
@@ -124,6 +150,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             free_capacity: policy::free_capacity(v),
             latency_networks_fresh: fresh,
             latency_entries: all,
+            answers_first: answers.get(&n.id).copied().unwrap_or(0),
         });
     }
     let top = store
@@ -144,6 +171,12 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
         top_seen_networks: top,
         memcached: shared.map(Into::into),
         latency_snapshot,
+        recent_events: store.events(None, None, RECENT_EVENTS)?,
+        events_total: store
+            .event_counts()?
+            .into_iter()
+            .map(|(kind, count)| EventCount { kind, count })
+            .collect(),
     })
 }
 
@@ -238,6 +271,14 @@ impl Status {
                 m.rejected,
                 if m.backing_off { ", backing off" } else { "" }
             ));
+        }
+        if !self.recent_events.is_empty() {
+            out.push("recent changes (pdns-ha log shows more):".into());
+            out.extend(
+                self.recent_events
+                    .iter()
+                    .map(|e| format!("  {}", event_line(e))),
+            );
         }
         out
     }
@@ -371,6 +412,15 @@ impl Status {
             opt_rows(&|n| Some(n.latency_networks_fresh as f64)),
         );
         metric(
+            "answers_total",
+            "Answers of services and pools that put the node first (all coprocesses; written every 5 s).",
+            "counter",
+            self.nodes
+                .iter()
+                .map(|n| (node(n), n.answers_first as f64))
+                .collect(),
+        );
+        metric(
             "seen_networks",
             "Client networks seen by the coprocesses.",
             "gauge",
@@ -408,8 +458,31 @@ impl Status {
                 vec![(String::new(), f64::from(u8::from(m.backing_off)))],
             );
         }
+        metric(
+            "events_total",
+            "State changes recorded in the log (pdns-ha log), by kind.",
+            "counter",
+            self.events_total
+                .iter()
+                .map(|e| (format!("{{kind=\"{}\"}}", e.kind), e.count as f64))
+                .collect(),
+        );
         s
     }
+}
+
+/// One event as `status` and `pdns-ha log` print it: time (UTC), kind,
+/// node, detail; control characters escaped.
+pub fn event_line(e: &Event) -> String {
+    format!(
+        "{}  {:<15} {:<12} {}",
+        crate::clock::utc(e.at),
+        e.kind.as_str(),
+        e.node
+            .as_deref()
+            .map_or("-".into(), crate::text::escape_controls),
+        crate::text::escape_controls(&e.detail)
+    )
 }
 
 #[derive(Serialize)]

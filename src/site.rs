@@ -886,6 +886,11 @@ pub fn advice(site: &Site) -> Vec<String> {
     let c = &site.collector;
     let p = &site.policy;
     let mut out = Vec::new();
+    if let Some(a) = c.http_exposed() {
+        out.push(format!(
+            "[collector] http = \"{a}\" is not a loopback address: anyone who can reach it from the network reads /metrics and /status.json (node names, health, load); firewall the port, or listen on 127.0.0.1 behind a proxy"
+        ));
+    }
     let ms = |s: i64| s.saturating_mul(1000).max(0) as u64;
     if site.nodes.iter().any(|n| n.sip_probe.is_some()) {
         if c.probe_interval_ms.saturating_mul(3) > ms(p.health_max_age_s) {
@@ -1059,6 +1064,7 @@ prefer = ["van1"]
             state: crate::metrics::Health::Up,
             ts,
             probe_rtt_ms: None,
+            reason: None,
         };
         assert_eq!(p.too_old(&health(now - 60), now), None);
         assert!(
@@ -1120,6 +1126,35 @@ prefer = ["van1"]
 
     fn err_of(text: &str) -> String {
         parse("site.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn the_http_address_is_checked_by_apply_and_a_network_one_advised_against() {
+        let e = err_of(&format!(
+            "{EXAMPLE}\n[collector]\nhttp = \"metrics.local:9253\"\n"
+        ));
+        assert!(e.contains("site.toml:"), "{e}");
+        assert!(e.contains("write IP:PORT, e.g. \"127.0.0.1:9253\""), "{e}");
+        let local = parse(
+            "site.toml",
+            &format!("{EXAMPLE}\n[collector]\nhttp = \"127.0.0.1:9253\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            local.collector.http,
+            Some("127.0.0.1:9253".parse().unwrap())
+        );
+        assert_eq!(advice(&local), Vec::<String>::new());
+        let open = parse(
+            "site.toml",
+            &format!("{EXAMPLE}\n[collector]\nhttp = \"0.0.0.0:9253\"\n"),
+        )
+        .unwrap();
+        let a = advice(&open);
+        assert!(
+            a.len() == 1 && a[0].contains("not a loopback address"),
+            "{a:?}"
+        );
     }
 
     #[test]

@@ -28,6 +28,20 @@ pub fn excerpt(value: &str) -> String {
     excerpt_of(value).0
 }
 
+/// All of `value` with its control characters escaped (`\n`, `\u{1b}`):
+/// for text stored from outside and printed whole on one line.
+pub fn escape_controls(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn excerpt_of(value: &str) -> (String, bool) {
     let mut out = String::with_capacity(value.len().min(QUOTE_CHARS * 2));
     for (i, c) in value.chars().enumerate() {
@@ -156,6 +170,13 @@ mod tests {
         // Cut on a character boundary, never inside one.
         let multi = "é".repeat(100);
         assert!(quote(&multi).starts_with(&format!("'{}…'", "é".repeat(QUOTE_CHARS))));
+    }
+
+    #[test]
+    fn escape_controls_keeps_everything_else() {
+        let long = "é".repeat(200);
+        assert_eq!(escape_controls(&long), long);
+        assert_eq!(escape_controls("a\nb\u{1b}[2Jc"), "a\\nb\\u{1b}[2Jc");
     }
 
     /// Every line of `input`, read through a buffer of `cap` bytes.

@@ -298,6 +298,7 @@ fn test_config() -> CollectorConfig {
         auth_retry_ms: 60_000,
         batch_interval_ms: 100,
         max_pending_samples: 100_000,
+        http: None,
     }
 }
 

@@ -25,17 +25,14 @@
 
 mod support;
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::collect::Collect;
 use support::fake_esl::{FakeEsl, FakeEslConfig, registration_xml, xmlstatus_body};
 use support::kamailio::{self, Kamailio};
 use support::sip_responder::SipResponder;
-use support::{BIN, Db, Dig, Pdns, PdnsOpts, poll};
+use support::{Db, Dig, Pdns, PdnsOpts, poll};
 
 /// The latency service of every site here.
 const LAT: &str = "_sip._udp.voip.example.com";
@@ -45,103 +42,6 @@ const LOAD: &str = "_sip._tcp.voip.example.com";
 /// Deadline for a state the collector reaches within a few probe rounds
 /// (plus the 2 s site reload, the 1 s decision cache of the coprocess).
 const SOON: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// `pdns-ha collect` as a child process.
-
-/// `pdns-ha collect --db DB`, its stderr in a log file next to the database.
-/// Killed on drop (its log tail printed when the test panics).
-struct Collect {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Collect {
-    fn start(db: &Db) -> Collect {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let log = db
-            .dir
-            .path()
-            .join(format!("collect-{}.log", N.fetch_add(1, Ordering::SeqCst)));
-        let f = File::create(&log).expect("create the collect log");
-        let child = Command::new(BIN)
-            .arg("collect")
-            .arg("--db")
-            .arg(&db.path)
-            .env_remove("PDNS_HA_DB")
-            // Debug for the collector: every probe outcome is logged.
-            .env("RUST_LOG", "info,pdns_ha::collector=debug")
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("log file"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN} collect: {e}"));
-        Collect {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics (with the log) if collect has exited.
-    #[track_caller]
-    fn assert_running(&mut self) {
-        let c = self.child.as_mut().expect("collect was started");
-        if let Ok(Some(st)) = c.try_wait() {
-            panic!("pdns-ha collect exited ({st}):\n{}", self.log());
-        }
-    }
-
-    /// Sends SIGTERM and waits at most `within` for the exit: its status and
-    /// how long it took.
-    #[track_caller]
-    fn terminate(&mut self, within: Duration) -> (ExitStatus, Duration) {
-        let mut c = self.child.take().expect("collect is running");
-        let start = Instant::now();
-        let ok = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -TERM {} failed", c.id());
-        loop {
-            if let Some(st) = c.try_wait().expect("wait for collect") {
-                return (st, start.elapsed());
-            }
-            if start.elapsed() > within {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!(
-                    "pdns-ha collect did not exit within {within:?} of SIGTERM:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Collect {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(60)..];
-            eprintln!(
-                "---- pdns-ha collect log (last {} lines) ----\n{}\n---- end ----",
-                tail.len(),
-                tail.join("\n")
-            );
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Reading `status --json` and DNS answers.
@@ -567,4 +467,157 @@ fn a_stored_probe_that_no_longer_parses_is_logged_and_the_rest_goes_on() {
     );
     let (st, _) = c.terminate(Duration::from_secs(5));
     assert!(st.success(), "{st}");
+}
+
+// ---------------------------------------------------------------------------
+// The log of state changes.
+
+/// `pdns-ha log --json` (with `args`), one event per line.
+fn log_json(db: &Db, args: &[&str]) -> Vec<Value> {
+    let o = db.run(&[&["log", "--json"], args].concat());
+    support::assert_ok("log --json", &o);
+    support::stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// What an event's detail must be.
+type DetailCheck<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+
+/// (kind, node, detail) of each event.
+fn events(log: &[Value]) -> Vec<(String, String, String)> {
+    log.iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("?").to_string(),
+                e["node"].as_str().unwrap_or("-").to_string(),
+                e["detail"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_log_records_every_state_change_with_its_reason() {
+    let sip = SipResponder::start(200);
+    let port: u16 = sip
+        .probe_spec()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let db = Db::new("e2e-log");
+    let site = kamailio_site(port, "");
+    db.apply_ok(&site);
+    let mut c = Collect::start(&db);
+    wait_health(&db, "kam", "up");
+    sip.set_status(503);
+    wait_health(&db, "kam", "overloaded");
+    sip.set_status(0);
+    wait_health(&db, "kam", "down");
+    support::assert_ok("drain", &db.run(&["node", "drain", "other"]));
+    // Draining twice is one change.
+    support::assert_ok("drain", &db.run(&["node", "drain", "other"]));
+    support::assert_ok("undrain", &db.run(&["node", "undrain", "other"]));
+    db.ingest_ok("health other down\n");
+    db.apply_ok(&site.replace("down_after = 2", "down_after = 3"));
+    c.assert_running();
+    let (st, _) = c.terminate(Duration::from_secs(5));
+    assert!(st.success(), "{st}");
+
+    let all = events(&log_json(&db, &[]));
+    let port = port.to_string();
+    let want: Vec<(&str, &str, DetailCheck)> = vec![
+        ("apply", "-", Box::new(|d| d.contains("change(s): added"))),
+        (
+            "collector_start",
+            "-",
+            Box::new(|d| d.contains("1 node(s) to measure")),
+        ),
+        (
+            "health",
+            "kam",
+            Box::new(|d| {
+                d.starts_with("unknown -> up: SIP probe: udp:127.0.0.1:")
+                    && d.contains(&format!("{port} answered 200 in"))
+            }),
+        ),
+        (
+            "health",
+            "kam",
+            Box::new(|d| d.starts_with("up -> overloaded: SIP probe: ") && d.contains("503")),
+        ),
+        (
+            "health",
+            "kam",
+            Box::new(|d| d.starts_with("overloaded -> down: SIP probe: ")),
+        ),
+        (
+            "drain",
+            "other",
+            Box::new(|d| d.contains("drained by the operator")),
+        ),
+        ("undrain", "other", Box::new(|d| d.contains("undrained"))),
+        (
+            "health",
+            "other",
+            Box::new(|d| d == "unknown -> down: reported by ingest"),
+        ),
+        (
+            "apply",
+            "-",
+            Box::new(|d| d == "1 change(s): changed settings collector"),
+        ),
+        (
+            "collector_stop",
+            "-",
+            Box::new(|d| d.contains("stopped by a signal")),
+        ),
+    ];
+    assert_eq!(all.len(), want.len(), "{all:#?}");
+    for ((kind, node, detail), (wk, wn, wd)) in all.iter().zip(&want) {
+        assert!(
+            kind == wk && node == wn && wd(detail),
+            "expected {wk} {wn}, got {kind} {node} {detail:?}\n{all:#?}"
+        );
+    }
+
+    // Filters: a node, the newest N, a time window.
+    let kam = events(&log_json(&db, &["--node", "kam"]));
+    assert_eq!(kam.len(), 3, "{kam:?}");
+    assert_eq!(log_json(&db, &["--limit", "2"]).len(), 2);
+    assert_eq!(log_json(&db, &["--since", "1h"]).len(), want.len());
+    let text = support::stdout(&db.run(&["log", "--node", "other"]));
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().all(|l| l.contains(" other ")), "{text}");
+
+    // status shows the last few and counts them all.
+    let st = support::stdout(&db.run(&["status"]));
+    assert!(
+        st.contains("recent changes") && st.contains("collector_stop"),
+        "{st}"
+    );
+    let prom = support::stdout(&db.run(&["status", "--prometheus"]));
+    for line in [
+        "pdns_ha_events_total{kind=\"health\"} 4",
+        "pdns_ha_events_total{kind=\"apply\"} 2",
+        "pdns_ha_events_total{kind=\"drain\"} 1",
+        "pdns_ha_events_total{kind=\"collector_stop\"} 1",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "{line} missing:\n{prom}");
+    }
+
+    // Bad arguments say what to write.
+    let o = db.run(&["log", "--since", "yesterday"]);
+    assert!(!o.status.success());
+    assert!(
+        support::stderr(&o).contains("e.g. 90s, 15m, 2h, 7d"),
+        "{}",
+        support::stderr(&o)
+    );
+    let o = db.run(&["log", "--node", "nope"]);
+    assert!(!o.status.success());
+    assert!(support::stderr(&o).contains("unknown node \"nope\""));
 }

@@ -691,6 +691,32 @@ fn seen_client_networks_are_recorded_in_batches() {
             .all(|n| n["queries"] == 10 && n["prefix"].as_str().unwrap().starts_with("10.9.")),
         "{v}"
     );
+    // Every answer of a service counts for the node it put first, and
+    // the counts of every coprocess add up.
+    let answers = |v: &serde_json::Value| -> Vec<u64> {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["answers_first"].as_u64().unwrap())
+            .collect()
+    };
+    let first = answers(&v);
+    assert_eq!(first.iter().sum::<u64>(), 31, "{v}");
+    let mut p = pipe(&db, 5);
+    for _ in 0..5 {
+        p.data("_sip._udp.voip.example.com", "SRV", "10.9.0.0/24");
+    }
+    assert!(p.close().success());
+    let v = db.status_json();
+    assert_eq!(answers(&v).iter().sum::<u64>(), 36, "{v}");
+    let prom = support::stdout(&db.run(&["status", "--prometheus"]));
+    let total: f64 = prom
+        .lines()
+        .filter(|l| l.starts_with("pdns_ha_answers_total{node="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(total, 36.0, "{prom}");
 }
 
 /// An ABI this build does not speak is refused the only way a coprocess

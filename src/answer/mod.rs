@@ -28,7 +28,7 @@ use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
 use crate::topology::{Entry, Target, Topology};
 pub use latency::{EntryLabel, LatencyEntry};
-use seen::SeenCounter;
+use seen::{FirstCounter, SeenCounter};
 use timed::{TimedBytes, TimedCache};
 pub use view::CHECK_EVERY;
 use view::StoreView;
@@ -88,9 +88,12 @@ pub struct Engine {
     /// of the dynamic name it answered (for the seen networks).
     building_until: Option<Instant>,
     building_seen: Option<Policy>,
+    /// ... and the node it put first (an index in the topology).
+    building_first: Option<u32>,
     /// When the last question was answered, for [`Engine::housekeeping`].
     answered_at: Option<Instant>,
     seen: SeenCounter,
+    first: FirstCounter,
     /// The qname in lower case (at most a line long: `proto::MAX_LINE`).
     name_buf: String,
     /// Optional cache shared between processes (memcached).
@@ -123,8 +126,10 @@ impl Engine {
             rendered: TimedBytes::new(RENDERED_BYTES, RENDERED_MAX),
             building_until: None,
             building_seen: None,
+            building_first: None,
             answered_at: None,
             seen: SeenCounter::default(),
+            first: FirstCounter::default(),
             name_buf: String::new(),
             shared: None,
             shared_stats_written: None,
@@ -201,22 +206,25 @@ impl Engine {
     pub fn housekeeping_now(&mut self) {
         self.flush_shared_stats();
         let batch = self.seen.take();
-        if self.seen.dropped > 0 {
+        let first = self.first.take();
+        if self.seen.dropped + self.first.dropped > 0 {
             log::debug!(
-                "{} client networks not counted (counter full)",
-                self.seen.dropped
+                "{} client networks and {} answers not counted (counter full)",
+                self.seen.dropped,
+                self.first.dropped
             );
             self.seen.dropped = 0;
+            self.first.dropped = 0;
         }
         let Some(store) = self.view.store_mut() else {
             return;
         };
-        if batch.is_empty() {
+        if batch.is_empty() && first.is_empty() {
             return;
         }
-        if let Err(e) = store.record_seen(&batch, metrics::now()) {
+        if let Err(e) = store.record_seen(&batch, &first, metrics::now()) {
             log::debug!(
-                "seen client networks dropped ({} networks): {e:#}",
+                "seen client networks and answer counts dropped ({} networks): {e:#}",
                 batch.len()
             );
         }
@@ -257,14 +265,19 @@ impl Engine {
             && let Some(answer) = r.answer(bytes, q, abi, &client)
         {
             out.extend_from_slice(answer);
-            if let Some(policy) = r.seen {
+            let (seen, first) = (r.seen, r.first);
+            if let Some(policy) = seen {
                 self.note_seen(&q.client, policy);
+            }
+            if let Some(n) = first {
+                self.note_first(n);
             }
             return;
         }
         let start = out.len();
         self.building_until = None;
         self.building_seen = None;
+        self.building_first = None;
         self.answer_uncached(q, abi, now, out);
         if self.use_cache {
             let ttl = Duration::from_millis(self.view.topo.policy.decision_cache_ms);
@@ -279,6 +292,7 @@ impl Engine {
                     abi,
                     client,
                     seen: self.building_seen,
+                    first: self.building_first,
                 };
                 let parts = [q.qname.as_bytes(), q.qtype.as_bytes(), &out[start..]];
                 self.rendered.insert(key, r, &parts, until);
@@ -395,6 +409,9 @@ impl Engine {
                 let client = q.client;
                 self.note_seen(&client, svc.policy);
                 let d = self.decide(topo, Target::Service(s), &client, now);
+                if let Some(r) = d.places().first() {
+                    self.note_first(r.node);
+                }
                 w.records(
                     &data("SRV", svc.ttl, zone_id, d.scope, None),
                     d.places(),
@@ -417,6 +434,9 @@ impl Engine {
                 let client = q.client;
                 self.note_seen(&client, pool.policy);
                 let d = self.decide(topo, Target::Pool(p), &client, now);
+                if let Some(r) = d.places().first() {
+                    self.note_first(r.node);
+                }
                 let take = if d.failed_open {
                     d.places().len()
                 } else {
@@ -428,6 +448,16 @@ impl Engine {
                     });
                 }
             }
+        }
+    }
+
+    /// Counts an answer that puts node `n` (an index in the topology) first.
+    fn note_first(&mut self, n: u32) {
+        self.building_first = Some(n);
+        if self.record_seen
+            && let Some(node) = self.view.topo.nodes.get(n as usize)
+        {
+            self.first.note(node.id);
         }
     }
 
@@ -787,6 +817,9 @@ struct Rendered {
     client: Prefix,
     /// The policy of the dynamic name answered, if any.
     seen: Option<Policy>,
+    /// The node it put first, if any (an index in the topology; the cached
+    /// answers are dropped when the topology changes).
+    first: Option<u32>,
 }
 
 impl Rendered {
@@ -1031,6 +1064,31 @@ nodes = ["a", "b", "c"]
         e.answer(&q, 5, &mut again);
         assert_eq!(again, first);
         assert_eq!(e.rendered.len(), 1);
+    }
+
+    #[test]
+    fn answers_are_counted_for_the_node_they_put_first_cached_or_not() {
+        let mut e = engine();
+        let srv = "_sip._udp.voip.example.com";
+        let mut out = Vec::new();
+        for client in ["198.51.100.7/32", "198.51.100.7/32", "203.0.113.1/32"] {
+            e.answer(&query(srv, client), 5, &mut out);
+        }
+        // A static name and a name without entries count for no node.
+        e.answer(&query("a.voip.example.com", "198.51.100.7/32"), 5, &mut out);
+        e.answer(
+            &query("nope.voip.example.com", "198.51.100.7/32"),
+            5,
+            &mut out,
+        );
+        // Site order with no latency: a (id 100) first, the second answer
+        // from the rendered cache.
+        assert_eq!(e.first.take(), [(100, 3)]);
+        // explain counts nothing.
+        e.record_seen = false;
+        e.rendered.clear();
+        e.answer(&query(srv, "198.51.100.7/32"), 5, &mut out);
+        assert!(e.first.is_empty());
     }
 
     #[test]

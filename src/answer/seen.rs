@@ -1,7 +1,9 @@
-//! The client networks a coprocess has answered for dynamic names, counted
-//! in memory and written to the store in batches (`status` shows them).
-//! Bounded: at most [`SEEN_MAX`] networks between two flushes; more are
-//! counted as dropped, not queued.
+//! What a coprocess answered for dynamic names, counted in memory and
+//! written to the store in batches: the client networks ([`SeenCounter`],
+//! `status` shows the busiest) and the node each answer put first
+//! ([`FirstCounter`], `pdns_ha_answers_total`). Bounded: at most
+//! [`SEEN_MAX`] networks and [`FIRST_MAX`] nodes between two flushes; more
+//! are counted as dropped, not queued.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -69,6 +71,52 @@ impl SeenCounter {
 
     pub fn len(&self) -> usize {
         self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.counts.bytes()
+    }
+}
+
+/// Nodes counted between two flushes (a site has tens).
+pub const FIRST_MAX: usize = 448;
+/// Budget of the node counter: 512 slots of a node id, a count and a
+/// control byte.
+pub const FIRST_BYTES: usize = 9 * 1024;
+
+/// How many answers put each node first, by node id (the store's), since
+/// the last flush.
+pub struct FirstCounter {
+    counts: BoundedMap<i64, u32>,
+    pub dropped: u64,
+}
+
+impl Default for FirstCounter {
+    fn default() -> Self {
+        FirstCounter {
+            counts: BoundedMap::new(FIRST_BYTES, FIRST_MAX),
+            dropped: 0,
+        }
+    }
+}
+
+impl FirstCounter {
+    pub fn note(&mut self, node_id: i64) {
+        if !self
+            .counts
+            .upsert(node_id, |n| *n = n.saturating_add(1), || 1)
+        {
+            self.dropped += 1;
+        }
+    }
+
+    /// The counts since the last call, emptied.
+    pub fn take(&mut self) -> Vec<(i64, u32)> {
+        self.counts.drain().collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +197,24 @@ mod tests {
             got.iter().find(|(n, _)| *n == p("10.0.0.0/24")).unwrap().1,
             2
         );
+    }
+
+    #[test]
+    fn first_nodes_are_counted_per_node_and_bounded() {
+        let mut f = FirstCounter::default();
+        for id in [7, 7, 3, 7] {
+            f.note(id);
+        }
+        let mut got = f.take();
+        got.sort();
+        assert_eq!(got, [(3, 1), (7, 3)]);
+        assert!(f.is_empty());
+        for id in 0..(FIRST_MAX as i64 + 10) {
+            f.note(id);
+        }
+        assert_eq!(f.dropped, 10);
+        assert!(f.bytes() <= FIRST_BYTES);
+        assert_eq!(f.take().len(), FIRST_MAX);
     }
 
     #[test]

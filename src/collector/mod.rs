@@ -11,12 +11,14 @@ pub mod freeswitch;
 pub mod health;
 mod run;
 pub mod sip;
+pub mod stats;
 
 pub use crate::collector_config::CollectorConfig;
 pub use crate::endpoint::{EslAddr, EslPassword, SipTarget, SofiaProfile};
 pub use esl::{EslClient, EslError};
 pub use health::{HealthTracker, ProbeResult, Transition};
 pub use sip::ProbeOutcome;
+pub use stats::CollectorStats;
 
 /// Where the collector writes. One call = one short transaction; Err means
 /// nothing of the batch was stored, so the caller keeps it and retries next
@@ -67,7 +69,27 @@ pub fn run(
     sink: &mut dyn MetricSink,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
-    run::run_collector(config, targets, reload, sink, stop)
+    run_with_stats(
+        config,
+        targets,
+        reload,
+        sink,
+        stop,
+        std::sync::Arc::new(CollectorStats::new()),
+    )
+}
+
+/// [`run`], recording the collector's own figures in `stats` (see
+/// [`stats`]), which the caller can read while it runs.
+pub fn run_with_stats(
+    config: CollectorConfig,
+    targets: Vec<Target>,
+    reload: &mut dyn FnMut() -> anyhow::Result<Option<(CollectorConfig, Vec<Target>)>>,
+    sink: &mut dyn MetricSink,
+    stop: &std::sync::atomic::AtomicBool,
+    stats: std::sync::Arc<CollectorStats>,
+) -> anyhow::Result<()> {
+    run::run_collector(config, targets, reload, sink, stop, stats)
 }
 
 #[cfg(test)]

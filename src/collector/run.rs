@@ -2,6 +2,7 @@
 //! event socket, one prober thread for every `sip_probe`, and the writer loop
 //! in the calling thread. Workers and prober send [`Metric`]s over a channel;
 //! the writer batches them into `sink.store` and keeps what it could not store.
+//! All of them record their figures in the shared [`CollectorStats`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,7 @@ use super::esl::{EslClient, EslError};
 use super::freeswitch;
 use super::health::HealthTracker;
 use super::sip::{self, ProbeOutcome, SipTarget};
+use super::stats::CollectorStats;
 use super::{CollectorConfig, EslTarget, MetricSink, Target};
 use crate::metrics::{Health, Metric, now};
 use crate::net::Prefix;
@@ -38,14 +40,15 @@ pub(super) fn run_collector(
     reload: &mut dyn FnMut() -> anyhow::Result<Option<(CollectorConfig, Vec<Target>)>>,
     sink: &mut dyn MetricSink,
     stop: &AtomicBool,
+    stats: Arc<CollectorStats>,
 ) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|e| anyhow!(e))
         .context("the [collector] table of the site file is invalid")?;
     let (tx, rx) = mpsc::channel();
-    let mut writer = Writer::new(config.max_pending_samples);
-    let mut fleet = Fleet::new(config, tx);
+    let mut writer = Writer::new(config.max_pending_samples, stats.clone());
+    let mut fleet = Fleet::new(config, tx, stats);
     fleet.apply(fleet.config.clone(), targets);
     info!("collector started: {}", fleet.summary());
 
@@ -100,11 +103,13 @@ struct Writer {
     last_drop_warning: Option<Instant>,
     failing: bool,
     last_store: Instant,
+    stats: Arc<CollectorStats>,
 }
 
 impl Writer {
-    fn new(limit: usize) -> Writer {
+    fn new(limit: usize, stats: Arc<CollectorStats>) -> Writer {
         Writer {
+            stats,
             pending: VecDeque::new(),
             limit,
             dropped: 0,
@@ -132,10 +137,12 @@ impl Writer {
             }
         }
         self.enforce_limit();
+        self.stats.set_pending(self.pending.len());
     }
 
     fn forget_other_nodes(&mut self, nodes: &HashSet<String>) {
         self.pending.retain(|m| nodes.contains(m.node()));
+        self.stats.set_pending(self.pending.len());
     }
 
     fn enforce_limit(&mut self) {
@@ -145,6 +152,7 @@ impl Writer {
         }
         self.pending.drain(..excess);
         self.dropped += excess as u64;
+        self.stats.dropped(excess);
         let due = self
             .last_drop_warning
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
@@ -168,9 +176,13 @@ impl Writer {
     fn flush(&mut self, sink: &mut dyn MetricSink) -> bool {
         self.last_store = Instant::now();
         let n = self.pending.len();
-        match sink.store(self.pending.make_contiguous(), now()) {
+        let r = sink.store(self.pending.make_contiguous(), now());
+        let took = self.last_store.elapsed();
+        match r {
             Ok(()) => {
+                self.stats.stored(n, took);
                 self.pending.clear();
+                self.stats.set_pending(0);
                 if self.failing {
                     info!("the store works again: wrote {n} kept samples");
                     self.failing = false;
@@ -178,6 +190,7 @@ impl Writer {
                 true
             }
             Err(e) => {
+                self.stats.store_failed(took);
                 if !self.failing {
                     error!(
                         "cannot write {n} samples to the store: {e:#}; keeping them and retrying"
@@ -224,6 +237,7 @@ struct Fleet {
     plan: Arc<Mutex<ProbePlan>>,
     prober: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     tx: Sender<Metric>,
+    stats: Arc<CollectorStats>,
 }
 
 /// The settings an ESL worker runs with; a change restarts the workers.
@@ -240,8 +254,9 @@ fn esl_settings(c: &CollectorConfig) -> [u64; 7] {
 }
 
 impl Fleet {
-    fn new(config: CollectorConfig, tx: Sender<Metric>) -> Fleet {
+    fn new(config: CollectorConfig, tx: Sender<Metric>, stats: Arc<CollectorStats>) -> Fleet {
         Fleet {
+            stats,
             plan: Arc::new(Mutex::new(ProbePlan {
                 config: config.clone(),
                 targets: Vec::new(),
@@ -284,6 +299,13 @@ impl Fleet {
                 probes.push((t.node.clone(), p));
             }
         }
+        self.stats.set_nodes(self.nodes.iter().map(|n| {
+            (
+                n.as_str(),
+                esl.contains_key(n),
+                probes.iter().any(|(p, _)| p == n),
+            )
+        }));
         self.apply_workers(esl, restart_all);
         *lock(&self.plan) = ProbePlan {
             config: self.config.clone(),
@@ -318,6 +340,7 @@ impl Fleet {
                 config: self.config.clone(),
                 tx: self.tx.clone(),
                 stop: stop.clone(),
+                stats: self.stats.clone(),
             };
             match std::thread::Builder::new()
                 .name(format!("esl-{node}"))
@@ -337,9 +360,10 @@ impl Fleet {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (plan, tx, s) = (self.plan.clone(), self.tx.clone(), stop.clone());
+        let stats = self.stats.clone();
         match std::thread::Builder::new()
             .name("sip-prober".into())
-            .spawn(move || prober_loop(plan, tx, s))
+            .spawn(move || prober_loop(plan, tx, s, stats))
         {
             Ok(h) => self.prober = Some((stop, h)),
             Err(e) => error!("cannot start the SIP prober thread: {e}"),
@@ -409,7 +433,12 @@ struct NodeHealth {
     tracker: HealthTracker,
 }
 
-fn prober_loop(plan: Arc<Mutex<ProbePlan>>, tx: Sender<Metric>, stop: Arc<AtomicBool>) {
+fn prober_loop(
+    plan: Arc<Mutex<ProbePlan>>,
+    tx: Sender<Metric>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<CollectorStats>,
+) {
     let mut health: HashMap<String, NodeHealth> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
         let round_start = Instant::now();
@@ -418,6 +447,7 @@ fn prober_loop(plan: Arc<Mutex<ProbePlan>>, tx: Sender<Metric>, stop: Arc<Atomic
         let outcomes = sip::probe_all(&sips, config.probe_timeout());
         let ts = now();
         for ((node, target), outcome) in targets.iter().zip(outcomes) {
+            stats.probe(node, &outcome);
             if let Some(m) = record_probe(&mut health, &config, node, target, &outcome, ts) {
                 let _ = tx.send(m);
             }
@@ -478,6 +508,8 @@ fn record_probe(
         state,
         ts,
         probe_rtt_ms: outcome.rtt_ms(),
+        // Kept in the log if the store sees a change (store::events).
+        reason: Some(format!("SIP probe: {detail}")),
     })
 }
 
@@ -490,6 +522,7 @@ struct WorkerCtx {
     config: CollectorConfig,
     tx: Sender<Metric>,
     stop: Arc<AtomicBool>,
+    stats: Arc<CollectorStats>,
 }
 
 impl WorkerCtx {
@@ -508,6 +541,7 @@ impl WorkerCtx {
             if self.stopped() {
                 break;
             }
+            self.stats.esl_reconnect(&self.node);
             // Back to the shortest delay only after a session that worked: a
             // FreeSWITCH that accepts the password and then breaks every
             // connection is not reconnected at the shortest delay forever.
@@ -559,6 +593,7 @@ impl WorkerCtx {
             "node {}: connected to FreeSWITCH event socket {}",
             self.node, self.esl.addr
         );
+        let _open = self.stats.esl_open(&self.node);
 
         // Poll once right away so the store has a load before the first heartbeat.
         let mut load_due = Instant::now();

@@ -155,7 +155,24 @@ pub fn apply_site(store: &mut Store, site: &Site) -> Result<Vec<Change>> {
          DELETE FROM load WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM health WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM drain WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
+         DELETE FROM answer_count WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          UPDATE meta SET value = value + 1 WHERE key = 'generation';",
+    )?;
+    let summary: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            c.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    super::events::record(
+        &tx,
+        super::EventKind::Apply,
+        None,
+        &format!("{} change(s): {}", changes.len(), summary.join(", ")),
+        crate::metrics::now(),
     )?;
     // Node and network ids may be reused from now on: the latency snapshot
     // is rebuilt from this transaction's rows and published with it.

@@ -73,6 +73,11 @@ pub struct StatusCounts {
     pub seen_networks: i64,
 }
 
+/// Answers per node, added to by every coprocess (`record_seen`); created
+/// with `IF NOT EXISTS` by `apply` and by the first coprocess that writes
+/// (no schema version).
+pub(crate) const ANSWER_COUNT_TABLE: &str = "CREATE TABLE IF NOT EXISTS answer_count(node_id INTEGER PRIMARY KEY, answers INTEGER NOT NULL);";
+
 impl Store {
     /// Stores a batch of samples in one transaction. `source` names the
     /// writer (`ingest`, `probe`, ...). Unknown nodes are an error for the
@@ -204,12 +209,27 @@ impl Store {
                         state,
                         ts,
                         probe_rtt_ms,
+                        reason,
                     } => {
                         let old: Option<(String, i64)> = health_old
                             .query_row([node_id], |r| Ok((r.get(0)?, r.get(1)?)))
                             .optional()?;
                         let newer = old.as_ref().is_none_or(|(_, u)| ts >= u);
                         let changed = old.as_ref().is_none_or(|(s, _)| s != state.as_str());
+                        if newer && changed {
+                            let from = old.as_ref().map_or("unknown", |(s, _)| s.as_str());
+                            let why = match reason {
+                                Some(r) => r.clone(),
+                                None => format!("reported by {source}"),
+                            };
+                            super::events::record(
+                                &tx,
+                                super::EventKind::Health,
+                                Some(node),
+                                &format!("{from} -> {state}: {why}"),
+                                *ts,
+                            )?;
+                        }
                         health.execute(params![
                             node_id,
                             state.as_str(),
@@ -348,10 +368,25 @@ impl Store {
     }
 
     /// Adds query counts for client networks, in one transaction.
-    pub fn record_seen(&mut self, seen: &[(Prefix, u32)], now: i64) -> Result<()> {
+    pub fn record_seen(
+        &mut self,
+        seen: &[(Prefix, u32)],
+        first: &[(i64, u32)],
+        now: i64,
+    ) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !first.is_empty() {
+            tx.execute_batch(ANSWER_COUNT_TABLE)?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO answer_count(node_id, answers) VALUES (?1, ?2)
+                 ON CONFLICT(node_id) DO UPDATE SET answers = answers + excluded.answers",
+            )?;
+            for (node, n) in first {
+                stmt.execute(params![node, n])?;
+            }
+        }
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO seen_network(family, net, plen, queries, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -364,6 +399,30 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Answers that put each node first, by node id, summed over every
+    /// coprocess since the node was added.
+    pub fn answer_counts(&self) -> Result<HashMap<i64, u64>> {
+        let exists = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'answer_count'",
+            )?
+            .exists([])?;
+        if !exists {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT node_id, answers FROM answer_count")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, n) = row?;
+            out.insert(id, n.max(0) as u64);
+        }
+        Ok(out)
     }
 
     /// The most queried client networks.
@@ -422,6 +481,7 @@ mod tests {
             state: Health::Down,
             ts,
             probe_rtt_ms: None,
+            reason: None,
         };
         let o = s
             .write_metrics(

@@ -7,6 +7,7 @@
 
 mod apply;
 mod cache_stats;
+pub mod events;
 mod metrics;
 pub mod snapshot;
 #[cfg(test)]
@@ -22,6 +23,7 @@ use crate::site::{self, Site};
 
 pub use apply::{Change, apply_site, diff_site};
 pub use cache_stats::CacheStats;
+pub use events::{Event, EventKind};
 pub use metrics::{
     HealthRow, LatencyRow, LoadRow, NodeStateRows, SeenRow, StatusCounts, WriteOutcome,
 };
@@ -257,6 +259,7 @@ impl Store {
         }
         // Added without a schema version: older version-1 databases get it here.
         self.conn.execute_batch(cache_stats::CACHE_STATS_TABLE)?;
+        self.conn.execute_batch(metrics::ANSWER_COUNT_TABLE)?;
         Ok(())
     }
 
@@ -346,13 +349,21 @@ impl Store {
             )
             .optional()?;
         let Some(id) = id else { return Ok(false) };
-        if drained {
+        let changed = if drained {
             tx.execute(
                 "INSERT OR IGNORE INTO drain(node_id, since) VALUES (?1, ?2)",
                 params![id, now],
-            )?;
+            )?
         } else {
-            tx.execute("DELETE FROM drain WHERE node_id = ?1", [id])?;
+            tx.execute("DELETE FROM drain WHERE node_id = ?1", [id])?
+        };
+        if changed > 0 {
+            let (kind, detail) = if drained {
+                (EventKind::Drain, "drained by the operator: no new calls")
+            } else {
+                (EventKind::Undrain, "undrained by the operator")
+            };
+            events::record(&tx, kind, Some(node), detail, now)?;
         }
         tx.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'generation'",

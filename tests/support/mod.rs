@@ -3,6 +3,8 @@
 //! real PowerDNS ([`pdns`]). Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod chromium;
+pub mod collect;
 pub mod coproc;
 pub mod dnswire;
 pub mod fake_esl;

@@ -5,13 +5,15 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub struct SipResponder {
     pub addr: SocketAddr,
     status: Arc<AtomicU16>,
+    /// Microseconds to wait before answering (a far or busy server).
+    delay_us: Arc<AtomicU64>,
     answered: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -26,11 +28,18 @@ impl SipResponder {
         let status = Arc::new(AtomicU16::new(status));
         let answered = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, an, sp) = (status.clone(), answered.clone(), stop.clone());
-        let handle = std::thread::spawn(move || serve(sock, st, an, sp));
+        let delay_us = Arc::new(AtomicU64::new(0));
+        let (st, dl, an, sp) = (
+            status.clone(),
+            delay_us.clone(),
+            answered.clone(),
+            stop.clone(),
+        );
+        let handle = std::thread::spawn(move || serve(sock, st, dl, an, sp));
         SipResponder {
             addr,
             status,
+            delay_us,
             answered,
             stop,
             handle: Some(handle),
@@ -45,6 +54,13 @@ impl SipResponder {
     /// Changes the status code answered from now on; 0 = stay silent.
     pub fn set_status(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Waits this long before each answer from now on (a probe round trip
+    /// as from a server far away).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
     }
 
     pub fn answered(&self) -> usize {
@@ -64,6 +80,7 @@ impl Drop for SipResponder {
 fn serve(
     sock: UdpSocket,
     status: Arc<AtomicU16>,
+    delay_us: Arc<AtomicU64>,
     answered: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
@@ -75,6 +92,10 @@ fn serve(
         let code = status.load(Ordering::SeqCst);
         if code == 0 {
             continue;
+        }
+        let delay = delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
         }
         if let Some(resp) = answer(&String::from_utf8_lossy(&buf[..n]), code)
             && sock.send_to(resp.as_bytes(), peer).is_ok()
