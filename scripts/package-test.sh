@@ -123,9 +123,7 @@ fi
 echo "== the example site, applied as pdns-ha"
 runuser -u pdns-ha -- sh -c 'umask 007; pdns-ha apply /etc/pdns-ha/site.toml.example --db /var/lib/pdns-ha/pdns-ha.db' ||
     fail "pdns-ha apply of the example site"
-# SQLite creates the database 0644 less the umask: group-writable only after
-# this chmod, as the README says.
-chmod 0660 /var/lib/pdns-ha/pdns-ha.db
+# apply creates the database 0666 less the umask: group-writable for pdns.
 expect "the database" "$(stat -c '%U:%G %a' /var/lib/pdns-ha/pdns-ha.db)" "pdns-ha:pdns-ha 660"
 
 echo "== PowerDNS with the packaged snippet, as pdns"

@@ -376,3 +376,43 @@ esl_profiles = [\"internal\"]
         assert_eq!(db.topology_rows(), before, "database unchanged by:\n{err}");
     }
 }
+
+/// The database `apply` creates takes the umask like any new file (0666
+/// less it), not SQLite's 0644: with `umask 007` the group that shares the
+/// directory (the collector's user and `pdns`) can write it, and its
+/// `-wal` and `-shm` files, which SQLite gives the database's mode.
+#[test]
+fn a_new_database_takes_the_umask_so_a_group_can_share_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Db::new("apply-umask");
+    let site = db.site_path();
+    let text = support::fixture("two_nodes");
+    std::fs::write(&site, &text).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 007; exec \"$0\" apply \"$1\" --db \"$2\"")
+        .arg(support::BIN)
+        .arg(&site)
+        .arg(&db.path)
+        .env_remove("PDNS_HA_DB")
+        .output()
+        .expect("run sh");
+    assert_ok("apply under umask 007", &o);
+    assert_eq!(mode(&db.path), 0o660);
+    // Another writer while the first keeps the database open: the -wal
+    // and -shm files exist, with the database's mode.
+    let keep = Connection::open(&db.path).unwrap();
+    keep.query_row("SELECT count(*) FROM topology", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    db.ingest_ok("health mtl1 down\n");
+    for suffix in ["-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.path.display()));
+        assert_eq!(mode(&p), 0o660, "{}", p.display());
+    }
+    drop(keep);
+    // An existing database keeps the mode it has.
+    std::fs::set_permissions(&db.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_ok("apply again", &db.apply(&text));
+    assert_eq!(mode(&db.path), 0o640);
+}

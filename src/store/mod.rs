@@ -99,7 +99,30 @@ pub struct Store {
 impl Store {
     /// Opens the database for `apply`: creates it if missing and migrates
     /// the schema to [`SCHEMA_VERSION`].
+    ///
+    /// A new database file is created here, with mode 0666 less the umask
+    /// (as any program creates a file), before SQLite opens it: SQLite
+    /// would create it 0644 less the umask, and its `-wal` and `-shm` files
+    /// take the database's mode, so a group sharing the directory (the
+    /// collector's user and `pdns`) could never write them. With `umask
+    /// 007` the database is 0660.
     pub fn open_or_create(path: &Path) -> Result<Store> {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot create the database {}: check that its directory exists and is writable by this user",
+                        path.display()
+                    )
+                });
+            }
+        }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open or create the database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
