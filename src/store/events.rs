@@ -229,16 +229,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::TempDb;
-
-    const SITE: &str = r#"
-[zone."voip.test"]
-ns = ["ns1.voip.test"]
-hostmaster = "hostmaster.voip.test"
-[node.a]
-host = "a.voip.test"
-ipv4 = ["192.0.2.1"]
-"#;
+    use crate::store::testing::{ONE_NODE as SITE, TempDb};
 
     #[test]
     fn an_older_database_has_an_empty_log_and_zero_counts() {

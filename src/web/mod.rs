@@ -345,7 +345,7 @@ impl Handler {
     /// once per step (whichever request thread comes first), from the
     /// engine's view of the store.
     fn sample(&mut self) {
-        let now = view::now();
+        let now = crate::metrics::now();
         if !self
             .history
             .lock()
@@ -366,7 +366,7 @@ impl Handler {
     /// The status page: gathered through this thread's engine (a bounded
     /// amount of work, see [`view`]) and rendered.
     fn page(&mut self) -> String {
-        let now = view::now();
+        let now = crate::metrics::now();
         let history = Arc::clone(&self.history);
         // Held while gathering (milliseconds): the other request thread
         // only waits for it to record a step.

@@ -6,7 +6,7 @@
 //! computes it, no cache).
 
 use crate::answer::{self, Engine};
-use crate::metrics::{self, Health};
+use crate::metrics::Health;
 use crate::net::Prefix;
 use crate::store::NodeStateRows;
 use crate::topology::{Target, Topology};
@@ -195,15 +195,10 @@ fn route(engine: &mut Engine, topo: &Topology, service: usize, client: &Prefix) 
     }
 }
 
-/// Unix seconds now (the clock the store's figures are in).
-pub fn now() -> i64 {
-    metrics::now()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metric;
+    use crate::metrics::{self, Metric};
     use crate::store::testing::TempDb;
 
     const SITE: &str = r#"
