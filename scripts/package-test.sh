@@ -26,8 +26,11 @@ fail() {
 }
 
 if ! command -v cargo-deb >/dev/null; then
+    # A debug build without the xz feature (packages are then gzip'd):
+    # 35 s on 2 cores instead of 3 minutes; the package is the same but for
+    # its compression.
     echo "installing cargo-deb"
-    cargo install cargo-deb --version 3.8.0 --locked --quiet
+    cargo install cargo-deb --version 3.8.0 --locked --quiet --debug --no-default-features
 fi
 
 echo "== cargo deb"
