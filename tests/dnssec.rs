@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -300,5 +301,76 @@ fn a_secured_zone_serves_validated_per_client_answers() {
             .any(|l| l.contains(" NSEC3 1 0 0 - ") && l.ends_with(" A RRSIG")),
         "{nodata}"
     );
+    // A node going down changes the signed answer as fast as an unsigned
+    // one (the coprocesses' refresh): a new RRset, a new signature.
+    db.ingest_ok("health van1 down\n");
+    // Five answers in a row, so from more than one coprocess.
+    poll("van1 left out, validated", Duration::from_secs(3), || {
+        for _ in 0..5 {
+            let out = delv(&pdns, &anchor, "127.0.0.1", LATENCY, "SRV");
+            if !validated(&out, "SRV") || delv_targets(&out) != [TOR1, MTL1] {
+                return Err(out);
+            }
+        }
+        Ok(())
+    });
     pdns.assert_no_backend_trouble();
+}
+
+/// A secured zone never turns unsigned for want of its keys: without the
+/// keystore database PowerDNS does not start at all.
+#[test]
+fn without_its_keystore_powerdns_does_not_start() {
+    if tools().is_none() {
+        return;
+    }
+    let db = Db::new("dnssec-nokeys");
+    db.apply_ok(&support::fixture("three_nodes_dynamic"));
+    let dir = TempDir::new("dnssec-nokeys-pdns");
+    let bin = support::BIN;
+    let pipe = format!("{bin} pipe --db {}", db.path.display());
+    let mut conf = support::pdns::conf_from_example(&[
+        ("pipe-command", pipe.clone()),
+        ("pipe-standby-command", pipe),
+        ("local-address", "127.0.0.1".to_string()),
+        ("local-port", support::free_port().to_string()),
+        ("socket-dir", dir.path().display().to_string()),
+    ]);
+    conf.push("launch=pipe,pipe:standby,gsqlite3".to_string());
+    conf.push(format!(
+        "gsqlite3-database={}",
+        dir.path().join("missing.sqlite3").display()
+    ));
+    conf.push("gsqlite3-dnssec=yes".to_string());
+    std::fs::write(dir.path().join("pdns.conf"), conf.join("\n") + "\n").expect("pdns.conf");
+    let mut child = Command::new(find_program("pdns_server").expect("pdns_server"))
+        .arg(format!("--config-dir={}", dir.path().display()))
+        .args(["--daemon=no", "--guardian=no", "--disable-syslog"])
+        .env_remove("PDNS_HA_DB")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start pdns_server");
+    let pid = child.id();
+    let status = poll("pdns_server exits", Duration::from_secs(10), || {
+        child
+            .try_wait()
+            .expect("wait")
+            .ok_or_else(|| "still running".to_string())
+    });
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut log)
+        .expect("read its log");
+    // Its coprocesses, if any were left.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+    assert!(!status.success(), "{status}\n{log}");
+    assert!(
+        log.contains("Unable to launch gsqlite3 connection"),
+        "{log}"
+    );
 }
