@@ -387,3 +387,41 @@ fn without_its_keystore_powerdns_does_not_start() {
         "{log}"
     );
 }
+
+/// Why the README says NSEC3 narrow, before `secure-zone`: a zone secured
+/// with plain NSEC makes PowerDNS 4.7 abort on the first name that does not
+/// exist (NSEC needs the names before and after it, which the pipe backend
+/// cannot give).
+#[test]
+fn with_plain_nsec_powerdns_aborts_on_nxdomain() {
+    let Some(schema) = tools() else { return };
+    let db = Db::new("dnssec-nsec");
+    db.apply_ok(&support::fixture("three_nodes_dynamic"));
+    let keys_dir = TempDir::new("dnssec-nsec-keys");
+    let keys = keystore(keys_dir.path(), &schema);
+    let pdns = Pdns::start(
+        &db.path,
+        PdnsOpts::default()
+            .with("launch=pipe,pipe:standby,gsqlite3")
+            .with(&format!("gsqlite3-database={}", keys.display()))
+            .with("gsqlite3-dnssec=yes"),
+    );
+    pdnsutil(&pdns, &["secure-zone", ZONE]);
+    // A positive answer is signed.
+    let d = pdns.dig(&["+dnssec", MTL1, "A"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert_eq!(rrsigs(&d, "A").len(), 1, "{d}");
+    // A name that does not exist: no answer, and the server is gone.
+    let d = pdns.dig(&["+dnssec", "nope.voip.example.com", "A"]);
+    assert_eq!(d.status, "", "{d}");
+    poll("PowerDNS aborted", Duration::from_secs(5), || {
+        let log = pdns.log();
+        if log.contains("beforeAndAfterAbsolute") && log.contains("Got a signal 6") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    let d = pdns.dig(&[MTL1, "A"]);
+    assert_eq!(d.status, "", "nothing answers any more: {d}");
+}
