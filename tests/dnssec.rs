@@ -94,6 +94,15 @@ fn keystore(dir: &Path, schema: &str) -> PathBuf {
     path
 }
 
+/// The settings of pdns.conf.example with the DNSSEC lines it has
+/// commented out: the keystore at `keys`.
+fn with_keystore(keys: &Path) -> PdnsOpts {
+    PdnsOpts::default()
+        .with("launch=pipe,pipe:standby,gsqlite3")
+        .with(&format!("gsqlite3-database={}", keys.display()))
+        .with("gsqlite3-dnssec=yes")
+}
+
 /// Runs `pdnsutil --config-dir=DIR ARGS` (the server's own pdns.conf);
 /// panics unless it succeeds. Returns its stdout.
 fn pdnsutil(pdns: &Pdns, args: &[&str]) -> String {
@@ -199,11 +208,7 @@ fn a_secured_zone_serves_validated_per_client_answers() {
     let keys = keystore(keys_dir.path(), &schema);
     let pdns = Pdns::start(
         &db.path,
-        PdnsOpts::default()
-            .with("launch=pipe,pipe:standby,gsqlite3")
-            .with(&format!("gsqlite3-database={}", keys.display()))
-            .with("gsqlite3-dnssec=yes")
-            .with("allow-axfr-ips=127.0.0.0/8"),
+        with_keystore(&keys).with("allow-axfr-ips=127.0.0.0/8"),
     );
     // NSEC3 narrow first, then the keys: a zone secured with NSEC (the
     // default) makes PowerDNS 4.7 abort on its first NXDOMAIN (the pipe
@@ -399,13 +404,7 @@ fn with_plain_nsec_powerdns_aborts_on_nxdomain() {
     db.apply_ok(&support::fixture("three_nodes_dynamic"));
     let keys_dir = TempDir::new("dnssec-nsec-keys");
     let keys = keystore(keys_dir.path(), &schema);
-    let pdns = Pdns::start(
-        &db.path,
-        PdnsOpts::default()
-            .with("launch=pipe,pipe:standby,gsqlite3")
-            .with(&format!("gsqlite3-database={}", keys.display()))
-            .with("gsqlite3-dnssec=yes"),
-    );
+    let pdns = Pdns::start(&db.path, with_keystore(&keys));
     pdnsutil(&pdns, &["secure-zone", ZONE]);
     // A positive answer is signed.
     let d = pdns.dig(&["+dnssec", MTL1, "A"]);
