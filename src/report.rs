@@ -286,15 +286,12 @@ impl Status {
     pub fn prometheus(&self) -> String {
         let mut s = String::new();
         let mut metric = |name: &str, help: &str, kind: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(
-                s,
-                "# HELP pdns_ha_{name} {help}\n# TYPE pdns_ha_{name} {kind}"
-            );
+            prom_family(&mut s, name, help, kind);
             for (labels, v) in rows {
-                let _ = writeln!(s, "pdns_ha_{name}{labels} {v}");
+                prom_sample(&mut s, name, &labels, v);
             }
         };
-        let node = |n: &NodeStatus| format!("{{node=\"{}\"}}", n.name);
+        let node = |n: &NodeStatus| format!("node=\"{}\"", prom_label(&n.name));
         metric(
             "generation",
             "Topology generation.",
@@ -341,7 +338,7 @@ impl Status {
                         .into_iter()
                         .map(move |st| {
                             (
-                                format!("{{node=\"{}\",state=\"{st}\"}}", n.name),
+                                format!("node=\"{}\",state=\"{st}\"", prom_label(&n.name)),
                                 f64::from(u8::from(n.health == st)),
                             )
                         })
@@ -464,7 +461,7 @@ impl Status {
             "counter",
             self.events_total
                 .iter()
-                .map(|e| (format!("{{kind=\"{}\"}}", e.kind), e.count as f64))
+                .map(|e| (format!("kind=\"{}\"", e.kind), e.count as f64))
                 .collect(),
         );
         s
@@ -483,6 +480,39 @@ pub fn event_line(e: &Event) -> String {
             .map_or("-".into(), crate::text::escape_controls),
         crate::text::escape_controls(&e.detail)
     )
+}
+
+/// A label value for the Prometheus text exposition (version 0.0.4): `\`,
+/// `"` and newline escaped.
+pub fn prom_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The HELP and TYPE lines of metric `pdns_ha_NAME`.
+pub fn prom_family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(
+        out,
+        "# HELP pdns_ha_{name} {help}\n# TYPE pdns_ha_{name} {kind}"
+    );
+}
+
+/// One sample of `pdns_ha_NAME`; `labels` in `a="b",c="d"` form (escaped
+/// with [`prom_label`]), or empty.
+pub fn prom_sample(out: &mut String, name: &str, labels: &str, v: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "pdns_ha_{name} {v}");
+    } else {
+        let _ = writeln!(out, "pdns_ha_{name}{{{labels}}} {v}");
+    }
 }
 
 #[derive(Serialize)]

@@ -1,45 +1,17 @@
 //! The collector's own figures ([`crate::collector::stats`]) in the
 //! Prometheus text exposition format (version 0.0.4): `pdns_ha_` names,
 //! `_total` counters, `_seconds` histograms, HELP and TYPE lines, label
-//! values escaped. Appended by the HTTP server to what `status
+//! values escaped (the writers of `report`, which `status --prometheus`
+//! uses too). Appended by the HTTP server to what `status
 //! --prometheus` gives (pure).
 
 use std::fmt::Write as _;
 
 use crate::collector::stats::{Histogram, Snapshot};
+use crate::report::{prom_family as family, prom_label as label, prom_sample as sample};
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// A label value as the exposition format wants it: `\`, `"` and newline
-/// escaped.
-pub fn label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn family(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(
-        out,
-        "# HELP pdns_ha_{name} {help}\n# TYPE pdns_ha_{name} {kind}"
-    );
-}
-
-fn sample(out: &mut String, name: &str, labels: &str, v: impl std::fmt::Display) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "pdns_ha_{name} {v}");
-    } else {
-        let _ = writeln!(out, "pdns_ha_{name}{{{labels}}} {v}");
-    }
-}
 
 /// `_bucket` (with `le`), `_sum` and `_count` of one histogram; `labels`
 /// are the series' other labels (`a="b",` form, may be empty).
