@@ -256,6 +256,59 @@ pub fn rank_into(input: &Input, d: &mut Decision) {
     });
 }
 
+/// Why a decision made elsewhere (another coprocess, or another DNS server
+/// with its own database, read from the shared cache) cannot be answered
+/// with these node views, or None when it can. The decision must leave out
+/// exactly the candidates these views say are down or drained (all of them
+/// answered, and flagged as failing open, when that is every candidate), and
+/// for the latency and load policies put every node these views say is
+/// overloaded after every node they do not (a load decision may also place
+/// a node these views say is full there). What is left to the other side is
+/// the order and the weights its measurements gave: a node this server knows
+/// down is never answered, and one it knows up is never left out.
+pub fn disagreement(
+    d: &Decision,
+    policy: Policy,
+    candidates: &[Candidate],
+    views: &[NodeView],
+) -> Option<&'static str> {
+    let out = |v: &NodeView| v.drained || v.health == Some(Health::Down);
+    let eligible = candidates.iter().filter(|c| !out(&views[c.node])).count();
+    let fail_open = eligible == 0;
+    if d.failed_open != fail_open {
+        return Some(if fail_open {
+            "every node is down or drained here, and it did not fail open"
+        } else {
+            "it failed open, and a node is up here"
+        });
+    }
+    if fail_open {
+        return (d.ranked.len() != candidates.len()).then_some("fail open without every node");
+    }
+    if d.ranked.iter().any(|r| out(&views[r.node])) {
+        return Some("it answers a node that is down or drained here");
+    }
+    if d.ranked.len() != eligible {
+        return Some("it leaves out a node that is up here");
+    }
+    if policy != Policy::Static {
+        let overloaded = |v: &NodeView| v.health == Some(Health::Overloaded);
+        let last = |v: &NodeView| {
+            overloaded(v) || (policy == Policy::Load && free_capacity(v).is_some_and(|f| f <= 0.0))
+        };
+        let mut seen_overloaded = false;
+        for r in &d.ranked {
+            let v = &views[r.node];
+            if overloaded(v) {
+                seen_overloaded = true;
+            } else if seen_overloaded && !last(v) {
+                return Some("it puts a node that is overloaded here before one that is not");
+            }
+        }
+    }
+    None
+}
+
 /// Candidates ranked without a heap allocation for scratch space.
 pub const SCRATCH: usize = 16;
 
@@ -572,6 +625,66 @@ mod tests {
 
     fn up() -> NodeView {
         NodeView::default()
+    }
+
+    #[test]
+    fn a_decision_from_elsewhere_must_agree_on_down_drained_and_overloaded_nodes() {
+        let lats = [lat(10.0, 24), lat(20.0, 24), lat(30.0, 24)];
+        let c = cands(3);
+        let all_up = [up(), up(), up()];
+        let mut one_down = all_up;
+        one_down[1].health = Some(Health::Down);
+        let mut one_drained = all_up;
+        one_drained[2].drained = true;
+        let mut one_overloaded = all_up;
+        one_overloaded[0].health = Some(Health::Overloaded);
+        let mut all_down = all_up;
+        for v in &mut all_down {
+            v.health = Some(Health::Down);
+        }
+        let check = |d: &Decision, views: &[NodeView]| disagreement(d, Policy::Latency, &c, views);
+        let there = run(Policy::Latency, &all_up, &lats, &[]);
+        // The same states here: answered.
+        assert_eq!(check(&there, &all_up), None);
+        // A node down or drained here, that the other server still answers.
+        assert!(check(&there, &one_down).is_some());
+        assert!(check(&there, &one_drained).is_some());
+        // Down there, up here: it would leave out a node that is up.
+        let there_down = run(Policy::Latency, &one_down, &lats, &[]);
+        assert_eq!(order(&there_down), [(0, 0), (2, 1)]);
+        assert!(check(&there_down, &all_up).is_some());
+        assert_eq!(check(&there_down, &one_down), None);
+        // Overloaded here: it must not come first.
+        assert!(check(&there, &one_overloaded).is_some());
+        let there_overloaded = run(Policy::Latency, &one_overloaded, &lats, &[]);
+        assert_eq!(check(&there_overloaded, &one_overloaded), None);
+        // Overloaded there but not here: it goes last there, which is an
+        // order like any other here.
+        assert_eq!(check(&there_overloaded, &all_up), None);
+        // Fail open: only where every node is out.
+        let there_open = run(Policy::Latency, &all_down, &lats, &[]);
+        assert!(there_open.failed_open);
+        assert_eq!(check(&there_open, &all_down), None);
+        assert!(check(&there_open, &all_up).is_some());
+        assert!(check(&there, &all_down).is_some());
+        // Load: a node full here may follow one overloaded here.
+        let mut load_views = [
+            loaded(10, 100, None),
+            loaded(100, 100, None),
+            loaded(20, 100, None),
+        ];
+        load_views[2].health = Some(Health::Overloaded);
+        let d = run(Policy::Load, &load_views, &[None; 3], &[]);
+        assert_eq!(disagreement(&d, Policy::Load, &c, &load_views), None);
+        let mut reordered = d.clone();
+        reordered.ranked.swap(1, 2);
+        assert_eq!(
+            disagreement(&reordered, Policy::Load, &c, &load_views),
+            None
+        );
+        // The static policy answers overloaded nodes in site order.
+        let d = run(Policy::Static, &one_overloaded, &[None; 3], &[]);
+        assert_eq!(disagreement(&d, Policy::Static, &c, &one_overloaded), None);
     }
 
     #[test]

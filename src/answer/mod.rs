@@ -491,9 +491,17 @@ impl Engine {
         }
         let ttl = Duration::from_millis(topo.policy.decision_cache_ms);
         let version = self.view.version();
-        let shared_hit = match self.shared.as_mut() {
-            Some(c) if self.use_cache => c.get(&key, version, topo),
-            _ => None,
+        let shared_hit = if self.use_cache && self.shared.is_some() {
+            // A decision read from the shared cache is answered only if it
+            // agrees with this server's own node states (another DNS
+            // server's database may see a node down that this one does not,
+            // or the other way round, under the same version numbers).
+            let views = self.views(topo, metrics::now());
+            self.shared
+                .as_mut()
+                .and_then(|c| c.get(&key, version, topo, &views))
+        } else {
+            None
         };
         let d = match shared_hit {
             Some(d) => Choice::of(&d),

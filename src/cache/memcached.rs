@@ -46,7 +46,7 @@ use anyhow::{Result, bail};
 
 use super::{CacheStats, DecisionKey, SharedCache};
 use crate::bounded::Scratch;
-use crate::policy::{Decision, Ranked, Reason};
+use crate::policy::{Decision, NodeView, Ranked, Reason};
 use crate::site::Policy;
 use crate::store::Store;
 use crate::topology::Target;
@@ -488,7 +488,13 @@ impl Memcached {
 }
 
 impl SharedCache for Memcached {
-    fn get(&mut self, key: &DecisionKey, version: (i64, i64), topo: &Topology) -> Option<Decision> {
+    fn get(
+        &mut self,
+        key: &DecisionKey,
+        version: (i64, i64),
+        topo: &Topology,
+        views: &[NodeView],
+    ) -> Option<Decision> {
         if self.all_down() {
             return None;
         }
@@ -503,7 +509,14 @@ impl SharedCache for Memcached {
             }
             Ok(Found::Value(v)) => {
                 self.succeeded(s);
-                match decode(&v, &k, key, version, topo, now_ms()) {
+                let (_, _, policy, cands) = target_parts(topo, key.target);
+                let checked = decode(&v, &k, key, version, topo, now_ms()).and_then(|d| {
+                    match crate::policy::disagreement(&d, policy, cands, views) {
+                        None => Ok(d),
+                        Some(why) => Err(format!("this server's node states disagree: {why}")),
+                    }
+                });
+                match checked {
                     Ok(d) => {
                         self.stats.hits += 1;
                         Some(d)

@@ -4,7 +4,7 @@
 pub mod memcached;
 
 use crate::net::Prefix;
-use crate::policy::Decision;
+use crate::policy::{Decision, NodeView};
 use crate::site::Policy;
 pub use crate::store::CacheStats;
 use crate::topology::Target;
@@ -52,10 +52,19 @@ impl DecisionKey {
 }
 
 /// A cache of decisions shared between coprocesses and DNS servers. Nothing
-/// read from it is trusted: an implementation returns only values that parse
-/// and fit the current topology and `version`.
+/// read from it is trusted: an implementation returns only values that parse,
+/// fit the current topology and `version`, and agree with this server's own
+/// node states `views` on which nodes are down, drained or overloaded
+/// ([`crate::policy::disagreement`]: a DNS server with its own database and
+/// collector may see the fleet differently for a moment).
 pub trait SharedCache {
-    fn get(&mut self, key: &DecisionKey, version: (i64, i64), topo: &Topology) -> Option<Decision>;
+    fn get(
+        &mut self,
+        key: &DecisionKey,
+        version: (i64, i64),
+        topo: &Topology,
+        views: &[NodeView],
+    ) -> Option<Decision>;
     fn put(&mut self, key: &DecisionKey, version: (i64, i64), topo: &Topology, d: &Decision);
     fn stats(&self) -> CacheStats;
 }

@@ -56,6 +56,14 @@ impl Collect {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: nothing written on the
+    /// way out. Waits for the exit.
+    pub fn kill(&mut self) {
+        let mut c = self.child.take().expect("collect is running");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     /// Sends SIGTERM and waits at most `within` for the exit: its status and
     /// how long it took.
     #[track_caller]
