@@ -31,7 +31,10 @@
 //! with the node's database id. Read back, it is checked field by field (see
 //! [`decode`]) and a [`Decision`] is rebuilt from the site's own nodes: a
 //! value can reorder or select among a target's own candidates, never add a
-//! name, an address or a line.
+//! name, an address or a line. It must then agree with this server's node
+//! states ([`crate::policy::disagreement`]): another DNS server's database
+//! counts its own generation and health epoch, which may equal this one's
+//! while a node is down in one and up in the other.
 //!
 //! Lifetime: memcached expires items after [`EXPTIME_S`] seconds, and a value
 //! older than `2000 - decision_cache_ms` ms is refused on read, so that with
