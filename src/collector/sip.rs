@@ -133,7 +133,9 @@ pub fn probe_with(target: &SipTarget, tls: Option<&TlsProbe>, timeout: Duration)
     let r = match (target.transport, tls) {
         (Transport::Udp, _) => probe_udp(target, addr, deadline),
         (Transport::Tcp, _) => probe_tcp(target, addr, deadline),
-        (Transport::Tls, Some(tls)) => probe_tls(target, addr, tls, deadline, &mut cert_not_after),
+        (Transport::Tls, Some(tls)) => {
+            probe_tls(target, addr, tls, deadline, timeout, &mut cert_not_after)
+        }
         (Transport::Tls, None) => {
             return Probed::failed(format!("{target}: no TLS settings for this probe"));
         }
@@ -203,12 +205,27 @@ fn probe_tls(
     addr: SocketAddr,
     tls: &TlsProbe,
     deadline: Instant,
+    timeout: Duration,
     cert_not_after: &mut Option<i64>,
 ) -> io::Result<ProbeOutcome> {
     let tcp = TcpStream::connect_timeout(&addr, remaining(deadline)?)?;
     tcp.set_nodelay(true)?;
     let local = tcp.local_addr()?;
-    let mut stream = tls::handshake(tls, tcp, deadline)?;
+    let mut stream = match tls::handshake(tls, tcp, deadline) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(ProbeOutcome::Failed(format!(
+                "{target}: no TLS handshake within {} ms (not a TLS server, or too slow)",
+                timeout.as_millis()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     *cert_not_after = stream.cert_not_after();
     let req = Request::new(target, local);
     exchange(&mut stream, &req, deadline)

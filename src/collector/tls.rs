@@ -255,9 +255,13 @@ fn describe_tls(e: &rustls::Error) -> (String, Option<i64>) {
                 "certificate name mismatch: it is not valid for {} (it names {})",
                 expected.to_str(),
                 if presented.is_empty() {
-                    "nothing".into()
+                    "no name".into()
                 } else {
-                    presented.join(", ")
+                    presented
+                        .iter()
+                        .map(|p| bare_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
             CertificateError::NotValidForName => "certificate name mismatch".into(),
@@ -274,6 +278,15 @@ fn describe_tls(e: &rustls::Error) -> (String, Option<i64>) {
         other => other.to_string(),
     };
     (text, None)
+}
+
+/// A name as rustls presents it (`DnsName("a.test")`, `IpAddress(…)`),
+/// without the wrapper.
+fn bare_name(p: &str) -> &str {
+    p.split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map(|inner| inner.trim_matches('"'))
+        .unwrap_or(p)
 }
 
 // ---------------------------------------------------------------------------
@@ -515,10 +528,12 @@ TCfPEb/ZUI3rkU6NggTzbc0r71dhibm6bS5jnFGlGIo=
                 presented: vec!["DnsName(\"b.test\")".into()],
             },
         ));
-        assert!(
-            t.starts_with("certificate name mismatch: it is not valid for a.test"),
-            "{t}"
+        assert_eq!(
+            t,
+            "certificate name mismatch: it is not valid for a.test (it names b.test)"
         );
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("plain.test"), "plain.test");
         let (t, _) = describe_tls(&rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer,
         ));
