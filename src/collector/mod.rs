@@ -60,7 +60,7 @@ pub struct Target {
     pub esl: Option<EslTarget>,
     pub sip_probe: Option<SipTarget>,
     /// For a `tls:` probe: the name and CAs it checks the certificate with,
-    /// loaded with the site (`crate::collect::plan`).
+    /// loaded with the site by `pdns-ha collect` (once per site load).
     pub sip_tls: Option<TlsProbe>,
 }
 
