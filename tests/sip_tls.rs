@@ -289,7 +289,14 @@ fn collect_shows_tls_reasons_and_expiring_certificates() {
     ]
     .concat();
     let db = Db::new("sip-tls-collect");
-    db.apply_ok(&site);
+    let o = db.apply(&site);
+    support::assert_ok("apply", &o);
+    let warned = support::stderr(&o);
+    assert!(
+        warned.contains("warning: node noca: cannot read sip_probe_ca '/nonexistent/ca.pem'")
+            && !warned.contains("node good:"),
+        "apply warns about the CA file it cannot load, and only that one:\n{warned}"
+    );
     let mut collect = support::collect::Collect::start(&db);
     let want = [
         ("good", "up"),
