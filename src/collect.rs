@@ -226,6 +226,39 @@ sip_probe = "tcp:192.0.2.2:5060"
     }
 
     #[test]
+    fn tls_probes_get_their_name_and_cas_once_per_site_load() {
+        let site = SITE.to_string()
+            + r#"
+[node.c]
+host = "c.voip.test"
+ipv4 = ["192.0.2.3"]
+sip_probe = "tls:192.0.2.3:5061"
+sip_probe_ca = "/nonexistent/pdns-ha-ca.pem"
+[node.d]
+host = "d.voip.test"
+ipv4 = ["192.0.2.4"]
+sip_probe = "tls:192.0.2.4:5061"
+sip_probe_server_name = "sip.example.com"
+sip_probe_ca = "/nonexistent/pdns-ha-ca.pem"
+"#;
+        let db = TempDb::new("collect-tls");
+        let (site, _) = db.apply(&site).load_site().unwrap();
+        let (_, targets) = plan(&site);
+        assert!(targets[0].sip_tls.is_none() && targets[1].sip_tls.is_none());
+        let c = targets[2].sip_tls.as_ref().unwrap();
+        let d = targets[3].sip_tls.as_ref().unwrap();
+        assert_eq!(c.server_name(), "c.voip.test", "the node's host");
+        assert_eq!(d.server_name(), "sip.example.com");
+        for t in [c, d] {
+            let why = t.problem().unwrap();
+            assert!(
+                why.starts_with("cannot read sip_probe_ca '/nonexistent/pdns-ha-ca.pem'"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
     fn values_in_any_accepted_form_load_back_equal() {
         let site = SITE
             .replace("udp:192.0.2.1:5060", "UDP:2001:db8::1:5060")

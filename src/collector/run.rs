@@ -769,3 +769,78 @@ impl WorkerCtx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_sample_carries_its_reason_and_certificate_expiry() {
+        let mut health = HashMap::new();
+        let config = CollectorConfig {
+            down_after: 2,
+            up_after: 1,
+            ..CollectorConfig::default()
+        };
+        let target: SipTarget = "tls:127.0.0.1:5061".parse().unwrap();
+        let ts = 1_800_000_000;
+        let answered = Probed {
+            outcome: ProbeOutcome::Answered {
+                status: 200,
+                rtt_ms: 2.5,
+            },
+            cert_not_after: Some(ts + 5 * 86_400),
+        };
+        let Some(Metric::Health {
+            state,
+            reason,
+            cert_not_after,
+            probe_rtt_ms,
+            ..
+        }) = record_probe(&mut health, &config, "a", &target, &answered, ts)
+        else {
+            panic!("an answer gives a health sample");
+        };
+        assert_eq!(state, Health::Up);
+        assert_eq!(probe_rtt_ms, Some(2.5));
+        assert_eq!(cert_not_after, Some(ts + 5 * 86_400));
+        assert_eq!(
+            reason.unwrap(),
+            "SIP probe: tls:127.0.0.1:5061 answered 200 in 2.5 ms (certificate valid until 2027-01-20 08:00:00Z)"
+        );
+        // Warned once per certificate.
+        assert_eq!(health["a"].cert_warned, Some(ts + 5 * 86_400));
+        // A refused handshake: down after down_after, the reason and the
+        // expiry learnt from the refusal kept.
+        let expired = Probed {
+            outcome: ProbeOutcome::Failed(
+                "tls:127.0.0.1:5061: TLS handshake failed: certificate expired".into(),
+            ),
+            cert_not_after: Some(ts - 86_400),
+        };
+        let first = record_probe(&mut health, &config, "a", &target, &expired, ts + 1);
+        assert!(matches!(
+            first,
+            Some(Metric::Health {
+                state: Health::Up,
+                ..
+            })
+        ));
+        let Some(Metric::Health {
+            state,
+            reason,
+            cert_not_after,
+            ..
+        }) = record_probe(&mut health, &config, "a", &target, &expired, ts + 2)
+        else {
+            panic!("a known state gives a health sample");
+        };
+        assert_eq!(state, Health::Down);
+        assert_eq!(cert_not_after, Some(ts - 86_400));
+        assert!(
+            reason
+                .unwrap()
+                .contains("TLS handshake failed: certificate expired"),
+        );
+    }
+}
