@@ -145,7 +145,11 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
         let l = states.load.get(&n.id);
         let v = &views[i];
         let (fresh, all) = counts.latency_entries.get(&n.id).copied().unwrap_or((0, 0));
-        let p = probes.get(&n.id);
+        // As old as a health that still counts: a probe removed from the
+        // site, or a stopped collector, leaves no warning behind.
+        let p = probes
+            .get(&n.id)
+            .filter(|p| now - p.updated <= topo.policy.health_max_age_s);
         let cert = p.and_then(|p| p.cert_not_after);
         let days_left = cert.map(|at| (at - now).div_euclid(86_400));
         nodes.push(NodeStatus {
@@ -797,5 +801,79 @@ impl Explain {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{ONE_NODE, TempDb};
+
+    fn node_status(store: &Store) -> NodeStatus {
+        let (site, ids) = store.load_site().unwrap();
+        let topo = Topology::build(site, &ids, 1);
+        status(store, &topo, None).unwrap().nodes.remove(0)
+    }
+
+    #[test]
+    fn a_fresh_tls_probe_shows_its_certificate_and_a_stale_one_nothing() {
+        let db = TempDb::new("report-cert");
+        let mut store = db.apply(ONE_NODE);
+        let now = metrics::now();
+        let at = now + 3 * 86_400 + 600;
+        let health = metrics::Metric::Health {
+            node: "a".into(),
+            state: metrics::Health::Up,
+            ts: now,
+            probe_rtt_ms: Some(1.0),
+            reason: Some("SIP probe: tls:192.0.2.1:5061 answered 200".into()),
+            cert_not_after: Some(at),
+        };
+        store
+            .write_metrics(&[health], "collector", None, now)
+            .unwrap();
+        let n = node_status(&store);
+        assert_eq!(n.probe_cert_not_after, Some(at));
+        assert_eq!(n.probe_cert_days_left, Some(3));
+        assert!(n.probe_cert_expiring);
+        assert_eq!(
+            n.probe_detail.as_deref(),
+            Some("SIP probe: tls:192.0.2.1:5061 answered 200")
+        );
+        let s = status(
+            &store,
+            &{
+                let (site, ids) = store.load_site().unwrap();
+                Topology::build(site, &ids, 1)
+            },
+            None,
+        )
+        .unwrap();
+        assert!(
+            s.text().iter().any(
+                |l| l.starts_with("  a: WARNING: the TLS certificate expires")
+                    && l.ends_with("(in 3 days)")
+            ),
+            "{:?}",
+            s.text()
+        );
+        assert!(
+            s.prometheus().contains(&format!(
+                "pdns_ha_node_probe_cert_expiry_seconds{{node=\"a\"}} {at}\n"
+            )),
+            "{}",
+            s.prometheus()
+        );
+        // Older than health_max_age_s (60 s): not shown.
+        store
+            .conn
+            .execute("UPDATE probe SET updated = updated - 61", [])
+            .unwrap();
+        let n = node_status(&store);
+        assert_eq!(
+            (n.probe_cert_not_after, n.probe_detail.as_deref()),
+            (None, None)
+        );
+        assert!(!n.probe_cert_expiring);
     }
 }

@@ -111,15 +111,14 @@ request_route {{
     (cfg, tls)
 }
 
-/// True when Kamailio's TLS module is installed too.
+/// True when Kamailio's TLS module (`/usr/lib/ARCH/kamailio/modules/tls.so`)
+/// is installed too.
 pub fn tls_available() -> bool {
     available()
-        && [
-            "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so",
-            "/usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so",
-        ]
-        .iter()
-        .any(|p| Path::new(p).exists())
+        && fs::read_dir("/usr/lib").is_ok_and(|dirs| {
+            dirs.flatten()
+                .any(|d| d.path().join("kamailio/modules/tls.so").exists())
+        })
 }
 
 fn new_dir() -> PathBuf {
