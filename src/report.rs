@@ -809,10 +809,13 @@ mod tests {
     use super::*;
     use crate::store::testing::{ONE_NODE, TempDb};
 
-    fn node_status(store: &Store) -> NodeStatus {
+    fn status_now(store: &Store) -> Status {
         let (site, ids) = store.load_site().unwrap();
-        let topo = Topology::build(site, &ids, 1);
-        status(store, &topo, None).unwrap().nodes.remove(0)
+        status(store, &Topology::build(site, &ids, 1), None).unwrap()
+    }
+
+    fn node_status(store: &Store) -> NodeStatus {
+        status_now(store).nodes.remove(0)
     }
 
     #[test]
@@ -840,15 +843,7 @@ mod tests {
             n.probe_detail.as_deref(),
             Some("SIP probe: tls:192.0.2.1:5061 answered 200")
         );
-        let s = status(
-            &store,
-            &{
-                let (site, ids) = store.load_site().unwrap();
-                Topology::build(site, &ids, 1)
-            },
-            None,
-        )
-        .unwrap();
+        let s = status_now(&store);
         assert!(
             s.text().iter().any(
                 |l| l.starts_with("  a: WARNING: the TLS certificate expires")
