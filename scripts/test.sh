@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 
-need_packages pdns-server pdns-backend-pipe pdns-backend-bind pdns-backend-sqlite3 memcached bind9-dnsutils kamailio sip-tester e2fsprogs chromium-headless-shell lintian adduser
+need_packages pdns-server pdns-backend-pipe pdns-backend-bind pdns-backend-sqlite3 memcached bind9-dnsutils kamailio kamailio-tls-modules openssl sip-tester e2fsprogs chromium-headless-shell lintian adduser
 
 # The fuzz crate is a workspace of its own; it shares the main build's
 # directory (same dependencies, built once).

@@ -212,6 +212,15 @@ fn apply(db: &Path, site_path: &Path, dry_run: bool) -> Result<i32> {
                 n.name
             );
         }
+        // Only warned about: the collector may run on another host.
+        if let Some(ca) = &n.sip_probe_ca
+            && let Err(e) = crate::collector::tls::client_config(Some(ca))
+        {
+            eprintln!(
+                "warning: node {}: {e} here (the collector loads it; its TLS probe fails until it can)",
+                n.name
+            );
+        }
     }
     let changes = if dry_run {
         let existing = if db.exists() {

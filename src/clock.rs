@@ -51,6 +51,30 @@ fn bad_duration(text: &str) -> String {
     )
 }
 
+/// The Unix time of a UTC date and time; `None` for a date that does not
+/// exist (month 13, February 30, second 61 ...).
+pub fn unix_of(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> Option<i64> {
+    if !(1..=12).contains(&m) || d == 0 || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    // Hinnant's days_from_civil.
+    let (y2, mp) = if m <= 2 {
+        (y - 1, i64::from(m) + 9)
+    } else {
+        (y, i64::from(m) - 3)
+    };
+    let era = y2.div_euclid(400);
+    let yoe = y2.rem_euclid(400);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // A day past the month's end comes back as another date.
+    if civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    Some(days * 86_400 + i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss))
+}
+
 /// (year, month, day) of a count of days since 1970-01-01 (proleptic
 /// Gregorian; H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -68,6 +92,48 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_times_of_dates_round_trip() {
+        assert_eq!(unix_of(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(
+            unix_of(2026, 11, 27, 16, 40, 5).map(utc).unwrap(),
+            "2026-11-27 16:40:05Z"
+        );
+        assert_eq!(
+            unix_of(2000, 2, 29, 23, 59, 59).map(utc).unwrap(),
+            "2000-02-29 23:59:59Z"
+        );
+        assert_eq!(unix_of(1950, 1, 1, 0, 0, 0), Some(-631_152_000));
+        for t in [
+            -86_400i64 * 400,
+            -1,
+            0,
+            951_868_800,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+            let (y, m, d) = civil_from_days(days);
+            let (hh, mm, ss) = (
+                (secs / 3600) as u32,
+                (secs / 60 % 60) as u32,
+                (secs % 60) as u32,
+            );
+            assert_eq!(unix_of(y, m, d, hh, mm, ss), Some(t));
+        }
+        for (y, m, d) in [
+            (2026, 2, 29),
+            (2026, 13, 1),
+            (2026, 0, 1),
+            (2026, 4, 31),
+            (2026, 1, 0),
+        ] {
+            assert_eq!(unix_of(y, m, d, 0, 0, 0), None, "{y}-{m}-{d}");
+        }
+        assert_eq!(unix_of(2026, 1, 1, 24, 0, 0), None);
+        assert_eq!(unix_of(2026, 1, 1, 0, 60, 0), None);
+    }
 
     #[test]
     fn utc_dates() {

@@ -1,9 +1,11 @@
 //! `pdns-ha collect`: connects the collector to the store. Builds the
-//! targets from the stored site (reading ESL password files), stores the
+//! targets from the stored site (reading ESL password files, and loading
+//! the CAs of TLS probes once per site load), stores the
 //! samples in short transactions, follows `apply` without restart, starts
 //! the HTTP server of `[collector] http` (`web`), and stops cleanly on
 //! SIGTERM or SIGINT.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -11,8 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::collector::tls::{self, TlsProbe};
 use crate::collector::{self, CollectorConfig, CollectorStats, EslTarget, MetricSink, Target};
-use crate::endpoint::EslPassword;
+use crate::endpoint::{CaFile, EslPassword, Transport};
 use crate::metrics::{self, Metric};
 use crate::site::Site;
 use crate::store::{EventKind, Store};
@@ -82,8 +85,33 @@ pub fn run(db: &Path) -> Result<i32> {
 
 /// What to measure, from the site. A stored value that no longer parses
 /// (`Node::unusable`) is logged and left out; the rest of the node is
-/// measured.
+/// measured. The CAs of `tls:` probes are loaded here, once per distinct
+/// `sip_probe_ca` (or the system's): one that cannot be loaded is logged
+/// and the node's probes fail, saying why, until the site is applied again.
 pub fn plan(site: &Site) -> (CollectorConfig, Vec<Target>) {
+    let mut configs = HashMap::new();
+    let mut tls_of = |n: &crate::site::Node| -> Option<TlsProbe> {
+        n.sip_probe
+            .as_ref()
+            .filter(|p| p.transport == Transport::Tls)?;
+        let ca: Option<&CaFile> = n.sip_probe_ca.as_ref();
+        let config = configs
+            .entry(ca.cloned())
+            .or_insert_with(|| tls::client_config(ca))
+            .clone();
+        let name = n
+            .sip_probe_server_name
+            .as_ref()
+            .map_or(n.host.as_str(), |s| s.as_str());
+        let probe = TlsProbe::new(name, ca, config);
+        if let Some(why) = probe.problem() {
+            log::error!(
+                "node {}: {why}; its TLS probe fails until this is corrected",
+                n.name
+            );
+        }
+        Some(probe)
+    };
     let targets = site
         .nodes
         .iter()
@@ -120,6 +148,7 @@ pub fn plan(site: &Site) -> (CollectorConfig, Vec<Target>) {
                 })
             }),
             sip_probe: n.sip_probe.clone(),
+            sip_tls: tls_of(n),
         })
         .collect();
     (site.collector.clone(), targets)
@@ -194,6 +223,39 @@ sip_probe = "tcp:192.0.2.2:5060"
         assert_eq!(esl.addr.to_string(), "192.0.2.1:8021");
         assert_eq!(esl.password, EslPassword::freeswitch_default());
         assert!(targets[1].esl.is_none());
+    }
+
+    #[test]
+    fn tls_probes_get_their_name_and_cas_once_per_site_load() {
+        let site = SITE.to_string()
+            + r#"
+[node.c]
+host = "c.voip.test"
+ipv4 = ["192.0.2.3"]
+sip_probe = "tls:192.0.2.3:5061"
+sip_probe_ca = "/nonexistent/pdns-ha-ca.pem"
+[node.d]
+host = "d.voip.test"
+ipv4 = ["192.0.2.4"]
+sip_probe = "tls:192.0.2.4:5061"
+sip_probe_server_name = "sip.example.com"
+sip_probe_ca = "/nonexistent/pdns-ha-ca.pem"
+"#;
+        let db = TempDb::new("collect-tls");
+        let (site, _) = db.apply(&site).load_site().unwrap();
+        let (_, targets) = plan(&site);
+        assert!(targets[0].sip_tls.is_none() && targets[1].sip_tls.is_none());
+        let c = targets[2].sip_tls.as_ref().unwrap();
+        let d = targets[3].sip_tls.as_ref().unwrap();
+        assert_eq!(c.server_name(), "c.voip.test", "the node's host");
+        assert_eq!(d.server_name(), "sip.example.com");
+        for t in [c, d] {
+            let why = t.problem().unwrap();
+            assert!(
+                why.starts_with("cannot read sip_probe_ca '/nonexistent/pdns-ha-ca.pem'"),
+                "{why}"
+            );
+        }
     }
 
     #[test]

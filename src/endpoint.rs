@@ -1,5 +1,7 @@
 //! What a node of the site file tells the collector, as typed values: the
-//! SIP OPTIONS probe target (`sip_probe`), the FreeSWITCH event-socket
+//! SIP OPTIONS probe target (`sip_probe`) and, for a TLS probe, the name its
+//! certificate must carry (`sip_probe_server_name`) and the private CA file
+//! (`sip_probe_ca`), the FreeSWITCH event-socket
 //! address (`esl`), its password (`esl_password`, or the file that holds it)
 //! and the sofia profiles read for registrations. One parser per value
 //! (`FromStr`): `site::parse` parses each once, the collector uses the typed
@@ -18,6 +20,8 @@ use crate::text::quote;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS (`_sips._tcp`, port 5061).
+    Tls,
 }
 
 impl Transport {
@@ -25,6 +29,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }
@@ -60,8 +65,9 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
     Some((host(h)?.to_string(), port))
 }
 
-/// A `sip_probe`: `udp:HOST:PORT` or `tcp:HOST:PORT` (an IPv6 host in
-/// brackets: `udp:[2001:db8::1]:5060`; the transport in any case).
+/// A `sip_probe`: `udp:HOST:PORT`, `tcp:HOST:PORT` or `tls:HOST:PORT` (an
+/// IPv6 host in brackets: `udp:[2001:db8::1]:5060`; the transport in any
+/// case).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SipTarget {
     pub transport: Transport,
@@ -76,7 +82,7 @@ impl FromStr for SipTarget {
     fn from_str(s: &str) -> Result<SipTarget, String> {
         let usage = || {
             format!(
-                "sip_probe {} must be udp:HOST:PORT or tcp:HOST:PORT (HOST a name or an address, [IPv6] in brackets; PORT 1 to 65535)",
+                "sip_probe {} must be udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (HOST a name or an address, [IPv6] in brackets; PORT 1 to 65535)",
                 quote(s)
             )
         };
@@ -84,6 +90,7 @@ impl FromStr for SipTarget {
         let transport = match t.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             _ => return Err(usage()),
         };
         let (host, port) = split_host_port(rest).ok_or_else(usage)?;
@@ -99,6 +106,78 @@ impl fmt::Display for SipTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:", self.transport.as_str())?;
         host_port(f, &self.host, self.port)
+    }
+}
+
+/// A `sip_probe_server_name`: the name a TLS probe asks for (SNI) and that
+/// the server's certificate must carry: a DNS name or an IP address, as
+/// rustls accepts it. The node's `host` when not given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TlsServerName(String);
+
+impl TlsServerName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for TlsServerName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TlsServerName, String> {
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .filter(|x| x.parse::<Ipv6Addr>().is_ok())
+            .unwrap_or(s);
+        match rustls::pki_types::ServerName::try_from(bare) {
+            Ok(_) => Ok(TlsServerName(bare.to_string())),
+            Err(_) => Err(format!(
+                "sip_probe_server_name {} must be a DNS name or an IP address (the name the server's certificate carries)",
+                quote(s)
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TlsServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A `sip_probe_ca`: the path of a PEM file of the CA certificates a TLS
+/// probe trusts instead of the system's, read by the collector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CaFile(String);
+
+impl CaFile {
+    pub fn path(&self) -> &Path {
+        Path::new(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CaFile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CaFile, String> {
+        if s.is_empty() || s.chars().any(char::is_control) {
+            return Err(format!(
+                "sip_probe_ca {} must be the path of a PEM file of CA certificates (no control characters)",
+                quote(s)
+            ));
+        }
+        Ok(CaFile(s.to_string()))
+    }
+}
+
+impl fmt::Display for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -284,8 +363,16 @@ mod tests {
         assert_eq!(t.to_string(), "udp:sip_1.example.com:5060");
         let t: SipTarget = round_trips("udp:2001:db8::1:5060");
         assert_eq!(t.to_string(), "udp:[2001:db8::1]:5060");
+        let t: SipTarget = round_trips("TLS:sip.example.com:5061");
+        assert_eq!(
+            (t.transport, t.to_string().as_str()),
+            (Transport::Tls, "tls:sip.example.com:5061")
+        );
+        round_trips::<SipTarget>("tls:[::1]:5061");
         for bad in [
-            "tls:a:5060",
+            "sctp:a:5060",
+            "tls:a",
+            "tls::5061",
             "udp:a",
             "udp::5060",
             "udp:a:0",
@@ -301,8 +388,29 @@ mod tests {
         ] {
             let e = bad.parse::<SipTarget>().unwrap_err();
             assert!(
-                e.starts_with("sip_probe ") && e.contains("udp:HOST:PORT"),
+                e.starts_with("sip_probe ") && e.contains("tls:HOST:PORT"),
                 "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_server_names_and_ca_files() {
+        for ok in ["sip.example.com", "127.0.0.1", "::1", "a-b.c_d.example"] {
+            assert_eq!(round_trips::<TlsServerName>(ok).as_str(), ok);
+        }
+        assert_eq!("[::1]".parse::<TlsServerName>().unwrap().as_str(), "::1");
+        for bad in ["", "a b", "sip.example.com\n", "é.example", "a..b", "[x]"] {
+            let e = bad.parse::<TlsServerName>().unwrap_err();
+            assert!(e.starts_with("sip_probe_server_name "), "{bad}: {e}");
+        }
+        let f = round_trips::<CaFile>("/etc/pdns-ha/ca.pem");
+        assert_eq!(f.path(), Path::new("/etc/pdns-ha/ca.pem"));
+        for bad in ["", "/etc/ca.pem\n", "a\tb"] {
+            assert!(
+                bad.parse::<CaFile>()
+                    .unwrap_err()
+                    .starts_with("sip_probe_ca ")
             );
         }
     }

@@ -82,6 +82,9 @@ pub enum Metric {
         /// result); not part of the metric line. Recorded with a stored
         /// health change (`store::events`).
         reason: Option<String>,
+        /// When the TLS certificate of a `tls:` probe's server expires (Unix
+        /// seconds); not part of the metric line.
+        cert_not_after: Option<i64>,
     },
 }
 
@@ -214,6 +217,7 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
                 ts: ts(f.get(3))?,
                 probe_rtt_ms: None,
                 reason: None,
+                cert_not_after: None,
             }))
         }
         _ => Err(format!(

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::answer::{self, Engine};
 use crate::cache::CacheStats;
+use crate::collector::tls::CERT_WARN_DAYS;
 use crate::metrics;
 use crate::net::Prefix;
 use crate::policy;
@@ -27,6 +28,15 @@ pub struct NodeStatus {
     pub health_since: Option<i64>,
     pub health_age_s: Option<i64>,
     pub probe_rtt_ms: Option<f64>,
+    /// What the collector's last SIP probe of the node found, in words
+    /// (why it failed: `TLS handshake failed: unknown CA …`).
+    pub probe_detail: Option<String>,
+    /// A `tls:` probe: when the server's certificate expires (Unix seconds),
+    /// and in how many whole days (negative once expired).
+    pub probe_cert_not_after: Option<i64>,
+    pub probe_cert_days_left: Option<i64>,
+    /// The certificate expires within `CERT_WARN_DAYS` (14) days, or has.
+    pub probe_cert_expiring: bool,
     pub drained: bool,
     pub sessions: Option<u32>,
     pub max_sessions: Option<u32>,
@@ -127,6 +137,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
     let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
     let hb = store.meta("collector_heartbeat")?;
     let answers = store.answer_counts()?;
+    let probes = store.probes()?;
     let latency_snapshot = snapshot_report(store, now)?;
     let mut nodes = Vec::new();
     for (i, n) in topo.nodes.iter().enumerate() {
@@ -134,6 +145,13 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
         let l = states.load.get(&n.id);
         let v = &views[i];
         let (fresh, all) = counts.latency_entries.get(&n.id).copied().unwrap_or((0, 0));
+        // As old as a health that still counts: a probe removed from the
+        // site, or a stopped collector, leaves no warning behind.
+        let p = probes
+            .get(&n.id)
+            .filter(|p| now - p.updated <= topo.policy.health_max_age_s);
+        let cert = p.and_then(|p| p.cert_not_after);
+        let days_left = cert.map(|at| (at - now).div_euclid(86_400));
         nodes.push(NodeStatus {
             name: n.def.name.clone(),
             host: n.def.host.clone(),
@@ -142,6 +160,10 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             health_since: h.map(|h| h.since),
             health_age_s: h.map(|h| now - h.updated),
             probe_rtt_ms: h.and_then(|h| h.probe_rtt_ms),
+            probe_detail: p.map(|p| p.detail.clone()),
+            probe_cert_not_after: cert,
+            probe_cert_days_left: days_left,
+            probe_cert_expiring: cert.is_some_and(|at| at - now < CERT_WARN_DAYS * 86_400),
             drained: v.drained,
             sessions: l.map(|l| l.sessions),
             max_sessions: n.def.max_sessions.or(l.map(|l| l.max_sessions)),
@@ -240,6 +262,29 @@ impl Status {
                 n.free_capacity.map_or("-".into(), |f| format!("{f:.0}")),
                 format!("{}/{}", n.latency_networks_fresh, n.latency_entries),
             ));
+        }
+        // Why a probe fails, and certificates about to expire.
+        for n in &self.nodes {
+            if n.health == "down"
+                && let Some(d) = &n.probe_detail
+            {
+                out.push(format!("  {}: {}", n.name, crate::text::escape_controls(d)));
+            }
+            if n.probe_cert_expiring
+                && let (Some(at), Some(days)) = (n.probe_cert_not_after, n.probe_cert_days_left)
+            {
+                out.push(format!(
+                    "  {}: WARNING: the TLS certificate {} {} ({})",
+                    n.name,
+                    if days < 0 { "expired" } else { "expires" },
+                    crate::clock::utc(at),
+                    if days < 0 {
+                        format!("{} days ago", -days)
+                    } else {
+                        format!("in {days} days")
+                    }
+                ));
+            }
         }
         out.push(format!("seen client networks: {}", self.seen_networks));
         for s in &self.top_seen_networks {
@@ -365,6 +410,12 @@ impl Status {
             "SIP OPTIONS round trip.",
             "gauge",
             opt_rows(&|n| n.probe_rtt_ms),
+        );
+        metric(
+            "node_probe_cert_expiry_seconds",
+            "When the TLS certificate of the node's tls: probe expires (Unix time of its notAfter).",
+            "gauge",
+            opt_rows(&|n| n.probe_cert_not_after.map(|t| t as f64)),
         );
         metric(
             "node_sessions",
@@ -750,5 +801,74 @@ impl Explain {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{ONE_NODE, TempDb};
+
+    fn status_now(store: &Store) -> Status {
+        let (site, ids) = store.load_site().unwrap();
+        status(store, &Topology::build(site, &ids, 1), None).unwrap()
+    }
+
+    fn node_status(store: &Store) -> NodeStatus {
+        status_now(store).nodes.remove(0)
+    }
+
+    #[test]
+    fn a_fresh_tls_probe_shows_its_certificate_and_a_stale_one_nothing() {
+        let db = TempDb::new("report-cert");
+        let mut store = db.apply(ONE_NODE);
+        let now = metrics::now();
+        let at = now + 3 * 86_400 + 600;
+        let health = metrics::Metric::Health {
+            node: "a".into(),
+            state: metrics::Health::Up,
+            ts: now,
+            probe_rtt_ms: Some(1.0),
+            reason: Some("SIP probe: tls:192.0.2.1:5061 answered 200".into()),
+            cert_not_after: Some(at),
+        };
+        store
+            .write_metrics(&[health], "collector", None, now)
+            .unwrap();
+        let n = node_status(&store);
+        assert_eq!(n.probe_cert_not_after, Some(at));
+        assert_eq!(n.probe_cert_days_left, Some(3));
+        assert!(n.probe_cert_expiring);
+        assert_eq!(
+            n.probe_detail.as_deref(),
+            Some("SIP probe: tls:192.0.2.1:5061 answered 200")
+        );
+        let s = status_now(&store);
+        assert!(
+            s.text().iter().any(
+                |l| l.starts_with("  a: WARNING: the TLS certificate expires")
+                    && l.ends_with("(in 3 days)")
+            ),
+            "{:?}",
+            s.text()
+        );
+        assert!(
+            s.prometheus().contains(&format!(
+                "pdns_ha_node_probe_cert_expiry_seconds{{node=\"a\"}} {at}\n"
+            )),
+            "{}",
+            s.prometheus()
+        );
+        // Older than health_max_age_s (60 s): not shown.
+        store
+            .conn
+            .execute("UPDATE probe SET updated = updated - 61", [])
+            .unwrap();
+        let n = node_status(&store);
+        assert_eq!(
+            (n.probe_cert_not_after, n.probe_detail.as_deref()),
+            (None, None)
+        );
+        assert!(!n.probe_cert_expiring);
     }
 }

@@ -12,7 +12,10 @@ use toml::Spanned;
 
 use crate::collector_config::CollectorConfig;
 use crate::dnsname;
-use crate::endpoint::{EslAddr, EslPassword, EslPasswordFile, SipTarget, SofiaProfile};
+use crate::endpoint::{
+    CaFile, EslAddr, EslPassword, EslPasswordFile, SipTarget, SofiaProfile, TlsServerName,
+    Transport,
+};
 use crate::metrics::Metric;
 use crate::net::Prefix;
 use crate::rdata;
@@ -154,6 +157,10 @@ pub struct Node {
     pub esl_password_file: Option<EslPasswordFile>,
     pub esl_profiles: Vec<SofiaProfile>,
     pub sip_probe: Option<SipTarget>,
+    /// The name a `tls:` probe checks the certificate for (`host` if none).
+    pub sip_probe_server_name: Option<TlsServerName>,
+    /// The CA a `tls:` probe trusts instead of the system's.
+    pub sip_probe_ca: Option<CaFile>,
     pub max_sessions: Option<u32>,
     /// Collector settings read back from the database that no longer parse
     /// (stored by an older version, or edited by hand): why, one per value,
@@ -165,7 +172,9 @@ pub struct Node {
 
 /// A node as stored (JSON in the database): the collector's values as text,
 /// each written by its type's `Display` and read back by the same parser
-/// as the site file's. The same fields, in the same order, as always.
+/// as the site file's. The same fields, in the same order, as always; the
+/// TLS probe's two, newer, are left out when not given (so a node without
+/// them is stored as before, and an older row reads back without them).
 #[derive(Serialize, Deserialize)]
 struct StoredNode {
     name: String,
@@ -178,6 +187,10 @@ struct StoredNode {
     esl_profiles: Vec<String>,
     sip_probe: Option<String>,
     max_sessions: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sip_probe_server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sip_probe_ca: Option<String>,
 }
 
 impl From<Node> for StoredNode {
@@ -191,6 +204,8 @@ impl From<Node> for StoredNode {
             esl_password_file: text(&n.esl_password_file),
             esl_profiles: n.esl_profiles.iter().map(|p| p.to_string()).collect(),
             sip_probe: text(&n.sip_probe),
+            sip_probe_server_name: text(&n.sip_probe_server_name),
+            sip_probe_ca: text(&n.sip_probe_ca),
             name: n.name,
             host: n.host,
             ipv4: n.ipv4,
@@ -215,6 +230,8 @@ impl From<StoredNode> for Node {
         let esl_password = typed(n.esl_password, &mut unusable);
         let esl_password_file = typed(n.esl_password_file, &mut unusable);
         let sip_probe = typed(n.sip_probe, &mut unusable);
+        let sip_probe_server_name = typed(n.sip_probe_server_name, &mut unusable);
+        let sip_probe_ca = typed(n.sip_probe_ca, &mut unusable);
         let esl_profiles = n
             .esl_profiles
             .into_iter()
@@ -230,6 +247,8 @@ impl From<StoredNode> for Node {
             esl_password_file,
             esl_profiles,
             sip_probe,
+            sip_probe_server_name,
+            sip_probe_ca,
             max_sessions: n.max_sessions,
             unusable,
         }
@@ -391,6 +410,8 @@ struct RawNode {
     esl_password_file: Option<Spanned<String>>,
     esl_profiles: Option<Vec<Spanned<String>>>,
     sip_probe: Option<Spanned<String>>,
+    sip_probe_server_name: Option<Spanned<String>>,
+    sip_probe_ca: Option<Spanned<String>>,
     max_sessions: Option<u32>,
 }
 
@@ -628,6 +649,16 @@ fn build(raw: RawSite) -> BuildResult<Site> {
         let esl_password = opt_value::<EslPassword>(&name, &n.esl_password)?;
         let esl_password_file = opt_value::<EslPasswordFile>(&name, &n.esl_password_file)?;
         let sip_probe = opt_value::<SipTarget>(&name, &n.sip_probe)?;
+        let sip_probe_server_name = opt_value::<TlsServerName>(&name, &n.sip_probe_server_name)?;
+        let sip_probe_ca = opt_value::<CaFile>(&name, &n.sip_probe_ca)?;
+        let tls = sip_probe
+            .as_ref()
+            .is_some_and(|p| p.transport == Transport::Tls);
+        if !tls && (sip_probe_server_name.is_some() || sip_probe_ca.is_some()) {
+            return Err(err(
+                "sip_probe_server_name and sip_probe_ca are for a TLS probe: give sip_probe = \"tls:HOST:PORT\" too".into(),
+            ));
+        }
         let esl_profiles = match &n.esl_profiles {
             None => SofiaProfile::defaults(),
             Some(ps) => ps
@@ -646,6 +677,8 @@ fn build(raw: RawSite) -> BuildResult<Site> {
             esl_password_file,
             esl_profiles,
             sip_probe,
+            sip_probe_server_name,
+            sip_probe_ca,
             max_sessions: n.max_sessions,
             unusable: Vec::new(),
         });
@@ -1065,6 +1098,7 @@ prefer = ["van1"]
             ts,
             probe_rtt_ms: None,
             reason: None,
+            cert_not_after: None,
         };
         assert_eq!(p.too_old(&health(now - 60), now), None);
         assert!(
@@ -1307,6 +1341,46 @@ prefer = ["van1"]
             json,
             r#"{"name":"mtl1","host":"mtl1.voip.example.com","ipv4":["198.51.100.10"],"ipv6":["2001:db8:10::10"],"esl":"198.51.100.10:8021","esl_password":"ClueCon","esl_password_file":null,"esl_profiles":["internal","external"],"sip_probe":"udp:[2001:db8::10]:5060","max_sessions":1000}"#
         );
+    }
+
+    #[test]
+    fn tls_probe_keys_parse_store_and_read_back() {
+        let text = EXAMPLE.replacen(
+            "sip_probe = \"udp:198.51.100.10:5060\"",
+            "sip_probe = \"tls:198.51.100.10:5061\"\nsip_probe_server_name = \"sip.example.com\"\nsip_probe_ca = \"/etc/pdns-ha/sip-ca.pem\"",
+            1,
+        );
+        let site = parse("site.toml", &text).unwrap();
+        let node = &site.nodes[0];
+        assert_eq!(node.sip_probe.as_ref().unwrap().transport, Transport::Tls);
+        assert_eq!(
+            node.sip_probe_server_name.as_ref().unwrap().as_str(),
+            "sip.example.com"
+        );
+        assert_eq!(
+            node.sip_probe_ca.as_ref().unwrap().as_str(),
+            "/etc/pdns-ha/sip-ca.pem"
+        );
+        let json = serde_json::to_string(node).unwrap();
+        assert!(
+            json.ends_with(r#""max_sessions":1000,"sip_probe_server_name":"sip.example.com","sip_probe_ca":"/etc/pdns-ha/sip-ca.pem"}"#),
+            "{json}"
+        );
+        let back: Node = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, node);
+        // Without them a node is stored as before (the test above).
+        let plain = serde_json::to_string(&parse("site.toml", EXAMPLE).unwrap().nodes[0]).unwrap();
+        assert!(!plain.contains("sip_probe_ca"), "{plain}");
+        // Refused: a bad name, an empty path, and either key without a TLS probe.
+        for (from, to, want) in [
+            ("\"sip.example.com\"", "\"a b\"", "sip_probe_server_name"),
+            ("\"/etc/pdns-ha/sip-ca.pem\"", "\"\"", "sip_probe_ca"),
+        ] {
+            let e = err_of(&text.replacen(from, to, 1));
+            assert!(e.contains(want) && e.starts_with("site.toml:"), "{e}");
+        }
+        let e = err_of(&text.replacen("tls:198.51.100.10:5061", "udp:198.51.100.10:5060", 1));
+        assert!(e.contains("are for a TLS probe"), "{e}");
     }
 
     #[test]

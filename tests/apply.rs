@@ -331,7 +331,7 @@ esl_profiles = [\"internal\"]
         (
             "sip_probe = \"udp:192.0.2.1:5060\"",
             "sip_probe = \"udp:a b:5060\"",
-            "sip_probe 'udp:a b:5060' must be udp:HOST:PORT or tcp:HOST:PORT",
+            "sip_probe 'udp:a b:5060' must be udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT",
         ),
         (
             "sip_probe = \"udp:192.0.2.1:5060\"",

@@ -310,6 +310,7 @@ fn esl_target(node: &str, fake: &FakeEsl, password: &str) -> Target {
             password.parse().unwrap(),
         )),
         sip_probe: None,
+        sip_tls: None,
     }
 }
 
@@ -460,6 +461,7 @@ fn run_collects_load_latency_and_health_from_two_nodes() {
     }
     let ta = Target {
         sip_probe: Some(sip.probe_spec().parse().unwrap()),
+        sip_tls: None,
         ..esl_target("a", &a, "ClueCon")
     };
     let rec = Recorder::default();
@@ -688,6 +690,7 @@ fn run_applies_reloaded_targets() {
     );
     let tb = Target {
         sip_probe: Some(sip.probe_spec().parse().unwrap()),
+        sip_tls: None,
         ..tb
     };
     // Shared "site": the test edits it, reload hands out changes once.

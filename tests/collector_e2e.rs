@@ -456,7 +456,7 @@ fn a_stored_probe_that_no_longer_parses_is_logged_and_the_rest_goes_on() {
     let log = c.log();
     assert!(
         log.contains(&format!(
-            "node kam: stored setting not used: sip_probe 'udp:a b:{port}' must be udp:HOST:PORT or tcp:HOST:PORT"
+            "node kam: stored setting not used: sip_probe 'udp:a b:{port}' must be udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT"
         )) && log.contains("correct the site file and run `pdns-ha apply`"),
         "{log}"
     );

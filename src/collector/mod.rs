@@ -1,8 +1,9 @@
 //! The collector behind `pdns-ha collect`: it measures the fleet and hands
 //! samples to a [`MetricSink`]. It owns the FreeSWITCH event-socket client
 //! (load from HEARTBEAT / `api status`, registration ping times from `sofia
-//! xmlstatus`), SIP OPTIONS health probes with up/down hysteresis, and the
-//! single writer loop that batches samples. It owns no storage, CLI or site
+//! xmlstatus`), SIP OPTIONS health probes (UDP, TCP, TLS) with up/down
+//! hysteresis, and the single writer loop that batches samples. It owns no
+//! storage, CLI or site
 //! file parsing: the caller passes [`CollectorConfig`] and [`Target`]s in,
 //! their values already parsed (`crate::endpoint`, `crate::collector_config`).
 
@@ -12,6 +13,7 @@ pub mod health;
 mod run;
 pub mod sip;
 pub mod stats;
+pub mod tls;
 
 pub use crate::collector_config::CollectorConfig;
 pub use crate::endpoint::{EslAddr, EslPassword, SipTarget, SofiaProfile};
@@ -19,6 +21,7 @@ pub use esl::{EslClient, EslError};
 pub use health::{HealthTracker, ProbeResult, Transition};
 pub use sip::ProbeOutcome;
 pub use stats::CollectorStats;
+pub use tls::TlsProbe;
 
 /// Where the collector writes. One call = one short transaction; Err means
 /// nothing of the batch was stored, so the caller keeps it and retries next
@@ -56,6 +59,9 @@ pub struct Target {
     pub node: String,
     pub esl: Option<EslTarget>,
     pub sip_probe: Option<SipTarget>,
+    /// For a `tls:` probe: the name and CAs it checks the certificate with,
+    /// loaded with the site by `pdns-ha collect` (once per site load).
+    pub sip_tls: Option<TlsProbe>,
 }
 
 /// Runs until `stop` is set (SIGTERM/SIGINT handling is the caller's).

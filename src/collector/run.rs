@@ -17,8 +17,9 @@ use log::{debug, error, info, warn};
 use super::esl::{EslClient, EslError};
 use super::freeswitch;
 use super::health::HealthTracker;
-use super::sip::{self, ProbeOutcome, SipTarget};
+use super::sip::{self, ProbeOutcome, Probed, SipTarget};
 use super::stats::CollectorStats;
+use super::tls::{self, TlsProbe};
 use super::{CollectorConfig, EslTarget, MetricSink, Target};
 use crate::metrics::{Health, Metric, now};
 use crate::net::Prefix;
@@ -223,10 +224,13 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
+/// One node's probe: its target and, for `tls:`, its TLS settings.
+type NodeProbe = (String, SipTarget, Option<TlsProbe>);
+
 #[derive(Clone, Default)]
 struct ProbePlan {
     config: CollectorConfig,
-    targets: Vec<(String, SipTarget)>,
+    targets: Vec<NodeProbe>,
 }
 
 struct Fleet {
@@ -290,20 +294,20 @@ impl Fleet {
         for t in targets {
             if !self.nodes.insert(t.node.clone()) {
                 warn!("node {} is listed twice; using its last entry", t.node);
-                probes.retain(|(n, _): &(String, SipTarget)| *n != t.node);
+                probes.retain(|(n, _, _): &NodeProbe| *n != t.node);
             }
             if let Some(e) = t.esl {
                 esl.insert(t.node.clone(), e);
             }
             if let Some(p) = t.sip_probe {
-                probes.push((t.node.clone(), p));
+                probes.push((t.node.clone(), p, t.sip_tls));
             }
         }
         self.stats.set_nodes(self.nodes.iter().map(|n| {
             (
                 n.as_str(),
                 esl.contains_key(n),
-                probes.iter().any(|(p, _)| p == n),
+                probes.iter().any(|(p, _, _)| p == n),
             )
         }));
         self.apply_workers(esl, restart_all);
@@ -431,6 +435,8 @@ struct NodeHealth {
     target: SipTarget,
     thresholds: (u32, u32),
     tracker: HealthTracker,
+    /// The certificate expiry last warned about (once per certificate).
+    cert_warned: Option<i64>,
 }
 
 fn prober_loop(
@@ -443,16 +449,19 @@ fn prober_loop(
     while !stop.load(Ordering::SeqCst) {
         let round_start = Instant::now();
         let ProbePlan { config, targets } = lock(&plan).clone();
-        let sips: Vec<SipTarget> = targets.iter().map(|(_, s)| s.clone()).collect();
-        let outcomes = sip::probe_all(&sips, config.probe_timeout());
+        let sips: Vec<(SipTarget, Option<TlsProbe>)> = targets
+            .iter()
+            .map(|(_, s, tls)| (s.clone(), tls.clone()))
+            .collect();
+        let probed = sip::probe_all_with(&sips, config.probe_timeout());
         let ts = now();
-        for ((node, target), outcome) in targets.iter().zip(outcomes) {
-            stats.probe(node, &outcome);
-            if let Some(m) = record_probe(&mut health, &config, node, target, &outcome, ts) {
+        for ((node, target, _), p) in targets.iter().zip(probed) {
+            stats.probe(node, &p.outcome);
+            if let Some(m) = record_probe(&mut health, &config, node, target, &p, ts) {
                 let _ = tx.send(m);
             }
         }
-        health.retain(|node, _| targets.iter().any(|(n, _)| n == node));
+        health.retain(|node, _| targets.iter().any(|(n, _, _)| n == node));
         let next = round_start + config.probe_interval();
         if sleep_or_stop(next.saturating_duration_since(Instant::now()), &stop) {
             break;
@@ -467,9 +476,10 @@ fn record_probe(
     config: &CollectorConfig,
     node: &str,
     target: &SipTarget,
-    outcome: &ProbeOutcome,
+    probed: &Probed,
     ts: i64,
 ) -> Option<Metric> {
+    let outcome = &probed.outcome;
     let thresholds = (config.down_after, config.up_after);
     let h = health
         .entry(node.to_string())
@@ -477,20 +487,38 @@ fn record_probe(
             target: target.clone(),
             thresholds,
             tracker: HealthTracker::new(thresholds.0, thresholds.1),
+            cert_warned: None,
         });
     if h.target != *target || h.thresholds != thresholds {
         *h = NodeHealth {
             target: target.clone(),
             thresholds,
             tracker: HealthTracker::new(thresholds.0, thresholds.1),
+            cert_warned: None,
         };
     }
+    if let Some(at) = probed.cert_not_after
+        && at - ts < tls::CERT_WARN_DAYS * 86_400
+        && h.cert_warned != Some(at)
+    {
+        h.cert_warned = Some(at);
+        warn!(
+            "node {node}: the TLS certificate of {target} {} {}",
+            if at <= ts { "expired" } else { "expires" },
+            crate::clock::utc(at)
+        );
+    }
     let change = h.tracker.observe(outcome.result());
+    let cert = probed.cert_not_after.map_or(String::new(), |at| {
+        format!(" (certificate valid until {})", crate::clock::utc(at))
+    });
     let detail = match outcome {
         ProbeOutcome::Answered { status, rtt_ms } => {
-            format!("{target} answered {status} in {rtt_ms:.1} ms")
+            format!("{target} answered {status} in {rtt_ms:.1} ms{cert}")
         }
-        ProbeOutcome::Overloaded { rtt_ms } => format!("{target} answered 503 in {rtt_ms:.1} ms"),
+        ProbeOutcome::Overloaded { rtt_ms } => {
+            format!("{target} answered 503 in {rtt_ms:.1} ms{cert}")
+        }
         ProbeOutcome::Failed(why) => format!(
             "{why} ({} failure(s) not yet forgiven by answers in a row)",
             h.tracker.failures()
@@ -508,8 +536,10 @@ fn record_probe(
         state,
         ts,
         probe_rtt_ms: outcome.rtt_ms(),
-        // Kept in the log if the store sees a change (store::events).
+        // Kept in the log if the store sees a change (store::events), and
+        // as the node's last probe (status).
         reason: Some(format!("SIP probe: {detail}")),
+        cert_not_after: probed.cert_not_after,
     })
 }
 
@@ -737,5 +767,80 @@ impl WorkerCtx {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_sample_carries_its_reason_and_certificate_expiry() {
+        let mut health = HashMap::new();
+        let config = CollectorConfig {
+            down_after: 2,
+            up_after: 1,
+            ..CollectorConfig::default()
+        };
+        let target: SipTarget = "tls:127.0.0.1:5061".parse().unwrap();
+        let ts = 1_800_000_000;
+        let answered = Probed {
+            outcome: ProbeOutcome::Answered {
+                status: 200,
+                rtt_ms: 2.5,
+            },
+            cert_not_after: Some(ts + 5 * 86_400),
+        };
+        let Some(Metric::Health {
+            state,
+            reason,
+            cert_not_after,
+            probe_rtt_ms,
+            ..
+        }) = record_probe(&mut health, &config, "a", &target, &answered, ts)
+        else {
+            panic!("an answer gives a health sample");
+        };
+        assert_eq!(state, Health::Up);
+        assert_eq!(probe_rtt_ms, Some(2.5));
+        assert_eq!(cert_not_after, Some(ts + 5 * 86_400));
+        assert_eq!(
+            reason.unwrap(),
+            "SIP probe: tls:127.0.0.1:5061 answered 200 in 2.5 ms (certificate valid until 2027-01-20 08:00:00Z)"
+        );
+        // Warned once per certificate.
+        assert_eq!(health["a"].cert_warned, Some(ts + 5 * 86_400));
+        // A refused handshake: down after down_after, the reason and the
+        // expiry learnt from the refusal kept.
+        let expired = Probed {
+            outcome: ProbeOutcome::Failed(
+                "tls:127.0.0.1:5061: TLS handshake failed: certificate expired".into(),
+            ),
+            cert_not_after: Some(ts - 86_400),
+        };
+        let first = record_probe(&mut health, &config, "a", &target, &expired, ts + 1);
+        assert!(matches!(
+            first,
+            Some(Metric::Health {
+                state: Health::Up,
+                ..
+            })
+        ));
+        let Some(Metric::Health {
+            state,
+            reason,
+            cert_not_after,
+            ..
+        }) = record_probe(&mut health, &config, "a", &target, &expired, ts + 2)
+        else {
+            panic!("a known state gives a health sample");
+        };
+        assert_eq!(state, Health::Down);
+        assert_eq!(cert_not_after, Some(ts - 86_400));
+        assert!(
+            reason
+                .unwrap()
+                .contains("TLS handshake failed: certificate expired"),
+        );
     }
 }

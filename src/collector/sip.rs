@@ -1,7 +1,9 @@
-//! SIP OPTIONS health probe over UDP and TCP (RFC 3261): builds a well-formed
-//! request with a fresh branch, tag and Call-ID, matches the response by
-//! branch and Call-ID, and turns it into an outcome with the round-trip time.
-//! [`probe_all`] runs one thread per target so timeouts never add up.
+//! SIP OPTIONS health probe over UDP, TCP and TLS (RFC 3261; TLS by
+//! [`super::tls`]): builds a well-formed request with a fresh branch, tag
+//! and Call-ID, matches the response by branch and Call-ID, and turns it
+//! into an outcome with the round-trip time. One deadline covers the
+//! connection, the TLS handshake and the exchange. [`probe_all`] runs one
+//! thread per target so timeouts never add up.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::health::ProbeResult;
+use super::tls::{self, TlsProbe};
 
 /// Largest SIP message read over TCP before giving up on the stream.
 const MAX_TCP_MESSAGE: usize = 64 * 1024;
@@ -49,17 +52,55 @@ impl ProbeOutcome {
     }
 }
 
+/// What one probe found, with what a TLS probe learnt of the certificate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probed {
+    pub outcome: ProbeOutcome,
+    /// The server certificate's `notAfter` (Unix seconds): after a
+    /// handshake, or from a handshake refused for an expired certificate.
+    pub cert_not_after: Option<i64>,
+}
+
+impl Probed {
+    fn failed(why: String) -> Probed {
+        Probed {
+            outcome: ProbeOutcome::Failed(why),
+            cert_not_after: None,
+        }
+    }
+}
+
 /// Probes every target at once (one short-lived thread each); outcomes in
 /// the order of `targets`. Takes about `timeout` at most.
 pub fn probe_all(targets: &[SipTarget], timeout: Duration) -> Vec<ProbeOutcome> {
+    in_threads(targets, |t| probe(t, timeout), ProbeOutcome::Failed)
+}
+
+/// [`probe_all`] with each target's TLS settings (for `tls:` targets).
+pub fn probe_all_with(targets: &[(SipTarget, Option<TlsProbe>)], timeout: Duration) -> Vec<Probed> {
+    in_threads(
+        targets,
+        |(t, tls)| probe_with(t, tls.as_ref(), timeout),
+        Probed::failed,
+    )
+}
+
+/// `f` of every item, each in a thread of its own; `failed` says what a
+/// thread that could not start or panicked found.
+fn in_threads<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+    failed: fn(String) -> R,
+) -> Vec<R> {
+    let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = targets
+        let handles: Vec<_> = items
             .iter()
             .map(|t| {
                 std::thread::Builder::new()
                     .name("sip-probe".into())
                     .stack_size(PROBE_STACK)
-                    .spawn_scoped(s, move || probe(t, timeout))
+                    .spawn_scoped(s, move || f(t))
             })
             .collect();
         handles
@@ -67,25 +108,49 @@ pub fn probe_all(targets: &[SipTarget], timeout: Duration) -> Vec<ProbeOutcome> 
             .map(|h| match h {
                 Ok(h) => h
                     .join()
-                    .unwrap_or_else(|_| ProbeOutcome::Failed("probe thread panicked".into())),
-                Err(e) => ProbeOutcome::Failed(format!("cannot start a probe thread: {e}")),
+                    .unwrap_or_else(|_| failed("probe thread panicked".into())),
+                Err(e) => failed(format!("cannot start a probe thread: {e}")),
             })
             .collect()
     })
 }
 
-/// Sends one OPTIONS to `target` and waits up to `timeout` for a final response.
+/// Sends one OPTIONS to `target` and waits up to `timeout` for a final
+/// response (a `tls:` target fails: it needs [`probe_with`]).
 pub fn probe(target: &SipTarget, timeout: Duration) -> ProbeOutcome {
+    probe_with(target, None, timeout).outcome
+}
+
+/// [`probe`], over TLS with `tls` for a `tls:` target. The connection, the
+/// handshake and the exchange all end by `timeout`.
+pub fn probe_with(target: &SipTarget, tls: Option<&TlsProbe>, timeout: Duration) -> Probed {
     let deadline = Instant::now() + timeout;
     let addr = match resolve(target) {
         Ok(a) => a,
-        Err(e) => return ProbeOutcome::Failed(e),
+        Err(e) => return Probed::failed(e),
     };
-    let r = match target.transport {
-        Transport::Udp => probe_udp(target, addr, deadline),
-        Transport::Tcp => probe_tcp(target, addr, deadline),
+    let mut cert_not_after = None;
+    let r = match (target.transport, tls) {
+        (Transport::Udp, _) => probe_udp(target, addr, deadline),
+        (Transport::Tcp, _) => probe_tcp(target, addr, deadline),
+        (Transport::Tls, Some(tls)) => {
+            probe_tls(target, addr, tls, deadline, timeout, &mut cert_not_after)
+        }
+        (Transport::Tls, None) => {
+            return Probed::failed(format!("{target}: no TLS settings for this probe"));
+        }
     };
-    r.unwrap_or_else(|e| ProbeOutcome::Failed(describe_io(&e, target, timeout)))
+    let outcome = r.unwrap_or_else(|e| match tls::describe(&e) {
+        Some((why, at)) => {
+            cert_not_after = cert_not_after.or(at);
+            ProbeOutcome::Failed(format!("{target}: TLS handshake failed: {why}"))
+        }
+        None => ProbeOutcome::Failed(describe_io(&e, target, timeout)),
+    });
+    Probed {
+        outcome,
+        cert_not_after,
+    }
 }
 
 fn resolve(target: &SipTarget) -> Result<SocketAddr, String> {
@@ -103,7 +168,7 @@ fn describe_io(e: &io::Error, target: &SipTarget, timeout: Duration) -> String {
         }
         io::ErrorKind::ConnectionRefused => match target.transport {
             Transport::Udp => format!("{target}: port unreachable (ICMP), nothing listens there"),
-            Transport::Tcp => format!("{target}: connection refused"),
+            Transport::Tcp | Transport::Tls => format!("{target}: connection refused"),
         },
         _ => format!("{target}: {e}"),
     }
@@ -130,9 +195,67 @@ fn probe_tcp(target: &SipTarget, addr: SocketAddr, deadline: Instant) -> io::Res
     let mut stream = TcpStream::connect_timeout(&addr, remaining(deadline)?)?;
     stream.set_nodelay(true)?;
     let req = Request::new(target, stream.local_addr()?);
-    stream.set_write_timeout(Some(remaining(deadline)?))?;
+    exchange(&mut stream, &req, deadline)
+}
+
+/// Connects, does the TLS handshake (noting the certificate's expiry in
+/// `cert_not_after`), then exchanges the OPTIONS as over TCP.
+fn probe_tls(
+    target: &SipTarget,
+    addr: SocketAddr,
+    tls: &TlsProbe,
+    deadline: Instant,
+    timeout: Duration,
+    cert_not_after: &mut Option<i64>,
+) -> io::Result<ProbeOutcome> {
+    let tcp = TcpStream::connect_timeout(&addr, remaining(deadline)?)?;
+    tcp.set_nodelay(true)?;
+    let local = tcp.local_addr()?;
+    let mut stream = match tls::handshake(tls, tcp, deadline) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(ProbeOutcome::Failed(format!(
+                "{target}: no TLS handshake within {} ms (not a TLS server, or too slow)",
+                timeout.as_millis()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    *cert_not_after = stream.cert_not_after();
+    let req = Request::new(target, local);
+    exchange(&mut stream, &req, deadline)
+}
+
+/// A byte stream whose reads and writes time out.
+trait Timed: Read + Write {
+    fn set_timeout(&mut self, d: Duration) -> io::Result<()>;
+}
+
+impl Timed for TcpStream {
+    fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Timed for tls::TlsStream {
+    fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
+        tls::TlsStream::set_timeout(self, d)
+    }
+}
+
+/// Sends `req` on a stream (TCP or TLS) and reads messages until its final
+/// response, by `deadline`.
+fn exchange(stream: &mut impl Timed, req: &Request, deadline: Instant) -> io::Result<ProbeOutcome> {
+    stream.set_timeout(remaining(deadline)?)?;
     let start = Instant::now();
     stream.write_all(req.text.as_bytes())?;
+    stream.flush()?;
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -148,7 +271,7 @@ fn probe_tcp(target: &SipTarget, addr: SocketAddr, deadline: Instant) -> io::Res
                 "oversized SIP message",
             ));
         }
-        stream.set_read_timeout(Some(remaining(deadline)?))?;
+        stream.set_timeout(remaining(deadline)?)?;
         match stream.read(&mut buf)? {
             0 => {
                 return Err(io::Error::new(
@@ -197,6 +320,7 @@ impl Request {
         let (via_t, uri_param) = match target.transport {
             Transport::Udp => ("UDP", ""),
             Transport::Tcp => ("TCP", ";transport=tcp"),
+            Transport::Tls => ("TLS", ";transport=tls"),
         };
         let ruri = format!("sip:{}:{}{uri_param}", uri_host(&target.host), target.port);
         let text = format!(

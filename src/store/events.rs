@@ -125,7 +125,7 @@ pub(crate) fn record(
 }
 
 /// `s` cut to at most `max` bytes at a character boundary, marked with `…`.
-fn cut(s: &str, max: usize) -> String {
+pub(crate) fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

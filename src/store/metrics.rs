@@ -210,6 +210,7 @@ impl Store {
                         ts,
                         probe_rtt_ms,
                         reason,
+                        cert_not_after,
                     } => {
                         let old: Option<(String, i64)> = health_old
                             .query_row([node_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -239,6 +240,10 @@ impl Store {
                         ])?;
                         if newer && changed {
                             out.health_changes.push((node.clone(), *state));
+                        }
+                        // The collector's samples say what the probe found.
+                        if let Some(r) = reason {
+                            super::probes::record(&tx, node_id, r, *cert_not_after, *ts)?;
                         }
                     }
                 }
@@ -482,6 +487,7 @@ mod tests {
             ts,
             probe_rtt_ms: None,
             reason: None,
+            cert_not_after: None,
         };
         let o = s
             .write_metrics(

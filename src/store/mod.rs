@@ -9,6 +9,7 @@ mod apply;
 mod cache_stats;
 pub mod events;
 mod metrics;
+mod probes;
 pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -27,6 +28,7 @@ pub use events::{Event, EventKind};
 pub use metrics::{
     HealthRow, LatencyRow, LoadRow, NodeStateRows, SeenRow, StatusCounts, WriteOutcome,
 };
+pub use probes::ProbeRow;
 pub use snapshot::{Counters, Publisher};
 
 /// The schema version this build reads and writes.
@@ -283,6 +285,7 @@ impl Store {
         // Added without a schema version: older version-1 databases get it here.
         self.conn.execute_batch(cache_stats::CACHE_STATS_TABLE)?;
         self.conn.execute_batch(metrics::ANSWER_COUNT_TABLE)?;
+        self.conn.execute_batch(probes::PROBES_TABLE)?;
         Ok(())
     }
 

@@ -229,6 +229,7 @@ nodes = ["a", "b"]
             ts: now,
             probe_rtt_ms: rtt,
             reason: Some("test <&>".to_string()),
+            cert_not_after: None,
         };
         let load = |node: &str, sessions, max| Metric::Load {
             node: node.into(),

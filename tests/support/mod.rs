@@ -13,6 +13,7 @@ pub mod lossy_udp;
 pub mod memcached;
 pub mod pdns;
 pub mod sip_responder;
+pub mod test_ca;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
