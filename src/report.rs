@@ -124,7 +124,10 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
     let now = metrics::now();
     let states = store.node_states()?;
     let views = answer::node_views(topo, &states, now);
-    let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
+    let counts = store.status_counts(
+        now - topo.policy.latency_max_age_s,
+        now - topo.policy.quality_max_age_s,
+    )?;
     let hb = store.meta("collector_heartbeat")?;
     let answers = store.answer_counts()?;
     let latency_snapshot = snapshot_report(store, now)?;
