@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use log::{debug, error, info, warn};
 
-use super::esl::{EslClient, EslError};
+use super::esl::{EslClient, EslError, Event};
 use super::freeswitch;
 use super::health::HealthTracker;
 use super::sip::{self, ProbeOutcome, SipTarget};
@@ -587,7 +587,7 @@ impl WorkerCtx {
         )
         .with_context(|| self.context())?;
         client
-            .subscribe("HEARTBEAT")
+            .subscribe("HEARTBEAT CHANNEL_HANGUP_COMPLETE")
             .with_context(|| self.context())?;
         info!(
             "node {}: connected to FreeSWITCH event socket {}",
@@ -599,6 +599,7 @@ impl WorkerCtx {
         let mut load_due = Instant::now();
         let mut reg_due = Instant::now();
         let mut heartbeats = 0u64;
+        let mut bad_log = (None, 0u64);
         loop {
             if self.stopped() {
                 client.exit();
@@ -626,16 +627,53 @@ impl WorkerCtx {
                 .saturating_duration_since(Instant::now())
                 .min(EVENT_WAIT);
             let event = client.next_event(wait).with_context(|| self.context())?;
-            if let Some(ev) = event.filter(|e| e.name() == "HEARTBEAT") {
-                match freeswitch::heartbeat_load(|n| ev.header(n)) {
+            let Some(ev) = event else { continue };
+            match ev.name() {
+                "HEARTBEAT" => match freeswitch::heartbeat_load(|n| ev.header(n)) {
                     Ok(load) => {
                         heartbeats += 1;
                         self.send_load(load);
                         load_due = Instant::now() + c.heartbeat_wait();
                     }
                     Err(e) => warn!("node {}: ignoring a HEARTBEAT: {e}", self.node),
+                },
+                "CHANNEL_HANGUP_COMPLETE" => self.hangup(&ev, &mut bad_log),
+                _ => {}
+            }
+        }
+    }
+
+    /// A hang-up event: a call quality sample for an inbound call that
+    /// received media; anything else is counted, a bad one logged (at most
+    /// every 10 s per node, with the number since the last log).
+    fn hangup(&self, ev: &Event, bad_log: &mut (Option<Instant>, u64)) {
+        let q = freeswitch::hangup_quality(|n| ev.header(n));
+        self.stats.hangup(&self.node, q.as_ref().err());
+        match q {
+            Ok(q) => self.send(Metric::Quality {
+                node: self.node.clone(),
+                client: Prefix::host(q.client),
+                mos: q.mos,
+                loss_pct: q.loss_pct,
+                jitter_ms: q.jitter_ms,
+                ts: now(),
+            }),
+            Err(freeswitch::NoQuality::Bad(why)) => {
+                bad_log.1 += 1;
+                if bad_log
+                    .0
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                {
+                    warn!(
+                        "node {}: ignoring {} hang-up event(s) without a usable call quality; last: {why} (Unique-ID {})",
+                        self.node,
+                        bad_log.1,
+                        ev.header("Unique-ID").unwrap_or("-")
+                    );
+                    *bad_log = (Some(Instant::now()), 0);
                 }
             }
+            Err(_) => {}
         }
     }
 

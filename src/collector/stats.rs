@@ -100,6 +100,21 @@ pub struct EslStats {
     pub open: u32,
     /// Connections lost or refused, each followed by a reconnect.
     pub reconnects: u64,
+    /// Hang-up events (CHANNEL_HANGUP_COMPLETE) by what became of them.
+    pub hangups: HangupCounts,
+}
+
+/// Hang-up events of one node, by outcome.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct HangupCounts {
+    /// Turned into a call quality sample.
+    pub sampled: u64,
+    /// Not inbound (another leg of a call).
+    pub not_inbound: u64,
+    /// No audio through this server.
+    pub no_media: u64,
+    /// Ignored: a field missing or not believable.
+    pub bad: u64,
 }
 
 impl EslStats {
@@ -223,6 +238,21 @@ impl CollectorStats {
         self.with_node(node, |n| {
             if let Some(e) = n.esl.as_mut() {
                 e.reconnects += 1;
+            }
+        });
+    }
+
+    /// What became of a hang-up event of `node`: a sample, or why not.
+    pub fn hangup(&self, node: &str, none: Option<&super::freeswitch::NoQuality>) {
+        use super::freeswitch::NoQuality;
+        self.with_node(node, |n| {
+            let Some(e) = n.esl.as_mut() else { return };
+            let h = &mut e.hangups;
+            match none {
+                None => h.sampled += 1,
+                Some(NoQuality::NotInbound) => h.not_inbound += 1,
+                Some(NoQuality::NoMedia) => h.no_media += 1,
+                Some(NoQuality::Bad(_)) => h.bad += 1,
             }
         });
     }
