@@ -416,4 +416,42 @@ prefer = ["c"]
         }
         assert!(found > 3000, "the clients hit the data ({found} entries)");
     }
+
+    #[test]
+    fn quality_entries_come_from_the_most_specific_aggregate_with_enough_calls() {
+        // For the client 198.51.7.0/24 with 3 calls needed: a has 3 calls in
+        // its /24; b 1 call in the /24 (too few) and 3 in the /16; c 3 calls
+        // in the named network (another /24); d none.
+        let mut lines = String::new();
+        for _ in 0..3 {
+            lines.push_str("quality a 198.51.7.1 4.4 0.5 3\n");
+            lines.push_str("quality b 198.51.200.1 3.0\n");
+            lines.push_str("quality c 198.51.9.1 3.5\n");
+        }
+        lines.push_str("quality b 198.51.7.9 1.5\n");
+        let (_db, s, topo) = setup("read-quality", &lines);
+        let now = crate::metrics::now();
+        let (aggs, _) = aggregates(&topo, &"198.51.7.0/24".parse().unwrap());
+        let cands = &topo.services[0].candidates;
+        let mut e = Vec::new();
+        read_quality_into(&s, &topo, cands, &aggs, now - 3600, 3, now, &mut e).unwrap();
+        let got: Vec<Option<(u8, f64, i64)>> = e
+            .iter()
+            .map(|x| x.map(|x| (x.quality.prefix_len, x.quality.mos, x.calls)))
+            .collect();
+        assert_eq!(got[0], Some((24, 4.4, 3)));
+        assert_eq!(e[0].unwrap().loss_pct, Some(0.5));
+        assert_eq!(e[0].unwrap().jitter_ms, Some(3.0));
+        let b = got[1].unwrap();
+        assert_eq!((b.0, b.2), (16, 4), "b: the /16 ({b:?})");
+        assert_eq!(got[2], Some((20, 3.5, 3)), "c: the named network");
+        assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
+        assert_eq!(got[3], None);
+        // One call is enough: b's own /24.
+        read_quality_into(&s, &topo, cands, &aggs, now - 3600, 1, now, &mut e).unwrap();
+        assert_eq!(e[1].unwrap().quality.prefix_len, 24);
+        // Too old: none.
+        read_quality_into(&s, &topo, cands, &aggs, now + 1, 1, now, &mut e).unwrap();
+        assert!(e.iter().all(Option::is_none));
+    }
 }
