@@ -50,24 +50,6 @@ fn no_media(ip: &str) -> Hangup {
     }
 }
 
-/// The SRV targets' node names grouped by priority, best first.
-fn tiers(d: &Dig) -> Vec<Vec<String>> {
-    let mut out: Vec<(u16, Vec<String>)> = Vec::new();
-    for s in d.srvs() {
-        let node = s.target.split('.').next().unwrap_or("").to_string();
-        match out.last_mut() {
-            Some((p, v)) if *p == s.priority => v.push(node),
-            _ => out.push((s.priority, vec![node])),
-        }
-    }
-    out.into_iter()
-        .map(|(_, mut v)| {
-            v.sort();
-            v
-        })
-        .collect()
-}
-
 /// Asks the service with ECS `subnet` until its tiers are `want`.
 #[track_caller]
 fn wait_answer(pdns: &Pdns, subnet: &str, want: &[&[&str]]) -> Dig {
@@ -81,10 +63,10 @@ fn wait_answer(pdns: &Pdns, subnet: &str, want: &[&[&str]]) -> Dig {
         SOON,
         || {
             let d = pdns.dig(&[SVC, "SRV", &ecs]);
-            if d.status == "NOERROR" && tiers(&d) == want {
+            if d.status == "NOERROR" && d.srv_tiers() == want {
                 Ok(d)
             } else {
-                Err(format!("{:?} {:?}\n{d}", d.status, tiers(&d)))
+                Err(format!("{:?} {:?}\n{d}", d.status, d.srv_tiers()))
             }
         },
     )
