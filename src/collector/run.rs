@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -124,20 +124,24 @@ impl Writer {
         self.enforce_limit();
     }
 
-    /// Waits up to `wait` for samples, then takes all that are queued.
+    /// Waits `wait`, then takes all the samples queued. Samples are only
+    /// needed at the next flush: waking for each one (hundreds a second
+    /// with call quality) would cost a context switch each.
     fn receive(&mut self, rx: &Receiver<Metric>, wait: Duration, nodes: &HashSet<String>) {
-        let first = match rx.recv_timeout(wait) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return,
-        };
-        for m in std::iter::once(first).chain(rx.try_iter()) {
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let before = self.pending.len();
+        for m in rx.try_iter() {
             // A worker being retired may still report a node that left the site.
             if nodes.contains(m.node()) {
                 self.pending.push_back(m);
             }
         }
-        self.enforce_limit();
-        self.stats.set_pending(self.pending.len());
+        if self.pending.len() != before {
+            self.enforce_limit();
+            self.stats.set_pending(self.pending.len());
+        }
     }
 
     fn forget_other_nodes(&mut self, nodes: &HashSet<String>) {
