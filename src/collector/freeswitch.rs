@@ -109,7 +109,8 @@ pub fn hangup_quality<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<CallQ
         .or_else(|| get("variable_sip_network_ip"));
     let client = match addr {
         None => return bad("no Caller-Network-Addr or sip_network_ip".into()),
-        Some(v) => match parse_ip(v) {
+        // An IPv4 phone seen by a dual-stack socket is counted as IPv4.
+        Some(v) => match parse_ip(v).map(|ip| ip.to_canonical()) {
             Some(ip) if !ip.is_unspecified() => ip,
             _ => {
                 return bad(format!(
@@ -589,6 +590,8 @@ min idle cpu 0.00/12.50 \n";
         assert_eq!((q.loss_pct, q.jitter_ms), (None, None));
         let q = quality_of(&hangup(&[("Caller-Network-Addr", "2001:db8::7")])).unwrap();
         assert!(q.client.is_ipv6());
+        let q = quality_of(&hangup(&[("Caller-Network-Addr", "::ffff:198.51.100.9")])).unwrap();
+        assert_eq!(q.client, "198.51.100.9".parse::<IpAddr>().unwrap());
     }
 
     #[test]
