@@ -3,9 +3,14 @@
 //! all on 127.0.0.1. Prints one line per node and runs until killed:
 //!
 //! ```text
-//! cargo run --example fake_fleet -- 200 [HEARTBEAT_MS]
+//! cargo run --example fake_fleet -- 200 [HEARTBEAT_MS [HANGUPS_PER_SEC]]
 //! node001 esl=127.0.0.1:41234 sip=udp:127.0.0.1:51234
 //! ```
+//!
+//! With HANGUPS_PER_SEC, each event socket also sends that many
+//! CHANNEL_HANGUP_COMPLETE events a second (about 5 KB each: every channel
+//! variable as a URL-encoded `variable_*` header), calls from 64 client
+//! addresses in 16 IPv4 /24s and 4 IPv6 /48s.
 
 #[path = "../tests/support/fake_esl.rs"]
 mod fake_esl;
@@ -15,7 +20,9 @@ mod sip_responder;
 use std::io::Write;
 use std::time::Duration;
 
-use fake_esl::{FakeEsl, FakeEslConfig, Heartbeat, registration_xml, status_body, xmlstatus_body};
+use fake_esl::{
+    FakeEsl, FakeEslConfig, Hangup, Heartbeat, registration_xml, status_body, xmlstatus_body,
+};
 use sip_responder::SipResponder;
 
 fn main() {
@@ -30,10 +37,19 @@ fn main() {
         Some(Ok(ms)) if ms > 0 => ms,
         Some(_) => usage(),
     };
+    let hangups_per_sec: f64 = match args.next().map(|a| a.parse()) {
+        None => 0.0,
+        Some(Ok(r)) if (0.0..=100_000.0).contains(&r) => r,
+        Some(_) => usage(),
+    };
     let mut keep = Vec::new();
     let stdout = std::io::stdout();
     for i in 1..=n {
-        let esl = FakeEsl::start(node_config(i, Duration::from_millis(heartbeat_ms)));
+        let esl = FakeEsl::start(FakeEslConfig {
+            hangups: calls(i),
+            hangups_per_sec,
+            ..node_config(i, Duration::from_millis(heartbeat_ms))
+        });
         let sip = SipResponder::start(200);
         let mut out = stdout.lock();
         let _ = writeln!(out, "node{i:03} esl={} sip={}", esl.addr, sip.probe_spec());
@@ -46,7 +62,9 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: fake_fleet [NODES (1-5000, default 3)] [HEARTBEAT_MS (default 20000)]");
+    eprintln!(
+        "usage: fake_fleet [NODES (1-5000, default 3)] [HEARTBEAT_MS (default 20000)] [HANGUPS_PER_SEC (per node, default 0)]"
+    );
     std::process::exit(2);
 }
 
@@ -78,4 +96,19 @@ fn node_config(i: u32, heartbeat_every: Duration) -> FakeEslConfig {
         )],
         ..Default::default()
     }
+}
+
+/// The calls a node reports, in turn: 64 client addresses (16 IPv4 /24s,
+/// 4 IPv6 /48s), MOS from 2.5 to 4.4.
+fn calls(i: u32) -> Vec<Hangup> {
+    (0..64u32)
+        .map(|k| {
+            let ip = if k % 4 == 3 {
+                format!("2001:db8:{:x}::{:x}", k % 16 / 4, k + 1)
+            } else {
+                format!("10.{}.{}.{}", i % 200, k % 16, k + 1)
+            };
+            Hangup::call(&ip, 2.5 + f64::from((i + k) % 20) / 10.0)
+        })
+        .collect()
 }

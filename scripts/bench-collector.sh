@@ -10,9 +10,15 @@
 #   SECONDS  measuring window (default 60), after WARMUP seconds
 # Environment: PROBE_MS (probe_interval_ms, default 5000), HEARTBEAT_MS (the
 # fake FreeSWITCH heartbeat interval, default 20000 as FreeSWITCH),
-# REG_POLL_MS (registration_poll_interval_ms, default 30000), WARMUP (default
-# 10), KEEP=1 keeps the work directory, BUILD=0 uses the binaries already
-# built.
+# REG_POLL_MS (registration_poll_interval_ms, default 30000), HANGUPS (hang-up
+# events a second each fake FreeSWITCH sends, default 0: realistic ones of
+# about 5 KB, every channel variable as a URL-encoded header), WARMUP
+# (default 10), KEEP=1 keeps the work directory, BUILD=0 uses the binaries
+# already built.
+#
+# The collector's CPU per 1,000 hang-up events a second: compare a run with
+# HANGUPS against one without (same NODES), e.g.
+#   HANGUPS=500 scripts/bench-collector.sh 2 20   # 1,000 events/s in all
 #
 # Everything it starts is stopped by PID on exit (also on Ctrl-C or error).
 set -euo pipefail
@@ -23,6 +29,7 @@ SECONDS_WINDOW=${2:-60}
 PROBE_MS=${PROBE_MS:-5000}
 HEARTBEAT_MS=${HEARTBEAT_MS:-20000}
 REG_POLL_MS=${REG_POLL_MS:-30000}
+HANGUPS=${HANGUPS:-0}
 WARMUP=${WARMUP:-10}
 
 for tool in cargo jq; do
@@ -60,8 +67,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== starting the fake fleet: $NODES nodes (heartbeat every $HEARTBEAT_MS ms)"
-"$FLEET" "$NODES" "$HEARTBEAT_MS" >"$WORK/fleet.txt" 2>"$WORK/fleet.log" &
+echo "== starting the fake fleet: $NODES nodes (heartbeat every $HEARTBEAT_MS ms, $HANGUPS hang-up events/s each)"
+"$FLEET" "$NODES" "$HEARTBEAT_MS" "$HANGUPS" >"$WORK/fleet.txt" 2>"$WORK/fleet.log" &
 FLEET_PID=$!
 for _ in $(seq 1 300); do
     [ "$(wc -l <"$WORK/fleet.txt")" -ge "$NODES" ] && break
@@ -90,7 +97,8 @@ EOF
     done <"$WORK/fleet.txt"
     names=$(awk '{printf "%s\"%s\"", (NR>1 ? ", " : ""), $1}' "$WORK/fleet.txt")
     printf '[service."_sip._udp.bench.example.com"]\npolicy = "latency"\nport = 5060\nnodes = [%s]\n\n' "$names"
-    printf '[service."_sip._tcp.bench.example.com"]\npolicy = "load"\nport = 5060\nnodes = [%s]\n' "$names"
+    printf '[service."_sip._tcp.bench.example.com"]\npolicy = "load"\nport = 5060\nnodes = [%s]\n\n' "$names"
+    printf '[service."_sips._tcp.bench.example.com"]\npolicy = "quality"\nport = 5061\nnodes = [%s]\n' "$names"
 } >"$WORK/site.toml"
 "$BIN" apply "$WORK/site.toml" --db "$DB" >/dev/null
 
@@ -122,6 +130,11 @@ wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
 echo "== collector (pid $COLLECT_PID), $NODES nodes, ${SECONDS_WINDOW} s window"
 awk -v c="$((c1 - c0))" -v hz="$HZ" -v w="$wall" 'BEGIN {
     printf "CPU:      %.2f s in %.1f s = %.2f%% of one core\n", c / hz, w, 100 * c / hz / w }'
+if [ "$HANGUPS" != 0 ]; then
+    awk -v c="$((c1 - c0))" -v hz="$HZ" -v w="$wall" -v r="$((HANGUPS * NODES))" 'BEGIN {
+        printf "hang-ups: %d events/s offered = %.2f%% of one core per 1,000 events/s (all work included)\n",
+            r, 100 * c / hz / w * 1000 / r }'
+fi
 echo "RSS:      ${rss_now} kB now, ${rss_avg} kB average, ${rss_max} kB max (VmHWM)"
 echo "threads:  ${max_threads} max"
 echo "fds:      $(ls "/proc/$COLLECT_PID/fd" | wc -l) open"
@@ -141,6 +154,8 @@ jq -r '
   "  health age max:           \([.nodes[].health_age_s] | max) s",
   "  load age max:             \([.nodes[].load_age_s] | max) s"' "$WORK/status.json"
 if command -v sqlite3 >/dev/null; then
+    echo "call quality samples stored (sum of calls in IPv4 /24 and IPv6 /48 rows): $(sqlite3 "$DB" \
+        "SELECT coalesce(sum(calls), 0) FROM quality WHERE (family = 4 AND plen = 24) OR (family = 6 AND plen = 48)")"
     echo "latency samples stored (IPv4 /24 and IPv6 /48 rows, sum of samples): $(sqlite3 "$DB" \
         "SELECT sum(samples) FROM latency WHERE (family = 4 AND plen = 24) OR (family = 6 AND plen = 48)")"
 fi

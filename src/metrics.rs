@@ -5,6 +5,7 @@
 //! latency NODE CLIENT_IP_OR_PREFIX RTT_MS [UNIX_TS]
 //! load    NODE SESSIONS MAX_SESSIONS [IDLE_CPU_PCT] [UNIX_TS]
 //! health  NODE up|down|overloaded [UNIX_TS]
+//! quality NODE CLIENT_IP_OR_PREFIX MOS [LOSS_PCT] [JITTER_MS] [UNIX_TS]
 //! ```
 
 use std::fmt;
@@ -71,6 +72,17 @@ pub enum Metric {
         idle_cpu: Option<f64>,
         ts: i64,
     },
+    /// The receive quality of one call a node carried from a client address
+    /// or prefix: MOS (1 to 4.5 as FreeSWITCH estimates it), and when known
+    /// the share of packets lost or late (percent) and the jitter (ms).
+    Quality {
+        node: String,
+        client: Prefix,
+        mos: f64,
+        loss_pct: Option<f64>,
+        jitter_ms: Option<f64>,
+        ts: i64,
+    },
     /// Health of a node. `probe_rtt_ms` is the SIP OPTIONS round trip, when
     /// the sample comes from a probe.
     Health {
@@ -92,6 +104,7 @@ impl Metric {
     pub fn node(&self) -> &str {
         match self {
             Metric::Latency { node, .. }
+            | Metric::Quality { node, .. }
             | Metric::Load { node, .. }
             | Metric::Health { node, .. } => node,
         }
@@ -100,7 +113,10 @@ impl Metric {
     /// When the sample was taken (Unix seconds).
     pub fn ts(&self) -> i64 {
         match self {
-            Metric::Latency { ts, .. } | Metric::Load { ts, .. } | Metric::Health { ts, .. } => *ts,
+            Metric::Latency { ts, .. }
+            | Metric::Quality { ts, .. }
+            | Metric::Load { ts, .. }
+            | Metric::Health { ts, .. } => *ts,
         }
     }
 
@@ -108,11 +124,17 @@ impl Metric {
     pub fn kind(&self) -> &'static str {
         match self {
             Metric::Latency { .. } => "latency",
+            Metric::Quality { .. } => "quality",
             Metric::Load { .. } => "load",
             Metric::Health { .. } => "health",
         }
     }
 }
+
+/// The range of a MOS (mean opinion score) as FreeSWITCH estimates it from
+/// the R value: 1 (unusable) to 4.5 (R = 100, a clean call).
+pub const MOS_MIN: f64 = 1.0;
+pub const MOS_MAX: f64 = 4.5;
 
 /// How far ahead of this machine's clock a sample's timestamp may be; it is
 /// then stored as now. Further ahead, the line is refused.
@@ -192,6 +214,34 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
                 ts: ts(f.get(4))?,
             }))
         }
+        "quality" => {
+            arity(
+                4,
+                7,
+                "quality NODE CLIENT_IP_OR_PREFIX MOS [LOSS_PCT] [JITTER_MS] [UNIX_TS]",
+            )?;
+            let client: Prefix = f[2].parse()?;
+            let mos = match f[3].parse::<f64>() {
+                Ok(v) if (MOS_MIN..=MOS_MAX).contains(&v) => v,
+                _ => {
+                    return Err(format!(
+                        "MOS {} is not a number from {MOS_MIN} to {MOS_MAX}",
+                        quote(f[3])
+                    ));
+                }
+            };
+            Ok(Some(Metric::Quality {
+                node: node(f[1])?,
+                client,
+                mos,
+                loss_pct: f.get(4).map(|s| number(s, "LOSS_PCT", 100.0)).transpose()?,
+                jitter_ms: f
+                    .get(5)
+                    .map(|s| number(s, "JITTER_MS", 60_000.0))
+                    .transpose()?,
+                ts: ts(f.get(6))?,
+            }))
+        }
         "load" => {
             arity(
                 4,
@@ -221,7 +271,7 @@ pub fn parse_line(line: &str, now: i64) -> Result<Option<Metric>, String> {
             }))
         }
         _ => Err(format!(
-            "unknown metric {}: a line starts with latency, load or health",
+            "unknown metric {}: a line starts with latency, quality, load or health",
             quote(kind)
         )),
     }
@@ -260,6 +310,32 @@ mod tests {
                 ts: 1_799_999_990
             }
         );
+        let m = parse_line("quality van1 2001:db8::/48 4.2 1.5 12 1799999990", NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            m,
+            Metric::Quality {
+                node: "van1".into(),
+                client: "2001:db8::/48".parse().unwrap(),
+                mos: 4.2,
+                loss_pct: Some(1.5),
+                jitter_ms: Some(12.0),
+                ts: 1_799_999_990
+            }
+        );
+        let m = parse_line("quality van1 24.64.1.7 3.9", NOW)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            m,
+            Metric::Quality {
+                loss_pct: None,
+                jitter_ms: None,
+                ts: NOW,
+                ..
+            }
+        ));
         let m = parse_line("health van1 overloaded", NOW).unwrap().unwrap();
         assert!(matches!(
             m,
@@ -293,6 +369,15 @@ mod tests {
             ("health mtl1 up 1800000061", "61 s in the future"),
             ("health m\u{7}tl up", "not a node name"),
             ("temperature mtl1 3", "unknown metric"),
+            ("quality mtl1 10.0.0.1 4.6", "MOS"),
+            ("quality mtl1 10.0.0.1 0.9", "MOS"),
+            ("quality mtl1 10.0.0.1 NaN", "MOS"),
+            ("quality mtl1 10.0.0.1 inf", "MOS"),
+            ("quality mtl1 10.0.0.1 4 101", "LOSS_PCT"),
+            ("quality mtl1 10.0.0.1 4 1 -2", "JITTER_MS"),
+            ("quality mtl1 10.0.0.1 4 1 2 3 4", "got 8 fields"),
+            ("quality mtl1 10.0.0.1", "got 3 fields"),
+            ("quality mtl1 bad 4", "not an IPv4 or IPv6"),
         ];
         for (line, why) in cases {
             let e = parse_line(line, NOW).unwrap_err();

@@ -1,5 +1,5 @@
-//! The policies: pure functions from a snapshot of node states and latency
-//! entries to a ranking (SRV priority tiers and weights) and an ECS scope.
+//! The policies: pure functions from a snapshot of node states, latency
+//! and call quality entries to a ranking (SRV priority tiers and weights) and an ECS scope.
 //! No I/O here; `answer` gathers the inputs, `explain` prints the reasons.
 //! Ranking into a reused [`Decision`] ([`rank_into`]) does not allocate; the
 //! engine keeps a [`Choice`], the ranking without its reasons.
@@ -48,11 +48,26 @@ pub struct Latency {
     pub prefix_len: u8,
 }
 
+/// The call quality entry used for one node: the most specific fresh one
+/// with enough calls that contains the client.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quality {
+    /// Moving average of the calls' receive MOS.
+    pub mos: f64,
+    /// Prefix length of the entry (as for [`Latency`]).
+    pub prefix_len: u8,
+}
+
 /// Why a node got its place (or was left out).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Reason {
     /// Ordered by measured latency.
     Measured(f64),
+    /// Ordered by the MOS of its calls from the client's network.
+    Quality(f64),
+    /// Quality policy, no call quality figure: ordered by measured latency,
+    /// after the nodes with one.
+    NoQuality(f64),
     /// No fresh latency; placed by the named network's `prefer` list.
     Preferred,
     /// No fresh latency; placed in the site file's order.
@@ -79,6 +94,10 @@ impl Reason {
     pub fn describe(&self) -> String {
         match self {
             Reason::Measured(ms) => format!("measured latency {ms:.1} ms"),
+            Reason::Quality(mos) => format!("call quality MOS {mos:.2}"),
+            Reason::NoQuality(ms) => {
+                format!("no call quality figure; measured latency {ms:.1} ms")
+            }
             Reason::Preferred => "no fresh latency; preferred by the client's network".into(),
             Reason::NoLatency => "no fresh latency; site order".into(),
             Reason::FreeCapacity(f) => format!("free capacity {f:.1} sessions"),
@@ -195,6 +214,8 @@ pub struct Input<'a> {
     pub views: &'a [NodeView],
     /// Per candidate (same order as `candidates`).
     pub latency: &'a [Option<Latency>],
+    /// Per candidate, for the quality policy (else may be empty).
+    pub quality: &'a [Option<Quality>],
     /// Node indexes preferred by the client's named network, best first.
     pub prefer: &'a [usize],
     /// Scope to use when no latency entry decided: the fine level, capped at
@@ -250,7 +271,7 @@ pub fn rank_into(input: &Input, d: &mut Decision) {
                 as_in_site(input.candidates, eligible, Reason::Static, &mut d.ranked);
                 d.scope = 0;
             }
-            Policy::Latency => latency(input, eligible, d),
+            Policy::Latency | Policy::Quality => measured(input, eligible, d),
             Policy::Load => load(input, eligible, d),
         }
     });
@@ -396,24 +417,32 @@ fn group_len(v: &[Sorted], group: u8) -> usize {
     v.iter().take_while(|s| s.group == group).count()
 }
 
-fn latency(input: &Input, eligible: &[usize], d: &mut Decision) {
-    // Groups, in answer order: measured (by latency), unmeasured and
-    // preferred by the named network (by `prefer` order), unmeasured (site
-    // order), overloaded (site order).
-    const MEASURED: u8 = 0;
-    const PREFERRED: u8 = 1;
-    const REST: u8 = 2;
-    const OVERLOADED: u8 = 3;
+/// The latency and quality policies. Groups, in answer order: with a call
+/// quality figure (quality policy only; by MOS, best first), with a latency
+/// figure (by latency), neither but preferred by the named network (by
+/// `prefer` order), neither (site order), overloaded (site order).
+fn measured(input: &Input, eligible: &[usize], d: &mut Decision) {
+    const QUALITY: u8 = 0;
+    const LATENCY: u8 = 1;
+    const PREFERRED: u8 = 2;
+    const REST: u8 = 3;
+    const OVERLOADED: u8 = 4;
     let cfg = input.config;
+    let by_quality = input.policy == Policy::Quality;
     let mut scope: Option<u8> = None;
+    let mut widest = |len: u8| scope = Some(scope.map_or(len, |s: u8| s.max(len)));
     with_scratch(eligible.len(), |v: &mut [Sorted]| {
         for (s, &i) in v.iter_mut().zip(eligible) {
             let c = input.candidates[i];
+            let quality = input.quality.get(i).copied().flatten();
             let (group, key) = if input.views[c.node].health == Some(Health::Overloaded) {
                 (OVERLOADED, f64::from(c.priority))
+            } else if let Some(q) = quality.filter(|_| by_quality) {
+                widest(q.prefix_len);
+                (QUALITY, q.mos)
             } else if let Some(l) = input.latency[i] {
-                scope = Some(scope.map_or(l.prefix_len, |s| s.max(l.prefix_len)));
-                (MEASURED, l.ms)
+                widest(l.prefix_len);
+                (LATENCY, l.ms)
             } else if let Some(r) = input.prefer.iter().position(|&n| n == c.node) {
                 (PREFERRED, r as f64)
             } else {
@@ -426,33 +455,37 @@ fn latency(input: &Input, eligible: &[usize], d: &mut Decision) {
                 i,
             };
         }
-        sort_groups(v, None);
-        let measured = group_len(v, MEASURED);
-        let mut tier = 0u16;
-        let mut leader: Option<f64> = None;
-        for s in &v[..measured] {
-            let ms = s.key;
-            if let Some(best) = leader {
-                let tolerance = cfg
-                    .latency_tolerance_ms
-                    .max(best * cfg.latency_tolerance_pct / 100.0);
-                if ms > best + tolerance {
-                    tier += 1;
-                    leader = Some(ms);
-                }
+        sort_groups(v, Some(QUALITY));
+        let mut next = 0u16;
+        let n = group_len(v, QUALITY);
+        push_measured_tiers(
+            input,
+            &v[..n],
+            |best, mos| mos < best - cfg.quality_tolerance_mos,
+            Reason::Quality,
+            &mut next,
+            d,
+        );
+        let v = &v[n..];
+        let n = group_len(v, LATENCY);
+        push_measured_tiers(
+            input,
+            &v[..n],
+            |best, ms| {
+                ms > best
+                    + cfg
+                        .latency_tolerance_ms
+                        .max(best * cfg.latency_tolerance_pct / 100.0)
+            },
+            if by_quality {
+                Reason::NoQuality
             } else {
-                leader = Some(ms);
-            }
-            let c = input.candidates[s.i];
-            d.ranked.push(Ranked {
-                node: c.node,
-                tier,
-                weight: c.weight,
-                reason: Reason::Measured(ms),
-            });
-        }
-        let mut next = if measured == 0 { 0 } else { tier + 1 };
-        let v = &v[measured..];
+                Reason::Measured
+            },
+            &mut next,
+            d,
+        );
+        let v = &v[n..];
         // Preferred nodes first, each its own tier, in `prefer` order.
         let preferred = group_len(v, PREFERRED);
         for s in &v[..preferred] {
@@ -483,6 +516,40 @@ fn latency(input: &Input, eligible: &[usize], d: &mut Decision) {
         );
     });
     d.scope = scope.unwrap_or(input.fine_scope);
+}
+
+/// Appends measured nodes (sorted best first) from tier `next` on: a node
+/// `beyond(leader, key)` its tier's first starts a new tier, which it leads.
+fn push_measured_tiers(
+    input: &Input,
+    v: &[Sorted],
+    beyond: impl Fn(f64, f64) -> bool,
+    reason: impl Fn(f64) -> Reason,
+    next: &mut u16,
+    d: &mut Decision,
+) {
+    let mut tier = *next;
+    let mut leader: Option<f64> = None;
+    for s in v {
+        match leader {
+            Some(best) if beyond(best, s.key) => {
+                tier += 1;
+                leader = Some(s.key);
+            }
+            Some(_) => {}
+            None => leader = Some(s.key),
+        }
+        let c = input.candidates[s.i];
+        d.ranked.push(Ranked {
+            node: c.node,
+            tier,
+            weight: c.weight,
+            reason: reason(s.key),
+        });
+    }
+    if !v.is_empty() {
+        *next = tier + 1;
+    }
 }
 
 /// Free capacity in sessions, or None when the load is unknown.
@@ -614,6 +681,7 @@ mod tests {
             candidates: &c,
             views,
             latency,
+            quality: &[],
             prefer,
             fine_scope: 24,
         })
@@ -857,6 +925,7 @@ mod tests {
             candidates: &c,
             views: &views,
             latency: &[None, None],
+            quality: &[],
             prefer: &[],
             fine_scope: 24,
         });
@@ -892,6 +961,7 @@ mod tests {
             candidates: &c,
             views,
             latency: &lats,
+            quality: &[],
             prefer: &[],
             fine_scope: 20,
         };
@@ -959,5 +1029,116 @@ mod tests {
                     && p.weight == r.weight)
         );
         assert_eq!(c.clone(), c);
+    }
+
+    fn q(mos: f64, len: u8) -> Option<Quality> {
+        Some(Quality {
+            mos,
+            prefix_len: len,
+        })
+    }
+
+    fn run_quality(
+        views: &[NodeView],
+        latency: &[Option<Latency>],
+        quality: &[Option<Quality>],
+        prefer: &[usize],
+    ) -> Decision {
+        let config = PolicyConfig::default();
+        let c = cands(views.len());
+        rank(&Input {
+            policy: Policy::Quality,
+            config: &config,
+            candidates: &c,
+            views,
+            latency,
+            quality,
+            prefer,
+            fine_scope: 24,
+        })
+    }
+
+    #[test]
+    fn quality_orders_by_mos_within_tolerance_then_latency_then_prefer_and_site() {
+        let mut views = [up(); 7];
+        views[6].health = Some(Health::Overloaded);
+        // MOS 3.9, 4.3, 4.2 (within 0.2 of 4.3), 3.0; node 4 only latency;
+        // node 5 nothing but preferred; node 6 overloaded despite its MOS.
+        let d = run_quality(
+            &views,
+            &[
+                lat(5.0, 24),
+                None,
+                lat(1.0, 24),
+                None,
+                lat(20.0, 16),
+                None,
+                None,
+            ],
+            &[
+                q(3.9, 24),
+                q(4.3, 16),
+                q(4.2, 24),
+                q(3.0, 8),
+                None,
+                None,
+                q(4.5, 24),
+            ],
+            &[5],
+        );
+        assert_eq!(
+            order(&d),
+            [(1, 0), (2, 0), (0, 1), (3, 2), (4, 3), (5, 4), (6, 5)]
+        );
+        assert_eq!(d.ranked[0].reason, Reason::Quality(4.3));
+        assert_eq!(d.ranked[4].reason, Reason::NoQuality(20.0));
+        assert_eq!(d.ranked[5].reason, Reason::Preferred);
+        assert_eq!(d.ranked[6].reason, Reason::Overloaded);
+        assert!(d.ranked[4].reason.describe().contains("20.0 ms"));
+        assert!(d.ranked[0].reason.describe().contains("MOS 4.30"));
+        // The scope is the most specific entry used.
+        assert_eq!(d.scope, 24);
+        let d = run_quality(&[up(), up()], &[None, None], &[q(4.0, 16), q(3.0, 8)], &[]);
+        assert_eq!((order(&d), d.scope), (vec![(0, 0), (1, 1)], 16));
+        // Without any figure: the fine level, site order.
+        let d = run_quality(&[up(), up()], &[None, None], &[None, None], &[]);
+        assert_eq!((order(&d), d.scope), (vec![(0, 0), (1, 1)], 24));
+    }
+
+    #[test]
+    fn quality_without_figures_ranks_as_latency_and_latency_ignores_quality() {
+        let views = [up(), up(), up()];
+        let lats = [lat(40.0, 24), lat(12.0, 24), None];
+        let by_q = run_quality(&views, &lats, &[None; 3], &[2]);
+        let by_l = run(Policy::Latency, &views, &lats, &[2]);
+        assert_eq!(order(&by_q), order(&by_l));
+        assert_eq!(by_q.scope, by_l.scope);
+        assert_eq!(by_l.ranked[0].reason, Reason::Measured(12.0));
+        // Quality entries given to the latency policy change nothing.
+        let config = PolicyConfig::default();
+        let c = cands(3);
+        let d = rank(&Input {
+            policy: Policy::Latency,
+            config: &config,
+            candidates: &c,
+            views: &views,
+            latency: &lats,
+            quality: &[q(1.0, 24), q(1.0, 24), q(4.5, 24)],
+            prefer: &[2],
+            fine_scope: 24,
+        });
+        assert_eq!(d, by_l);
+        // Down and drained nodes are left out whatever their MOS.
+        let mut views = [up(), up(), up()];
+        views[0].health = Some(Health::Down);
+        views[1].drained = true;
+        let d = run_quality(
+            &views,
+            &[None; 3],
+            &[q(4.5, 24), q(4.4, 24), q(1.0, 24)],
+            &[],
+        );
+        assert_eq!(order(&d), [(2, 0)]);
+        assert_eq!(d.left_out, [(0, Reason::Down), (1, Reason::Drained)]);
     }
 }

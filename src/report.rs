@@ -46,6 +46,9 @@ pub struct NodeStatus {
     /// Fresh latency entries at the fine level (/24, /48).
     pub latency_networks_fresh: i64,
     pub latency_entries: i64,
+    /// Client networks with fresh call quality at the fine level (/24, /48).
+    pub quality_networks_fresh: i64,
+    pub quality_entries: i64,
     /// Answers of services and pools that put this node first, summed over
     /// every coprocess (written every 5 s).
     pub answers_first: u64,
@@ -134,7 +137,10 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
     let now = metrics::now();
     let states = store.node_states()?;
     let views = answer::node_views(topo, &states, now);
-    let counts = store.status_counts(now - topo.policy.latency_max_age_s)?;
+    let counts = store.status_counts(
+        now - topo.policy.latency_max_age_s,
+        now - topo.policy.quality_max_age_s,
+    )?;
     let hb = store.meta("collector_heartbeat")?;
     let answers = store.answer_counts()?;
     let probes = store.probes()?;
@@ -152,6 +158,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             .filter(|p| now - p.updated <= topo.policy.health_max_age_s);
         let cert = p.and_then(|p| p.cert_not_after);
         let days_left = cert.map(|at| (at - now).div_euclid(86_400));
+        let (q_fresh, q_all) = counts.quality_entries.get(&n.id).copied().unwrap_or((0, 0));
         nodes.push(NodeStatus {
             name: n.def.name.clone(),
             host: n.def.host.clone(),
@@ -172,6 +179,8 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             free_capacity: policy::free_capacity(v),
             latency_networks_fresh: fresh,
             latency_entries: all,
+            quality_networks_fresh: q_fresh,
+            quality_entries: q_all,
             answers_first: answers.get(&n.id).copied().unwrap_or(0),
         });
     }
@@ -247,12 +256,20 @@ impl Status {
                 .map_or("never seen".into(), |a| format!("last seen {a} s ago"))
         )];
         out.push(format!(
-            "{:<12} {:<11} {:>8} {:>7} {:>17} {:>9} {:>10} {:>16}",
-            "NODE", "HEALTH", "PROBE", "DRAIN", "SESSIONS", "IDLE CPU", "FREE", "LATENCY NETS"
+            "{:<12} {:<11} {:>8} {:>7} {:>17} {:>9} {:>10} {:>16} {:>16}",
+            "NODE",
+            "HEALTH",
+            "PROBE",
+            "DRAIN",
+            "SESSIONS",
+            "IDLE CPU",
+            "FREE",
+            "LATENCY NETS",
+            "QUALITY NETS"
         ));
         for n in &self.nodes {
             out.push(format!(
-                "{:<12} {:<11} {:>8} {:>7} {:>17} {:>9} {:>10} {:>16}",
+                "{:<12} {:<11} {:>8} {:>7} {:>17} {:>9} {:>10} {:>16} {:>16}",
                 n.name,
                 n.health,
                 n.probe_rtt_ms.map_or("-".into(), |r| format!("{r:.1}ms")),
@@ -261,6 +278,7 @@ impl Status {
                 n.idle_cpu.map_or("-".into(), |c| format!("{c:.1}%")),
                 n.free_capacity.map_or("-".into(), |f| format!("{f:.0}")),
                 format!("{}/{}", n.latency_networks_fresh, n.latency_entries),
+                format!("{}/{}", n.quality_networks_fresh, n.quality_entries),
             ));
         }
         // Why a probe fails, and certificates about to expire.
@@ -460,6 +478,12 @@ impl Status {
             opt_rows(&|n| Some(n.latency_networks_fresh as f64)),
         );
         metric(
+            "node_quality_networks",
+            "Client networks with fresh call quality (MOS) at the fine level.",
+            "gauge",
+            opt_rows(&|n| Some(n.quality_networks_fresh as f64)),
+        );
+        metric(
             "answers_total",
             "Answers of services and pools that put the node first (all coprocesses; written every 5 s).",
             "counter",
@@ -574,6 +598,14 @@ pub struct NodeExplain {
     pub latency_ms: Option<f64>,
     pub latency_entry: Option<String>,
     pub latency_age_s: Option<i64>,
+    /// Quality policy: the call quality entry used (moving averages).
+    pub mos: Option<f64>,
+    pub mos_dev: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub calls: Option<i64>,
+    pub quality_entry: Option<String>,
+    pub quality_age_s: Option<i64>,
     pub free_capacity: Option<f64>,
     pub sessions: Option<u32>,
     pub tier: Option<u16>,
@@ -656,6 +688,7 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
             let ranked = d.decision.ranked.iter().find(|r| r.node == c.node);
             let left = d.decision.left_out.iter().find(|(n, _)| *n == c.node);
             let lat = d.latency[i];
+            let q = d.quality[i];
             nodes.push(NodeExplain {
                 node: topo.nodes[c.node].def.name.clone(),
                 health: v.health.map_or("unknown".into(), |h| h.to_string()),
@@ -663,6 +696,13 @@ pub fn explain(engine: &mut Engine, qname: &str, qtype: &str, client: &Prefix) -
                 latency_ms: lat.map(|l| l.latency.ms),
                 latency_entry: lat.map(|l| l.label.describe(&topo)),
                 latency_age_s: lat.map(|l| l.age_s),
+                mos: q.map(|q| q.quality.mos),
+                mos_dev: q.map(|q| q.mos_dev),
+                loss_pct: q.and_then(|q| q.loss_pct),
+                jitter_ms: q.and_then(|q| q.jitter_ms),
+                calls: q.map(|q| q.calls),
+                quality_entry: q.map(|q| q.label.describe(&topo)),
+                quality_age_s: q.map(|q| q.age_s),
                 free_capacity: policy::free_capacity(v),
                 sessions: v.load.map(|l| l.sessions),
                 tier: ranked.map(|r| r.tier),
@@ -728,7 +768,7 @@ pub fn command(engine: &mut Engine, text: &str) -> Vec<String> {
         }
         _ => vec![
             "pdns-ha commands:".into(),
-            "  status                          nodes, health, load, latency coverage".into(),
+            "  status                          nodes, health, load, latency and call quality coverage".into(),
             "  explain QNAME [QTYPE] CLIENT    the answer for CLIENT (IP or IP/LEN) and why".into(),
             "  help                            this text".into(),
         ],
@@ -760,12 +800,13 @@ impl Explain {
                 d.scope,
                 if d.failed_open { " FAIL-OPEN" } else { "" },
                 match (d.policy, self.latency_from) {
-                    ("latency", "snapshot") => " (latency from the latency snapshot)",
-                    ("latency", _) =>
+                    ("latency" | "quality", "snapshot") => " (latency from the latency snapshot)",
+                    ("latency" | "quality", _) =>
                         " (latency through SQLite: no usable latency snapshot, see status)",
                     _ => "",
                 }
             ));
+            let quality = d.policy == "quality";
             out.push(format!(
                 "{:<12} {:<11} {:>5} {:>6} {:>9} {:<24} {:>7} {:>9}  {}",
                 "NODE",
@@ -776,7 +817,14 @@ impl Explain {
                 "ENTRY (AGE)",
                 "FREE",
                 "SESSIONS",
-                "REASON"
+                if quality {
+                    format!(
+                        "{:>5} {:>6} {:>6} {:<24}  REASON",
+                        "MOS", "LOSS", "CALLS", "QUALITY ENTRY (AGE)"
+                    )
+                } else {
+                    "REASON".into()
+                }
             ));
             for n in &d.nodes {
                 out.push(format!(
@@ -796,7 +844,21 @@ impl Explain {
                     },
                     n.free_capacity.map_or("-".into(), |f| format!("{f:.0}")),
                     opt(n.sessions),
-                    n.reason
+                    if quality {
+                        format!(
+                            "{:>5} {:>6} {:>6} {:<24}  {}",
+                            n.mos.map_or("-".into(), |m| format!("{m:.2}")),
+                            n.loss_pct.map_or("-".into(), |l| format!("{l:.1}%")),
+                            opt(n.calls),
+                            match (&n.quality_entry, n.quality_age_s) {
+                                (Some(e), Some(a)) => format!("{e} ({a}s)"),
+                                _ => "-".into(),
+                            },
+                            n.reason
+                        )
+                    } else {
+                        n.reason.clone()
+                    }
                 ));
             }
         }

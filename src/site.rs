@@ -27,6 +27,8 @@ pub enum Policy {
     Static,
     Latency,
     Load,
+    /// By the calls' receive MOS from the client's network.
+    Quality,
 }
 
 impl Policy {
@@ -35,6 +37,7 @@ impl Policy {
             Policy::Static => "static",
             Policy::Latency => "latency",
             Policy::Load => "load",
+            Policy::Quality => "quality",
         }
     }
 }
@@ -60,6 +63,30 @@ pub struct PolicyConfig {
     pub latency_alpha: f64,
     /// How long a coprocess reuses a decision (milliseconds).
     pub decision_cache_ms: u64,
+    /// Call quality entries older than this (seconds) count as absent.
+    pub quality_max_age_s: i64,
+    /// Nodes whose MOS is within this many MOS points of a tier's best
+    /// share its priority.
+    pub quality_tolerance_mos: f64,
+    /// Calls an entry needs before its MOS counts (fewer: the next, wider
+    /// aggregate is used).
+    #[serde(deserialize_with = "min_calls")]
+    pub quality_min_calls: u32,
+    /// Weight of a new call in the quality moving averages (0 < a <= 1).
+    pub quality_alpha: f64,
+}
+
+/// `quality_min_calls`: a whole number from 1 (TOML gives any integer).
+fn min_calls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = i64::deserialize(d).map_err(|e| {
+        serde::de::Error::custom(format!("quality_min_calls must be a whole number: {e}"))
+    })?;
+    u32::try_from(v).ok().filter(|&n| n >= 1).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "quality_min_calls must be a whole number from 1 to {}, not {v}",
+            u32::MAX
+        ))
+    })
 }
 
 impl Default for PolicyConfig {
@@ -73,6 +100,10 @@ impl Default for PolicyConfig {
             health_max_age_s: 60,
             latency_alpha: 0.3,
             decision_cache_ms: 1000,
+            quality_max_age_s: 3600,
+            quality_tolerance_mos: 0.2,
+            quality_min_calls: 5,
+            quality_alpha: 0.1,
         }
     }
 }
@@ -82,6 +113,7 @@ impl PolicyConfig {
     pub fn max_age_s(&self, m: &Metric) -> (i64, &'static str) {
         match m {
             Metric::Latency { .. } => (self.latency_max_age_s, "latency_max_age_s"),
+            Metric::Quality { .. } => (self.quality_max_age_s, "quality_max_age_s"),
             Metric::Load { .. } => (self.load_max_age_s, "load_max_age_s"),
             Metric::Health { .. } => (self.health_max_age_s, "health_max_age_s"),
         }
@@ -115,10 +147,22 @@ impl PolicyConfig {
         if !(self.latency_alpha > 0.0 && self.latency_alpha <= 1.0) {
             return Err("policy.latency_alpha must be in (0, 1]".into());
         }
+        if !(self.quality_alpha > 0.0 && self.quality_alpha <= 1.0) {
+            return Err("policy.quality_alpha must be in (0, 1]".into());
+        }
+        let span = crate::metrics::MOS_MAX - crate::metrics::MOS_MIN;
+        if !(self.quality_tolerance_mos.is_finite()
+            && (0.0..=span).contains(&self.quality_tolerance_mos))
+        {
+            return Err(format!(
+                "policy.quality_tolerance_mos must be a number from 0 to {span} (MOS points)"
+            ));
+        }
         for (v, n) in [
             (self.latency_max_age_s, "latency_max_age_s"),
             (self.load_max_age_s, "load_max_age_s"),
             (self.health_max_age_s, "health_max_age_s"),
+            (self.quality_max_age_s, "quality_max_age_s"),
         ] {
             if v <= 0 {
                 return Err(format!("policy.{n} must be > 0 seconds"));
@@ -1482,5 +1526,34 @@ prefer = ["van1"]
         assert!(e.contains("control character"), "{e}");
         let e = err_of(&(EXAMPLE.to_string() + "[policy]\nlatency_alpha = 0\n"));
         assert!(e.contains("latency_alpha"), "{e}");
+        for (bad, why) in [
+            ("quality_alpha = 1.5", "quality_alpha"),
+            ("quality_alpha = 0", "quality_alpha"),
+            ("quality_tolerance_mos = -0.1", "quality_tolerance_mos"),
+            ("quality_tolerance_mos = 4", "quality_tolerance_mos"),
+            ("quality_tolerance_mos = nan", "quality_tolerance_mos"),
+            ("quality_max_age_s = 0", "quality_max_age_s"),
+            ("quality_min_calls = -1", "quality_min_calls"),
+            ("quality_min_calls = \"ten\"", "quality_min_calls"),
+        ] {
+            let e = err_of(&format!("{EXAMPLE}[policy]\n{bad}\n"));
+            assert!(e.contains(why) && e.starts_with("site.toml:"), "{bad}: {e}");
+        }
+        let s = parse(
+            "site.toml",
+            &(EXAMPLE.replace("policy = \"load\"", "policy = \"quality\"")
+                + "[policy]\nquality_tolerance_mos = 0.3\nquality_min_calls = 20\n"),
+        )
+        .unwrap();
+        assert_eq!(s.policy.quality_tolerance_mos, 0.3);
+        assert_eq!(s.policy.quality_min_calls, 20);
+        assert_eq!(s.policy.quality_max_age_s, 3600);
+        assert!(
+            s.services
+                .iter()
+                .map(|x| x.policy)
+                .chain(s.pools.iter().map(|x| x.policy))
+                .any(|p| p == Policy::Quality)
+        );
     }
 }

@@ -734,3 +734,147 @@ fn run_applies_reloaded_targets() {
     assert_eq!(a.connections(), 1);
     assert_eq!(b.connections(), 1);
 }
+
+fn qualities(ms: &[Metric], node: &str) -> Vec<(Prefix, f64, Option<f64>)> {
+    ms.iter()
+        .filter_map(|m| match m {
+            Metric::Quality {
+                node: n,
+                client,
+                mos,
+                loss_pct,
+                ..
+            } if n == node => Some((*client, *mos, *loss_pct)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn hangup_events_split_byte_by_byte_parse() {
+    let fake = FakeEsl::start(FakeEslConfig {
+        mode: Mode::ByteByByte,
+        heartbeat: None,
+        ..Default::default()
+    });
+    let mut c = connect(&fake);
+    c.subscribe("CHANNEL_HANGUP_COMPLETE").unwrap();
+    let body = fake_esl::hangup_body(&fake_esl::Hangup::call("2001:db8:5::9", 3.87), 1);
+    assert!(body.len() > 4000, "a realistic size: {}", body.len());
+    fake.push_event(body);
+    let ev = c
+        .next_event(Duration::from_secs(5))
+        .unwrap()
+        .expect("the hang-up event");
+    assert_eq!(ev.name(), "CHANNEL_HANGUP_COMPLETE");
+    let q = freeswitch::hangup_quality(|n| ev.header(n)).unwrap();
+    assert_eq!(q.client, "2001:db8:5::9".parse::<IpAddr>().unwrap());
+    assert_eq!(q.mos, 3.87);
+    // URL-decoded: the SDP's line breaks are back.
+    assert!(
+        ev.header("variable_switch_r_sdp")
+            .unwrap()
+            .contains("\r\nm=audio")
+    );
+}
+
+#[test]
+fn run_turns_hangups_into_quality_samples_and_ignores_the_rest() {
+    use fake_esl::{Hangup, hangup_body};
+    let fake = FakeEsl::start(FakeEslConfig {
+        heartbeat_every: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let stats = Arc::new(pdns_ha::collector::CollectorStats::new());
+    let rec = Recorder::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (stats, stop, mut rec) = (stats.clone(), stop.clone(), rec.clone());
+        let targets = vec![esl_target("n", &fake, "ClueCon")];
+        std::thread::spawn(move || {
+            collector::run_with_stats(
+                test_config(),
+                targets,
+                &mut || Ok(None),
+                &mut rec,
+                &stop,
+                stats,
+            )
+        })
+    };
+    // Hostile events first: each is ignored, none ends the session.
+    let good = Hangup::call("198.51.100.7", 4.1);
+    let mut outbound = good.clone();
+    outbound.direction = "outbound".into();
+    let mut no_media = good.clone();
+    no_media.mos = None;
+    let mut zero_media = good.clone();
+    zero_media.media_packets = 0;
+    let bad_mos: Vec<Hangup> = ["NaN", "inf", "9.9", "0.5", "-1", "four", ""]
+        .iter()
+        .map(|m| Hangup {
+            mos: Some(m.to_string()),
+            ..good.clone()
+        })
+        .collect();
+    let mut bad_addr = good.clone();
+    bad_addr.client_ip = "not-an-address".into();
+    rec.wait_for("the subscription", Duration::from_secs(5), |_| {
+        fake.count_commands("event plain HEARTBEAT CHANNEL_HANGUP_COMPLETE") == 1
+    });
+    for h in [&outbound, &no_media, &zero_media, &bad_addr]
+        .into_iter()
+        .chain(&bad_mos)
+    {
+        fake.push_event(hangup_body(h, 7));
+    }
+    // Missing everything but the name; a huge one (1 MB of variables); one
+    // with bytes that are not UTF-8 once decoded; no event name at all.
+    fake.push_event("Event-Name: CHANNEL_HANGUP_COMPLETE\n\n".into());
+    let mut huge = hangup_body(&Hangup::call("203.0.113.5", 2.5), 8);
+    huge.pop();
+    for i in 0..10_000 {
+        huge.push_str(&format!("variable_pad_{i}: {}\n", "x%20".repeat(20)));
+    }
+    huge.push('\n');
+    assert!(huge.len() > 1_000_000);
+    fake.push_event(huge);
+    fake.push_event(hangup_body(&good, 9).replace(
+        "Caller-Network-Addr: 198.51.100.7",
+        "Caller-Network-Addr: %FF%FE",
+    ));
+    fake.push_event("Unique-ID: x\n\n".into());
+    // Then calls from two networks.
+    fake.update(|c| {
+        c.hangups = vec![
+            Hangup::call("198.51.100.7", 4.3),
+            Hangup::call("2001:db8:7::1", 3.2),
+        ];
+        c.hangups_per_sec = 200.0;
+    });
+    rec.wait_for("100 quality samples", Duration::from_secs(10), |ms| {
+        qualities(ms, "n").len() >= 100
+    });
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap().unwrap();
+    let q = qualities(&rec.snapshot(), "n");
+    // The huge event is a good call (its padding is ignored).
+    assert_eq!((q[0].0, q[0].1), (host("203.0.113.5"), 2.5));
+    let rest = &q[1..];
+    assert!(
+        rest.iter().all(|(c, mos, loss)| {
+            (*c == host("198.51.100.7") && *mos == 4.3
+                || *c == host("2001:db8:7::1") && *mos == 3.2)
+                && loss.is_some_and(|l| l > 0.0 && l < 100.0)
+        }),
+        "{rest:?}"
+    );
+    assert!(rest.iter().any(|(_, mos, _)| *mos == 3.2));
+    let snap = stats.snapshot();
+    let h = &snap.nodes[0].1.esl.as_ref().unwrap().hangups;
+    assert_eq!((h.not_inbound, h.no_media), (1, 2), "{h:?}");
+    // 7 bad MOS values, a bad address, the empty event, the non-UTF-8 address.
+    assert_eq!(h.bad, 10, "{h:?}");
+    assert_eq!(h.sampled as usize, q.len());
+    assert_eq!(fake.connections(), 1, "the session survived every event");
+}

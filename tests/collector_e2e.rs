@@ -78,25 +78,6 @@ fn wait_health(db: &Db, node: &str, want: &str) -> Value {
     })
 }
 
-/// The SRV targets' node names (first label) grouped by priority, best
-/// first; names sorted within a group.
-fn tiers(d: &Dig) -> Vec<Vec<String>> {
-    let mut out: Vec<(u16, Vec<String>)> = Vec::new();
-    for s in d.srvs() {
-        let node = s.target.split('.').next().unwrap_or("").to_string();
-        match out.last_mut() {
-            Some((p, v)) if *p == s.priority => v.push(node),
-            _ => out.push((s.priority, vec![node])),
-        }
-    }
-    out.into_iter()
-        .map(|(_, mut v)| {
-            v.sort();
-            v
-        })
-        .collect()
-}
-
 fn expect(t: &[&[&str]]) -> Vec<Vec<String>> {
     t.iter()
         .map(|g| g.iter().map(|s| s.to_string()).collect())
@@ -115,10 +96,10 @@ fn wait_answer(pdns: &Pdns, name: &str, subnet: Option<&str>, want: &[&[&str]]) 
         SOON,
         || {
             let d = pdns.dig(&args);
-            if d.status == "NOERROR" && tiers(&d) == want {
+            if d.status == "NOERROR" && d.srv_tiers() == want {
                 Ok(d)
             } else {
-                Err(format!("{:?} {:?}\n{d}", d.status, tiers(&d)))
+                Err(format!("{:?} {:?}\n{d}", d.status, d.srv_tiers()))
             }
         },
     )

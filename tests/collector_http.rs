@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::collect::Collect;
-use support::fake_esl::{FakeEsl, FakeEslConfig};
+use support::fake_esl::{FakeEsl, FakeEslConfig, Hangup};
 use support::sip_responder::SipResponder;
 use support::{Db, fixture_with, free_port, poll};
 
@@ -355,6 +355,29 @@ fn probe_histogram_and_reconnect_counters_move() {
     wait_value(port, "pdns_ha_esl_connected{node=\"fs1\"}", "= 1", |v| {
         v == 1.0
     });
+    // Hang-up events, counted by outcome.
+    fleet.fs1.update(|c| {
+        c.hangups = vec![
+            Hangup::call("198.51.100.7", 4.2),
+            Hangup {
+                direction: "outbound".into(),
+                ..Hangup::call("198.51.100.8", 4.2)
+            },
+        ];
+        c.hangups_per_sec = 50.0;
+    });
+    for outcome in ["sampled", "not_inbound"] {
+        let series = format!("pdns_ha_esl_hangups_total{{node=\"fs1\",outcome=\"{outcome}\"}}");
+        wait_value(port, &series, "> 0", |v| v > 0.0);
+    }
+    let m = metrics(port).unwrap();
+    assert_eq!(
+        value(
+            &m,
+            "pdns_ha_esl_hangups_total{node=\"fs1\",outcome=\"bad\"}"
+        ),
+        Some(0.0)
+    );
     let reconnects = "pdns_ha_esl_reconnects_total{node=\"fs1\"}";
     let before = value(&metrics(port).unwrap(), reconnects).unwrap();
     fleet.fs1.drop_connections();

@@ -536,3 +536,89 @@ fn status_reports_node_health_after_ingest() {
         .expect("mtl1 row");
     assert!(line.contains("down") && line.contains("drained"), "{line}");
 }
+
+#[test]
+fn quality_lines_rank_a_quality_service_with_latency_as_the_fallback() {
+    let db = Db::new("quality");
+    db.apply_ok(&format!(
+        "{}\n[service.\"_sip._tcp.voip.example.com\"]\npolicy = \"quality\"\nport = 5060\nnodes = [\"mtl1\", \"van1\"]\n\n[policy]\nquality_min_calls = 3\nquality_tolerance_mos = 0.3\n",
+        *SITE
+    ));
+    let now = pdns_ha::metrics::now();
+    let mut input = String::new();
+    for _ in 0..3 {
+        // 198.51.100.0/24: van1's calls sound better than mtl1's.
+        input.push_str("quality mtl1 198.51.100.7 3.1 4.5 20\n");
+        input.push_str(&format!("quality van1 198.51.100.8 4.3 0 2 {now}\n"));
+    }
+    // 192.0.2.0/24: too few calls for van1 (2 < 3); mtl1 is nearer.
+    input.push_str("quality van1 192.0.2.9 4.4\nquality van1 192.0.2.9 4.4\n");
+    input.push_str("latency mtl1 192.0.2.9 12\nlatency van1 192.0.2.9 80\n");
+    // Bad lines.
+    input.push_str("quality mtl1 198.51.100.7 5.2\nquality mtl1 198.51.100.7 NaN\nquality mtl1 198.51.100.7 4 120\nquality mtl1 198.51.100.7 4 1 2 3 4\n");
+    let o = db.ingest(&input);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for (line, why) in [
+        (11, "MOS"),
+        (12, "MOS"),
+        (13, "LOSS_PCT"),
+        (14, "got 8 fields"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("stdin:{line}: ")) && l.contains(why)),
+            "line {line}: {why}\n{err}"
+        );
+    }
+    assert!(err.contains("10 metric(s) stored, 4 bad line(s)"), "{err}");
+    let s = db.status_json();
+    assert_eq!(node(&s, "van1")["quality_networks_fresh"], 2, "{s}");
+    assert_eq!(node(&s, "mtl1")["quality_networks_fresh"], 1, "{s}");
+    let svc = "_sip._tcp.voip.example.com";
+    assert_eq!(
+        explain_order(&db, svc, "198.51.100.0/24"),
+        [
+            "0 100 5060 van1.voip.example.com",
+            "1 100 5060 mtl1.voip.example.com"
+        ]
+    );
+    assert_eq!(
+        explain_order(&db, svc, "192.0.2.0/24"),
+        [
+            "0 100 5060 mtl1.voip.example.com",
+            "1 100 5060 van1.voip.example.com"
+        ]
+    );
+    // Why, in explain's text and JSON.
+    let o = db.run(&["explain", svc, "SRV", "--client", "198.51.100.0/24"]);
+    assert_ok("explain", &o);
+    let text = stdout(&o);
+    assert!(text.contains("policy=quality scope=/24"), "{text}");
+    assert!(text.contains("call quality MOS 4.30"), "{text}");
+    assert!(text.contains("call quality MOS 3.10"), "{text}");
+    assert!(text.contains("4.5%"), "loss shown: {text}");
+    let o = db.run(&["explain", svc, "SRV", "--client", "192.0.2.0/24", "--json"]);
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nodes = &e["dynamic"][0]["nodes"];
+    assert_eq!(nodes[0]["node"], "mtl1");
+    assert!(
+        nodes[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no call quality figure; measured latency 12.0 ms"),
+        "{e}"
+    );
+    assert_eq!(
+        nodes[1]["mos"],
+        serde_json::Value::Null,
+        "2 calls do not count: {e}"
+    );
+    // Prometheus.
+    let o = db.run(&["status", "--prometheus"]);
+    assert!(
+        stdout(&o).contains("pdns_ha_node_quality_networks{node=\"van1\"} 2"),
+        "{}",
+        stdout(&o)
+    );
+}

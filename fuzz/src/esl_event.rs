@@ -1,12 +1,14 @@
 //! Feeds arbitrary bytes to the FreeSWITCH parsers: `collector::esl`'s
 //! `parse_event_plain` (an event body), `FrameParser` (the bytes as a stream,
 //! cut in two at a point chosen by the first byte) and `url_decode_str`, and
-//! `collector::freeswitch`'s `heartbeat_load` (on the parsed event's
-//! headers), `status_load`, `calls_count`, `fsctl_max_sessions`,
+//! `collector::freeswitch`'s `heartbeat_load` and `hangup_quality` (on the
+//! parsed event's headers), `status_load`, `calls_count`, `fsctl_max_sessions`,
 //! `xmlstatus_registrations` and `xml_unescape` (on the bytes as text).
 //!
 //! Invariants: nothing panics; a HEARTBEAT load's `max_sessions` is never
-//! `Some(0)` and its idle CPU is finite; a Reachable registration's ping
+//! `Some(0)` and its idle CPU is finite; a hang-up's call quality has a MOS
+//! from 1 to 4.5, a loss from 0 to 100 %, a jitter from 0 to 60000 ms and a
+//! specified address; every header listed is found by its name; a Reachable registration's ping
 //! time is finite and in 0..=60000 ms; the frame parser never keeps more
 //! bytes pending than it was given.
 
@@ -20,6 +22,21 @@ pub fn check(data: &[u8]) {
         if let Ok(load) = freeswitch::heartbeat_load(|h| event.header(h)) {
             assert_ne!(load.max_sessions, Some(0), "{data:?}");
             assert!(load.idle_cpu.is_none_or(f64::is_finite), "{data:?}");
+        }
+        if let Ok(q) = freeswitch::hangup_quality(|h| event.header(h)) {
+            assert!((1.0..=4.5).contains(&q.mos), "{data:?}");
+            assert!(
+                q.loss_pct.is_none_or(|l| (0.0..=100.0).contains(&l)),
+                "{data:?}"
+            );
+            assert!(
+                q.jitter_ms.is_none_or(|j| (0.0..=60_000.0).contains(&j)),
+                "{data:?}"
+            );
+            assert!(!q.client.is_unspecified(), "{data:?}");
+        }
+        for (name, _) in event.headers() {
+            assert!(event.header(name).is_some(), "{data:?}");
         }
     }
 

@@ -279,6 +279,22 @@ fn ranked_by_policy(
             })
         })
         .collect();
+    // Only a quality target reads bytes for it: the seeds of the other
+    // targets decode as before.
+    let quality: Vec<Option<policy::Quality>> = if policy == Policy::Quality {
+        cands
+            .iter()
+            .map(|_| {
+                let b = input.byte();
+                (b & 1 == 1).then(|| policy::Quality {
+                    mos: 1.0 + f64::from(b >> 1) * 3.5 / 127.0,
+                    prefix_len: input.byte() % (key.len + 1),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let wanted = input.byte();
     let prefer: Vec<usize> = (0..topo.nodes.len())
         .filter(|i| wanted & (1 << i) != 0)
@@ -289,6 +305,7 @@ fn ranked_by_policy(
         candidates: cands,
         views: &views,
         latency: &latency,
+        quality: &quality,
         prefer: &prefer,
         fine_scope: key.len,
     })

@@ -41,6 +41,21 @@ fn check_text(text: &str) {
             );
             5
         }
+        Metric::Quality {
+            mos,
+            loss_pct,
+            jitter_ms,
+            ..
+        } => {
+            assert!((1.0..=4.5).contains(mos), "{text:?}: mos {mos}");
+            if let Some(l) = loss_pct {
+                assert!((0.0..=100.0).contains(l), "{text:?}: loss {l}");
+            }
+            if let Some(j) = jitter_ms {
+                assert!((0.0..=60_000.0).contains(j), "{text:?}: jitter {j}");
+            }
+            7
+        }
         Metric::Load { idle_cpu, .. } => {
             if let Some(c) = idle_cpu {
                 assert!(

@@ -1,13 +1,15 @@
-//! The latency entries of one decision: for each candidate node, the most
-//! specific fresh entry that contains the client, read from the store. The
-//! aggregates are tried most specific first (the client's /24, a named
-//! network's prefix by its length, /16, /8; IPv6 /48, /32), and reading
-//! stops once every candidate has its entry.
+//! The latency and call quality entries of one decision: for each
+//! candidate node, the most specific fresh entry that contains the client,
+//! read from the store. The aggregates are tried most specific first (the
+//! client's /24, a named network's prefix by its length, /16, /8; IPv6 /48,
+//! /32), and reading stops once every candidate has its entry
+//! ([`first_entries`], shared by both). Call quality is read through
+//! SQLite only, and only for services and pools with the quality policy.
 
 use anyhow::Result;
 
 use crate::net::Prefix;
-use crate::policy::{Candidate, Latency};
+use crate::policy::{Candidate, Latency, Quality};
 use crate::snapshot::Mapped;
 use crate::store::Store;
 use crate::topology::Topology;
@@ -66,6 +68,19 @@ impl EntryLabel {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LatencyEntry {
     pub latency: Latency,
+    pub label: EntryLabel,
+    pub age_s: i64,
+}
+
+/// The call quality entry a decision used for one node, with the figures
+/// `explain` shows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QualityEntry {
+    pub quality: Quality,
+    pub mos_dev: f64,
+    pub loss_pct: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub calls: i64,
     pub label: EntryLabel,
     pub age_s: i64,
 }
@@ -156,6 +171,68 @@ pub fn read_into(
     now: i64,
     entries: &mut Vec<Option<LatencyEntry>>,
 ) -> Result<()> {
+    first_entries(topo, candidates, aggregates, entries, |a, found| {
+        source.each(a, fresh_after, |node_id, avg_ms, updated| {
+            found(
+                node_id,
+                LatencyEntry {
+                    latency: Latency {
+                        ms: avg_ms,
+                        prefix_len: a.len,
+                    },
+                    label: a.label,
+                    age_s: now - updated,
+                },
+            )
+        })
+    })
+}
+
+/// For each candidate, the first call quality entry (updated at or after
+/// `fresh_after`, with at least `min_calls` calls) found in `aggregates`,
+/// into a buffer the caller keeps.
+#[allow(clippy::too_many_arguments)]
+pub fn read_quality_into(
+    store: &Store,
+    topo: &Topology,
+    candidates: &[Candidate],
+    aggregates: &[Aggregate],
+    fresh_after: i64,
+    min_calls: u32,
+    now: i64,
+    entries: &mut Vec<Option<QualityEntry>>,
+) -> Result<()> {
+    first_entries(topo, candidates, aggregates, entries, |a, found| {
+        store.quality_at(a.family, a.net, a.plen, fresh_after, min_calls, |r| {
+            found(
+                r.node_id,
+                QualityEntry {
+                    quality: Quality {
+                        mos: r.mos,
+                        prefix_len: a.len,
+                    },
+                    mos_dev: r.mos_dev,
+                    loss_pct: r.loss_pct,
+                    jitter_ms: r.jitter_ms,
+                    calls: r.calls,
+                    label: a.label,
+                    age_s: now - r.updated,
+                },
+            )
+        })
+    })
+}
+
+/// One entry per candidate: the first that `each` reports for its node,
+/// aggregate by aggregate, until every candidate has one. `each(a, found)`
+/// calls `found(node_id, entry)` for the entries of aggregate `a`.
+fn first_entries<T: Copy>(
+    topo: &Topology,
+    candidates: &[Candidate],
+    aggregates: &[Aggregate],
+    entries: &mut Vec<Option<T>>,
+    mut each: impl FnMut(&Aggregate, &mut dyn FnMut(i64, T)) -> Result<()>,
+) -> Result<()> {
     entries.clear();
     entries.resize(candidates.len(), None);
     let mut missing = candidates.len();
@@ -163,7 +240,7 @@ pub fn read_into(
         if missing == 0 {
             break;
         }
-        source.each(a, fresh_after, |node_id, avg_ms, updated| {
+        each(a, &mut |node_id, entry| {
             let Some(&n) = topo.node_index.get(&node_id) else {
                 return;
             };
@@ -172,14 +249,7 @@ pub fn read_into(
             };
             if entries[i].is_none() {
                 missing -= 1;
-                entries[i] = Some(LatencyEntry {
-                    latency: Latency {
-                        ms: avg_ms,
-                        prefix_len: a.len,
-                    },
-                    label: a.label,
-                    age_s: now - updated,
-                });
+                entries[i] = Some(entry);
             }
         })?;
     }
@@ -345,5 +415,43 @@ prefer = ["c"]
             found += a.iter().flatten().count();
         }
         assert!(found > 3000, "the clients hit the data ({found} entries)");
+    }
+
+    #[test]
+    fn quality_entries_come_from_the_most_specific_aggregate_with_enough_calls() {
+        // For the client 198.51.7.0/24 with 3 calls needed: a has 3 calls in
+        // its /24; b 1 call in the /24 (too few) and 3 in the /16; c 3 calls
+        // in the named network (another /24); d none.
+        let mut lines = String::new();
+        for _ in 0..3 {
+            lines.push_str("quality a 198.51.7.1 4.4 0.5 3\n");
+            lines.push_str("quality b 198.51.200.1 3.0\n");
+            lines.push_str("quality c 198.51.9.1 3.5\n");
+        }
+        lines.push_str("quality b 198.51.7.9 1.5\n");
+        let (_db, s, topo) = setup("read-quality", &lines);
+        let now = crate::metrics::now();
+        let (aggs, _) = aggregates(&topo, &"198.51.7.0/24".parse().unwrap());
+        let cands = &topo.services[0].candidates;
+        let mut e = Vec::new();
+        read_quality_into(&s, &topo, cands, &aggs, now - 3600, 3, now, &mut e).unwrap();
+        let got: Vec<Option<(u8, f64, i64)>> = e
+            .iter()
+            .map(|x| x.map(|x| (x.quality.prefix_len, x.quality.mos, x.calls)))
+            .collect();
+        assert_eq!(got[0], Some((24, 4.4, 3)));
+        assert_eq!(e[0].unwrap().loss_pct, Some(0.5));
+        assert_eq!(e[0].unwrap().jitter_ms, Some(3.0));
+        let b = got[1].unwrap();
+        assert_eq!((b.0, b.2), (16, 4), "b: the /16 ({b:?})");
+        assert_eq!(got[2], Some((20, 3.5, 3)), "c: the named network");
+        assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
+        assert_eq!(got[3], None);
+        // One call is enough: b's own /24.
+        read_quality_into(&s, &topo, cands, &aggs, now - 3600, 1, now, &mut e).unwrap();
+        assert_eq!(e[1].unwrap().quality.prefix_len, 24);
+        // Too old: none.
+        read_quality_into(&s, &topo, cands, &aggs, now + 1, 1, now, &mut e).unwrap();
+        assert!(e.iter().all(Option::is_none));
     }
 }

@@ -22,12 +22,12 @@ use crate::bounded::{HeapSize, alloc_size};
 use crate::cache::{DecisionKey, SharedCache};
 use crate::metrics;
 use crate::net::Prefix;
-use crate::policy::{self, Candidate, Choice, Decision, Input, Latency, NodeView};
+use crate::policy::{self, Candidate, Choice, Decision, Input, Latency, NodeView, Quality};
 use crate::proto::{self, Data};
 use crate::site::Policy;
 use crate::store::{NodeStateRows, Store};
 use crate::topology::{Entry, Target, Topology};
-pub use latency::{EntryLabel, LatencyEntry};
+pub use latency::{EntryLabel, LatencyEntry, QualityEntry};
 use seen::{FirstCounter, SeenCounter};
 use timed::{TimedBytes, TimedCache};
 pub use view::CHECK_EVERY;
@@ -73,6 +73,8 @@ pub struct Detail {
     pub decision: Decision,
     /// Per candidate (in the site's order): the latency entry used.
     pub latency: Vec<Option<LatencyEntry>>,
+    /// Per candidate: the call quality entry used (quality policy only).
+    pub quality: Vec<Option<QualityEntry>>,
     /// Per node index.
     pub views: Rc<Vec<NodeView>>,
 }
@@ -115,6 +117,9 @@ pub struct Engine {
     /// last computed decision (reused: no allocation per question).
     aggregates_buf: Vec<latency::Aggregate>,
     entries_buf: Vec<Option<LatencyEntry>>,
+    /// The same for call quality (quality policy only).
+    quality_buf: Vec<Option<Quality>>,
+    quality_entries_buf: Vec<Option<QualityEntry>>,
 }
 
 impl Engine {
@@ -140,6 +145,8 @@ impl Engine {
             views_cache: ViewsCache::default(),
             decision_buf: Decision::default(),
             latency_buf: Vec::new(),
+            quality_buf: Vec::new(),
+            quality_entries_buf: Vec::new(),
             aggregates_buf: Vec::new(),
             entries_buf: Vec::new(),
         }
@@ -539,16 +546,19 @@ impl Engine {
         let (_, candidates) = target_of(topo, target);
         let mut latency = self.entries_buf.clone();
         latency.resize(candidates.len(), None);
+        let mut quality = self.quality_entries_buf.clone();
+        quality.resize(candidates.len(), None);
         Detail {
             decision,
             latency,
+            quality,
             views,
         }
     }
 
     /// Computes a decision into `decision` (its vectors reused); returns
-    /// the views. The latency entries found are left in `entries_buf`
-    /// (empty if none were read).
+    /// the views. The latency entries found are left in `entries_buf`, the
+    /// quality entries in `quality_entries_buf` (empty if none were read).
     fn compute_into(
         &mut self,
         topo: &Topology,
@@ -567,8 +577,12 @@ impl Engine {
         let mut entries = std::mem::take(&mut self.entries_buf);
         entries.clear();
         let mut aggregates = std::mem::take(&mut self.aggregates_buf);
+        let mut quality = std::mem::take(&mut self.quality_buf);
+        quality.clear();
+        let mut quality_entries = std::mem::take(&mut self.quality_entries_buf);
+        quality_entries.clear();
         let mut prefer: &[usize] = &[];
-        if policy == Policy::Latency {
+        if matches!(policy, Policy::Latency | Policy::Quality) {
             let fresh_after = now - cfg.latency_max_age_s;
             let named = latency::aggregates_into(topo, client, &mut aggregates);
             if let Some(ni) = named {
@@ -598,6 +612,28 @@ impl Engine {
                 *l = e.map(|e| e.latency);
             }
         }
+        if policy == Policy::Quality
+            && let Some(store) = self.view.store()
+        {
+            let read = latency::read_quality_into(
+                store,
+                topo,
+                candidates,
+                &aggregates,
+                now - cfg.quality_max_age_s,
+                cfg.quality_min_calls,
+                now,
+                &mut quality_entries,
+            );
+            if let Err(e) = read {
+                quality_entries.clear();
+                self.log_error(
+                    "call quality lookup failed; answering without call quality",
+                    &e,
+                )
+            }
+            quality.extend(quality_entries.iter().map(|e| e.map(|e| e.quality)));
+        }
         policy::rank_into(
             &Input {
                 policy,
@@ -605,12 +641,15 @@ impl Engine {
                 candidates,
                 views: &views,
                 latency: &latency,
+                quality: &quality,
                 prefer,
                 fine_scope,
             },
             decision,
         );
         self.latency_buf = latency;
+        self.quality_buf = quality;
+        self.quality_entries_buf = quality_entries;
         self.aggregates_buf = aggregates;
         self.entries_buf = entries;
         if decision.failed_open {

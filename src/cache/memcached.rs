@@ -858,6 +858,10 @@ nodes = [{ node = "a", priority = 10, weight = 60 }, { node = "b", priority = 20
 [pool."sip.voip.example.com"]
 policy = "load"
 nodes = ["a", "b", "c"]
+[service."_sips._tcp.voip.example.com"]
+policy = "quality"
+port = 5061
+nodes = ["a", "b", "c"]
 "#;
 
     fn topo() -> Topology {
@@ -928,6 +932,36 @@ nodes = ["a", "b", "c"]
         assert!(decode(v.as_bytes(), &k, &key, (7, 3), &t, 1_001_000).is_ok());
         assert!(decode(v.as_bytes(), &k, &key, (7, 3), &t, 1_001_001).is_err());
         assert!(decode(v.as_bytes(), &k, &key, (7, 3), &t, 999_000).is_err());
+    }
+
+    #[test]
+    fn a_quality_decision_is_shared_per_client_network_with_site_weights() {
+        let t = topo();
+        let target = svc(&t, "_sips._tcp.voip.example.com");
+        let key = DecisionKey::new(target, Policy::Quality, &client());
+        let other = DecisionKey::new(target, Policy::Quality, &"10.9.9.0/24".parse().unwrap());
+        assert_ne!(key, other, "keyed by the client network, as latency");
+        let site = site_digest(&t);
+        let k = key_string(&site, &key, (7, 3), &t);
+        // Two nodes sharing the best tier (near-equal MOS), one after.
+        let d = Decision {
+            ranked: vec![ranked(2, 0, 100), ranked(0, 0, 100), ranked(1, 1, 100)],
+            left_out: vec![],
+            scope: 24,
+            failed_open: false,
+        };
+        let v = encode(&k, (7, 3), &t, &d, 1_000_000).unwrap();
+        let back = decode(v.as_bytes(), &k, &key, (7, 3), &t, 1_000_100).unwrap();
+        let places: Vec<_> = back
+            .ranked
+            .iter()
+            .map(|r| (r.node, r.tier, r.weight))
+            .collect();
+        assert_eq!(places, [(2, 0, 100), (0, 0, 100), (1, 1, 100)]);
+        // A weight the quality policy cannot make (it keeps the site's).
+        let h = format!("{:016x}", hash64(k.as_bytes()));
+        let forged = format!("v1 {h} 7 3 1000000 24 0 102:0:500,100:1:100");
+        assert!(decode(forged.as_bytes(), &k, &key, (7, 3), &t, 1_000_100).is_err());
     }
 
     #[test]

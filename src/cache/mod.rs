@@ -11,7 +11,7 @@ use crate::topology::Target;
 use crate::topology::Topology;
 
 /// What a decision depends on besides the store: the dynamic name and, for
-/// the latency policy, the client network at the fine level. Static and load
+/// the latency and quality policies, the client network at the fine level. Static and load
 /// decisions do not depend on the client's address (only on its family and
 /// source prefix length, which set the scope).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,7 +19,7 @@ pub struct DecisionKey {
     pub target: Target,
     /// 0 for static policy, else 4 or 6.
     pub family: u8,
-    /// The client network (latency policy only; else 0).
+    /// The client network (latency and quality policies only; else 0).
     pub net: i64,
     /// The client's prefix length at the fine level (the scope to send).
     pub len: u8,
@@ -41,7 +41,7 @@ impl DecisionKey {
                 net: 0,
                 len: client.len,
             },
-            Policy::Latency => DecisionKey {
+            Policy::Latency | Policy::Quality => DecisionKey {
                 target,
                 family: client.family() as u8,
                 net: client.net_key(),

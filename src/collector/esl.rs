@@ -91,16 +91,35 @@ impl Frame {
     }
 }
 
-/// An event (`text/event-plain` body): URL-decoded headers and optional body.
+/// An event (`text/event-plain` body): URL-decoded headers and optional
+/// body. The headers are kept in one string (names and values back to back,
+/// with their spans): a hang-up event carries a few hundred of them, and
+/// hundreds of events a second arrive from a busy server.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Event {
-    pub headers: Vec<(String, String)>,
+    text: String,
+    /// (name start, value start, value end) in `text`, in the order received;
+    /// a name ends where its value starts.
+    spans: Vec<(u32, u32, u32)>,
     pub body: String,
 }
 
 impl Event {
+    /// The first header of that name (case-insensitive), URL-decoded.
     pub fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
+        self.headers()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every header (name, decoded value), in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans.iter().map(|&(n, v, e)| {
+            (
+                &self.text[n as usize..v as usize],
+                &self.text[v as usize..e as usize],
+            )
+        })
     }
 
     /// `Event-Name`, e.g. `HEARTBEAT`.
@@ -117,10 +136,14 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Incremental frame parser: feed it bytes as they arrive, take out complete
-/// frames. Keeps partial frames between calls.
+/// frames. Keeps partial frames between calls. Frames are taken from the
+/// front without moving what follows; the bytes taken are dropped in one
+/// move before more are added.
 #[derive(Debug, Default)]
 pub struct FrameParser {
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already taken.
+    start: usize,
 }
 
 impl FrameParser {
@@ -129,33 +152,36 @@ impl FrameParser {
     }
 
     pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
     }
 
     /// Bytes received that do not yet make a complete frame.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, EslError> {
         // Blank lines between frames are noise, not frames.
-        let start = self
-            .buf
+        self.start += self.buf[self.start..]
             .iter()
             .position(|&b| b != b'\n' && b != b'\r')
-            .unwrap_or(self.buf.len());
-        self.buf.drain(..start);
-        let Some((head_len, block_len)) = find_block_end(&self.buf) else {
-            if self.buf.len() > MAX_HEADER_BYTES {
+            .unwrap_or(self.buf.len() - self.start);
+        let buf = &self.buf[self.start..];
+        let Some((head_len, block_len)) = find_block_end(buf) else {
+            if buf.len() > MAX_HEADER_BYTES {
                 return Err(EslError::Protocol(format!(
                     "no end of header block in {} bytes",
-                    self.buf.len()
+                    buf.len()
                 )));
             }
             return Ok(None);
         };
-        let headers = parse_header_block(&self.buf[..head_len], false)?;
+        let headers = parse_header_block(&buf[..head_len])?;
         let body_len = match header(&headers, "Content-Length") {
             None => 0,
             Some(v) => match v.trim().parse::<usize>() {
@@ -165,11 +191,11 @@ impl FrameParser {
                 }
             },
         };
-        if self.buf.len() < block_len + body_len {
+        if buf.len() < block_len + body_len {
             return Ok(None);
         }
-        let body = self.buf[block_len..block_len + body_len].to_vec();
-        self.buf.drain(..block_len + body_len);
+        let body = buf[block_len..block_len + body_len].to_vec();
+        self.start += block_len + body_len;
         Ok(Some(Frame { headers, body }))
     }
 }
@@ -192,8 +218,8 @@ fn find_block_end(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Parses `Name: value` lines. `url_decode` for event-plain bodies.
-fn parse_header_block(block: &[u8], url_decode: bool) -> Result<Vec<(String, String)>, EslError> {
+/// Parses the `Name: value` lines of a frame's header block.
+fn parse_header_block(block: &[u8]) -> Result<Vec<(String, String)>, EslError> {
     let text = String::from_utf8_lossy(block);
     let mut headers = Vec::new();
     for line in text.split('\n') {
@@ -208,12 +234,7 @@ fn parse_header_block(block: &[u8], url_decode: bool) -> Result<Vec<(String, Str
             )));
         };
         let value = value.strip_prefix(' ').unwrap_or(value);
-        let value = if url_decode {
-            url_decode_str(value)
-        } else {
-            value.to_string()
-        };
-        headers.push((name.trim().to_string(), value));
+        headers.push((name.trim().to_string(), value.to_string()));
     }
     Ok(headers)
 }
@@ -221,8 +242,13 @@ fn parse_header_block(block: &[u8], url_decode: bool) -> Result<Vec<(String, Str
 /// Decodes `%XX` escapes (as FreeSWITCH's switch_url_encode writes them);
 /// malformed escapes are kept as they are. `+` is left alone.
 pub fn url_decode_str(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+    let mut out = Vec::with_capacity(s.len());
+    url_decode_into(s.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`url_decode_str`] of `b`, appended to `out`.
+fn url_decode_into(b: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
@@ -236,7 +262,6 @@ pub fn url_decode_str(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -255,15 +280,47 @@ pub fn parse_event_plain(body: &[u8]) -> Result<Event, EslError> {
         Some((h, b)) => (&body[..h], &body[b..]),
         None => (body, &[][..]),
     };
-    let headers = parse_header_block(head, true)?;
-    let len = header(&headers, "Content-Length")
+    let mut ev = Event {
+        text: String::with_capacity(head.len()),
+        spans: Vec::with_capacity(head.len() / 24),
+        body: String::new(),
+    };
+    let mut value = Vec::new();
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err(EslError::Protocol(format!(
+                "header line without ':': '{}'",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            )));
+        };
+        let name = String::from_utf8_lossy(&line[..colon]);
+        let raw = &line[colon + 1..];
+        let raw = raw.strip_prefix(b" ").unwrap_or(raw);
+        value.clear();
+        url_decode_into(raw, &mut value);
+        let n = ev.text.len();
+        ev.text.push_str(name.trim());
+        let v = ev.text.len();
+        match std::str::from_utf8(&value) {
+            Ok(t) => ev.text.push_str(t),
+            Err(_) => ev.text.push_str(&String::from_utf8_lossy(&value)),
+        }
+        let span = |x: usize| {
+            u32::try_from(x).map_err(|_| EslError::Protocol("event larger than 4 GiB".into()))
+        };
+        ev.spans.push((span(n)?, span(v)?, span(ev.text.len())?));
+    }
+    let len = ev
+        .header("Content-Length")
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0)
         .min(rest.len());
-    Ok(Event {
-        headers,
-        body: String::from_utf8_lossy(&rest[..len]).into_owned(),
-    })
+    ev.body = String::from_utf8_lossy(&rest[..len]).into_owned();
+    Ok(ev)
 }
 
 /// An authenticated inbound event-socket connection.

@@ -1,7 +1,8 @@
 //! Pure parsers for what FreeSWITCH reports: HEARTBEAT event headers, the
-//! `api status`, `show calls count` and `fsctl max_sessions` bodies, and the
-//! `sofia xmlstatus profile P reg` XML (registration ping times). No I/O;
-//! garbage gives an error, never a panic.
+//! call quality of a CHANNEL_HANGUP_COMPLETE event, the `api status`,
+//! `show calls count` and `fsctl max_sessions` bodies, and the `sofia
+//! xmlstatus profile P reg` XML (registration ping times). No I/O; garbage
+//! gives an error, never a panic.
 
 use std::net::IpAddr;
 
@@ -33,6 +34,104 @@ pub struct Registrations {
     pub unreachable: usize,
     /// Reachable but without a usable ping time or address.
     pub unusable: usize,
+}
+
+/// The receive quality of one call, from its hang-up event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallQuality {
+    /// Where the call's signalling came from (the phone, or its NAT).
+    pub client: IpAddr,
+    /// `rtp_audio_in_mos`, 1 to 4.5.
+    pub mos: f64,
+    /// Packets lost or late, in percent of those expected:
+    /// `flaw_total / (media_packet_count + flaw_total)`.
+    pub loss_pct: Option<f64>,
+    /// `rtp_audio_in_jitter_max_variance` (ms), when reported.
+    pub jitter_ms: Option<f64>,
+}
+
+/// Why a hang-up event gave no quality sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoQuality {
+    /// Not a call the phone placed to this server (`Call-Direction` is not
+    /// `inbound`): its caller address is not the far end of its media.
+    NotInbound,
+    /// No audio received through this server (bypass media, failed before
+    /// answer): no `rtp_audio_in_*` figures, or no media packets.
+    NoMedia,
+    /// A field is missing or not believable: the event is ignored.
+    Bad(String),
+}
+
+/// Largest believable jitter; above is dropped as garbage.
+const MAX_JITTER_MS: f64 = 60_000.0;
+
+/// The call quality in the headers of a `CHANNEL_HANGUP_COMPLETE` event,
+/// looked up by `get` (case-insensitive, values URL-decoded). Only inbound
+/// calls that received media count (see [`NoQuality`]). The client is
+/// `Caller-Network-Addr`, else `variable_sip_network_ip`.
+pub fn hangup_quality<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<CallQuality, NoQuality> {
+    let bad = |s: String| Err(NoQuality::Bad(s));
+    match get("Call-Direction") {
+        Some(d) if d.trim() == "inbound" => {}
+        Some(_) => return Err(NoQuality::NotInbound),
+        None => return bad("no Call-Direction header".into()),
+    }
+    let Some(packets) = get("variable_rtp_audio_in_media_packet_count") else {
+        return Err(NoQuality::NoMedia);
+    };
+    let packets: u64 = match packets.trim().parse() {
+        Ok(0) => return Err(NoQuality::NoMedia),
+        Ok(n) => n,
+        Err(_) => {
+            return bad(format!(
+                "rtp_audio_in_media_packet_count {} is not a whole number",
+                excerpt(packets)
+            ));
+        }
+    };
+    let mos = match get("variable_rtp_audio_in_mos") {
+        None => return bad("media packets but no rtp_audio_in_mos".into()),
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(m) if (crate::metrics::MOS_MIN..=crate::metrics::MOS_MAX).contains(&m) => m,
+            _ => {
+                return bad(format!(
+                    "rtp_audio_in_mos {} is not a MOS from {} to {}",
+                    excerpt(v),
+                    crate::metrics::MOS_MIN,
+                    crate::metrics::MOS_MAX
+                ));
+            }
+        },
+    };
+    let addr = get("Caller-Network-Addr")
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| get("variable_sip_network_ip"));
+    let client = match addr {
+        None => return bad("no Caller-Network-Addr or sip_network_ip".into()),
+        // An IPv4 phone seen by a dual-stack socket is counted as IPv4.
+        Some(v) => match parse_ip(v).map(|ip| ip.to_canonical()) {
+            Some(ip) if !ip.is_unspecified() => ip,
+            _ => {
+                return bad(format!(
+                    "caller address {} is not an IP address",
+                    excerpt(v)
+                ));
+            }
+        },
+    };
+    let loss_pct = get("variable_rtp_audio_in_flaw_total")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|flaws| 100.0 * flaws as f64 / (packets as f64 + flaws as f64));
+    let jitter_ms = get("variable_rtp_audio_in_jitter_max_variance")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|j| j.is_finite() && (0.0..=MAX_JITTER_MS).contains(j));
+    Ok(CallQuality {
+        client,
+        mos,
+        loss_pct,
+        jitter_ms,
+    })
 }
 
 /// Largest believable ping time; anything above is dropped as garbage.
@@ -440,5 +539,113 @@ min idle cpu 0.00/12.50 \n";
             "a<b>&AB&bogus;&"
         );
         assert_eq!(xml_unescape("<![CDATA[<x>&amp;]]>y"), "<x>&amp;y");
+    }
+
+    fn hangup(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = [
+            ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+            ("Call-Direction", "inbound"),
+            ("Caller-Network-Addr", "198.51.100.7"),
+            ("variable_sip_network_ip", "203.0.113.9"),
+            ("variable_rtp_audio_in_mos", "4.21"),
+            ("variable_rtp_audio_in_media_packet_count", "990"),
+            ("variable_rtp_audio_in_flaw_total", "10"),
+            ("variable_rtp_audio_in_jitter_max_variance", "7.50"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            h.retain(|(n, _)| n != k);
+            if !v.is_empty() || *k == "Caller-Network-Addr" {
+                h.push((k.to_string(), v.to_string()));
+            }
+        }
+        h
+    }
+
+    fn quality_of(h: &[(String, String)]) -> Result<CallQuality, NoQuality> {
+        hangup_quality(|n| {
+            h.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+        })
+    }
+
+    #[test]
+    fn a_hangup_with_media_gives_its_quality() {
+        let q = quality_of(&hangup(&[])).unwrap();
+        assert_eq!(q.client, "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(q.mos, 4.21);
+        assert!((q.loss_pct.unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(q.jitter_ms, Some(7.5));
+        // No Caller-Network-Addr: the SIP address; no flaws or jitter: unknown.
+        let q = quality_of(&hangup(&[
+            ("Caller-Network-Addr", ""),
+            ("variable_rtp_audio_in_flaw_total", ""),
+            ("variable_rtp_audio_in_jitter_max_variance", ""),
+        ]))
+        .unwrap();
+        assert_eq!(q.client, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!((q.loss_pct, q.jitter_ms), (None, None));
+        let q = quality_of(&hangup(&[("Caller-Network-Addr", "2001:db8::7")])).unwrap();
+        assert!(q.client.is_ipv6());
+        let q = quality_of(&hangup(&[("Caller-Network-Addr", "::ffff:198.51.100.9")])).unwrap();
+        assert_eq!(q.client, "198.51.100.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn calls_without_media_or_not_inbound_and_hostile_ones_give_none() {
+        assert_eq!(
+            quality_of(&hangup(&[("Call-Direction", "outbound")])),
+            Err(NoQuality::NotInbound)
+        );
+        assert_eq!(
+            quality_of(&hangup(&[(
+                "variable_rtp_audio_in_media_packet_count",
+                "0"
+            )])),
+            Err(NoQuality::NoMedia)
+        );
+        assert_eq!(
+            quality_of(&hangup(&[("variable_rtp_audio_in_media_packet_count", "")])),
+            Err(NoQuality::NoMedia)
+        );
+        for (k, v, why) in [
+            ("Call-Direction", "", "Call-Direction"),
+            ("variable_rtp_audio_in_mos", "", "no rtp_audio_in_mos"),
+            ("variable_rtp_audio_in_mos", "NaN", "not a MOS"),
+            ("variable_rtp_audio_in_mos", "inf", "not a MOS"),
+            ("variable_rtp_audio_in_mos", "4.51", "not a MOS"),
+            ("variable_rtp_audio_in_mos", "0", "not a MOS"),
+            ("variable_rtp_audio_in_mos", "four", "not a MOS"),
+            (
+                "variable_rtp_audio_in_media_packet_count",
+                "-1",
+                "whole number",
+            ),
+            (
+                "variable_rtp_audio_in_media_packet_count",
+                "1e3",
+                "whole number",
+            ),
+            ("Caller-Network-Addr", "phone.example", "not an IP"),
+            ("Caller-Network-Addr", "0.0.0.0", "not an IP"),
+        ] {
+            match quality_of(&hangup(&[(k, v)])) {
+                Err(NoQuality::Bad(e)) => assert!(e.contains(why), "{k}={v}: {e}"),
+                other => panic!("{k}={v}: {other:?}"),
+            }
+        }
+        let mut h = hangup(&[("Caller-Network-Addr", "")]);
+        h.retain(|(k, _)| k != "variable_sip_network_ip" && k != "Caller-Network-Addr");
+        assert!(matches!(quality_of(&h), Err(NoQuality::Bad(e)) if e.contains("no Caller")));
+        // Garbage jitter or flaws are left out, not the call.
+        let q = quality_of(&hangup(&[
+            ("variable_rtp_audio_in_jitter_max_variance", "-5"),
+            ("variable_rtp_audio_in_flaw_total", "x"),
+        ]))
+        .unwrap();
+        assert_eq!((q.loss_pct, q.jitter_ms), (None, None));
     }
 }

@@ -1,9 +1,9 @@
 //! The collector behind `pdns-ha collect`: it measures the fleet and hands
 //! samples to a [`MetricSink`]. It owns the FreeSWITCH event-socket client
 //! (load from HEARTBEAT / `api status`, registration ping times from `sofia
-//! xmlstatus`), SIP OPTIONS health probes (UDP, TCP, TLS) with up/down
-//! hysteresis, and the single writer loop that batches samples. It owns no
-//! storage, CLI or site
+//! xmlstatus`, call quality from CHANNEL_HANGUP_COMPLETE), SIP OPTIONS health
+//! probes (UDP, TCP, TLS) with up/down hysteresis, and the single writer loop
+//! that batches samples. It owns no storage, CLI or site
 //! file parsing: the caller passes [`CollectorConfig`] and [`Target`]s in,
 //! their values already parsed (`crate::endpoint`, `crate::collector_config`).
 

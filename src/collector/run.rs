@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use log::{debug, error, info, warn};
 
-use super::esl::{EslClient, EslError};
+use super::esl::{EslClient, EslError, Event};
 use super::freeswitch;
 use super::health::HealthTracker;
 use super::sip::{self, ProbeOutcome, Probed, SipTarget};
@@ -125,20 +125,24 @@ impl Writer {
         self.enforce_limit();
     }
 
-    /// Waits up to `wait` for samples, then takes all that are queued.
+    /// Waits `wait`, then takes all the samples queued. Samples are only
+    /// needed at the next flush: waking for each one (hundreds a second
+    /// with call quality) would cost a context switch each.
     fn receive(&mut self, rx: &Receiver<Metric>, wait: Duration, nodes: &HashSet<String>) {
-        let first = match rx.recv_timeout(wait) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return,
-        };
-        for m in std::iter::once(first).chain(rx.try_iter()) {
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let before = self.pending.len();
+        for m in rx.try_iter() {
             // A worker being retired may still report a node that left the site.
             if nodes.contains(m.node()) {
                 self.pending.push_back(m);
             }
         }
-        self.enforce_limit();
-        self.stats.set_pending(self.pending.len());
+        if self.pending.len() != before {
+            self.enforce_limit();
+            self.stats.set_pending(self.pending.len());
+        }
     }
 
     fn forget_other_nodes(&mut self, nodes: &HashSet<String>) {
@@ -617,7 +621,7 @@ impl WorkerCtx {
         )
         .with_context(|| self.context())?;
         client
-            .subscribe("HEARTBEAT")
+            .subscribe("HEARTBEAT CHANNEL_HANGUP_COMPLETE")
             .with_context(|| self.context())?;
         info!(
             "node {}: connected to FreeSWITCH event socket {}",
@@ -629,6 +633,7 @@ impl WorkerCtx {
         let mut load_due = Instant::now();
         let mut reg_due = Instant::now();
         let mut heartbeats = 0u64;
+        let mut bad_log = (None, 0u64);
         loop {
             if self.stopped() {
                 client.exit();
@@ -656,16 +661,53 @@ impl WorkerCtx {
                 .saturating_duration_since(Instant::now())
                 .min(EVENT_WAIT);
             let event = client.next_event(wait).with_context(|| self.context())?;
-            if let Some(ev) = event.filter(|e| e.name() == "HEARTBEAT") {
-                match freeswitch::heartbeat_load(|n| ev.header(n)) {
+            let Some(ev) = event else { continue };
+            match ev.name() {
+                "HEARTBEAT" => match freeswitch::heartbeat_load(|n| ev.header(n)) {
                     Ok(load) => {
                         heartbeats += 1;
                         self.send_load(load);
                         load_due = Instant::now() + c.heartbeat_wait();
                     }
                     Err(e) => warn!("node {}: ignoring a HEARTBEAT: {e}", self.node),
+                },
+                "CHANNEL_HANGUP_COMPLETE" => self.hangup(&ev, &mut bad_log),
+                _ => {}
+            }
+        }
+    }
+
+    /// A hang-up event: a call quality sample for an inbound call that
+    /// received media; anything else is counted, a bad one logged (at most
+    /// every 10 s per node, with the number since the last log).
+    fn hangup(&self, ev: &Event, bad_log: &mut (Option<Instant>, u64)) {
+        let q = freeswitch::hangup_quality(|n| ev.header(n));
+        self.stats.hangup(&self.node, q.as_ref().err());
+        match q {
+            Ok(q) => self.send(Metric::Quality {
+                node: self.node.clone(),
+                client: Prefix::host(q.client),
+                mos: q.mos,
+                loss_pct: q.loss_pct,
+                jitter_ms: q.jitter_ms,
+                ts: now(),
+            }),
+            Err(freeswitch::NoQuality::Bad(why)) => {
+                bad_log.1 += 1;
+                if bad_log
+                    .0
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                {
+                    warn!(
+                        "node {}: ignoring {} hang-up event(s) without a usable call quality; last: {why} (Unique-ID {})",
+                        self.node,
+                        bad_log.1,
+                        ev.header("Unique-ID").unwrap_or("-")
+                    );
+                    *bad_log = (Some(Instant::now()), 0);
                 }
             }
+            Err(_) => {}
         }
     }
 

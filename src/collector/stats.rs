@@ -1,7 +1,7 @@
 //! The collector's own figures, for monitoring it: SIP probe round trips
 //! per node (a histogram) and probe results by outcome, event-socket
-//! connection state and reconnects per node, samples written, pending and
-//! dropped, store write time. One [`CollectorStats`] is shared (`Arc`) by the
+//! connection state, reconnects and hang-up events by outcome per node,
+//! samples written, pending and dropped, store write time. One [`CollectorStats`] is shared (`Arc`) by the
 //! prober, the event-socket workers and the writer loop, which record, and by
 //! whoever shows it ([`CollectorStats::snapshot`]). Bounded by the nodes of
 //! the site: the fleet lists them ([`CollectorStats::set_nodes`]), a node that
@@ -100,6 +100,21 @@ pub struct EslStats {
     pub open: u32,
     /// Connections lost or refused, each followed by a reconnect.
     pub reconnects: u64,
+    /// Hang-up events (CHANNEL_HANGUP_COMPLETE) by what became of them.
+    pub hangups: HangupCounts,
+}
+
+/// Hang-up events of one node, by outcome.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct HangupCounts {
+    /// Turned into a call quality sample.
+    pub sampled: u64,
+    /// Not inbound (another leg of a call).
+    pub not_inbound: u64,
+    /// No audio through this server.
+    pub no_media: u64,
+    /// Ignored: a field missing or not believable.
+    pub bad: u64,
 }
 
 impl EslStats {
@@ -223,6 +238,21 @@ impl CollectorStats {
         self.with_node(node, |n| {
             if let Some(e) = n.esl.as_mut() {
                 e.reconnects += 1;
+            }
+        });
+    }
+
+    /// What became of a hang-up event of `node`: a sample, or why not.
+    pub fn hangup(&self, node: &str, none: Option<&super::freeswitch::NoQuality>) {
+        use super::freeswitch::NoQuality;
+        self.with_node(node, |n| {
+            let Some(e) = n.esl.as_mut() else { return };
+            let h = &mut e.hangups;
+            match none {
+                None => h.sampled += 1,
+                Some(NoQuality::NotInbound) => h.not_inbound += 1,
+                Some(NoQuality::NoMedia) => h.no_media += 1,
+                Some(NoQuality::Bad(_)) => h.bad += 1,
             }
         });
     }
@@ -369,5 +399,24 @@ mod tests {
         assert_eq!(c[3], (0.005, 2));
         assert_eq!(c[9], (0.5, 2));
         assert_eq!(c[10], (1.0, 3));
+    }
+
+    #[test]
+    fn hangups_are_counted_by_outcome_for_listed_nodes_only() {
+        use crate::collector::freeswitch::NoQuality;
+        let s = CollectorStats::new();
+        s.set_nodes([("a", true, false), ("b", false, true)]);
+        s.hangup("a", None);
+        s.hangup("a", None);
+        s.hangup("a", Some(&NoQuality::NotInbound));
+        s.hangup("a", Some(&NoQuality::NoMedia));
+        s.hangup("a", Some(&NoQuality::Bad("x".into())));
+        s.hangup("b", None); // no event socket: not kept
+        s.hangup("ghost", None);
+        let snap = s.snapshot();
+        let a = &snap.nodes[0].1.esl.as_ref().unwrap().hangups;
+        assert_eq!((a.sampled, a.not_inbound, a.no_media, a.bad), (2, 1, 1, 1));
+        assert!(snap.nodes[1].1.esl.is_none());
+        assert_eq!(snap.nodes.len(), 2);
     }
 }

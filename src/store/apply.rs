@@ -152,6 +152,9 @@ pub fn apply_site(store: &mut Store, site: &Site) -> Result<Vec<Change>> {
         "DELETE FROM latency WHERE family != 0 AND node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM latency WHERE family = 0 AND (net NOT IN (SELECT id FROM topology WHERE kind = 'network')
                                                  OR node_id NOT IN (SELECT id FROM topology WHERE kind = 'node'));
+         DELETE FROM quality WHERE family != 0 AND node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
+         DELETE FROM quality WHERE family = 0 AND (net NOT IN (SELECT id FROM topology WHERE kind = 'network')
+                                                 OR node_id NOT IN (SELECT id FROM topology WHERE kind = 'node'));
          DELETE FROM load WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM health WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');
          DELETE FROM drain WHERE node_id NOT IN (SELECT id FROM topology WHERE kind = 'node');

@@ -1,6 +1,8 @@
 //! Metrics in the store: writing samples (ingest, collector), reading them
-//! back for answers (node states, latency entries), and the client networks
-//! the coprocesses have seen.
+//! back for answers (node states, latency and call quality entries), and the
+//! client networks the coprocesses have seen. Latency and call quality are
+//! folded the same way ([`MovingAverage`]) into every aggregate that holds
+//! the client ([`aggregates_of`]).
 
 use std::collections::HashMap;
 
@@ -21,6 +23,20 @@ pub struct WriteOutcome {
     pub too_old: usize,
     /// Health state changes: (node, new state).
     pub health_changes: Vec<(String, Health)>,
+}
+
+/// A call quality entry as stored: moving averages of the calls' receive
+/// MOS (with its deviation), loss and jitter (NULL until a call reported
+/// them), and the calls counted since the entry was last fresh.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityRow {
+    pub node_id: i64,
+    pub mos: f64,
+    pub mos_dev: f64,
+    pub loss_pct: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub calls: i64,
+    pub updated: i64,
 }
 
 /// A latency entry as stored.
@@ -70,6 +86,8 @@ pub struct SeenRow {
 pub struct StatusCounts {
     /// node id -> (fresh fine-level entries, all entries)
     pub latency_entries: HashMap<i64, (i64, i64)>,
+    /// node id -> (fresh fine-level entries, all entries) of call quality
+    pub quality_entries: HashMap<i64, (i64, i64)>,
     pub seen_networks: i64,
 }
 
@@ -77,6 +95,106 @@ pub struct StatusCounts {
 /// with `IF NOT EXISTS` by `apply` and by the first coprocess that writes
 /// (no schema version).
 pub(crate) const ANSWER_COUNT_TABLE: &str = "CREATE TABLE IF NOT EXISTS answer_count(node_id INTEGER PRIMARY KEY, answers INTEGER NOT NULL);";
+
+/// Call quality per aggregate and node (see [`QualityRow`]); created with
+/// `IF NOT EXISTS` by `apply` and by the first writer of a quality sample
+/// (no schema version: an older database gains it without a migration).
+pub(crate) const QUALITY_TABLE: &str = "CREATE TABLE IF NOT EXISTS quality(
+    family INTEGER NOT NULL,   -- 4, 6, or 0 for a named network (net = its id)
+    net INTEGER NOT NULL,
+    plen INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    mos REAL NOT NULL,
+    mos_dev REAL NOT NULL,
+    loss_pct REAL,
+    jitter_ms REAL,
+    calls INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY(family, net, plen, node_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS quality_node ON quality(node_id);";
+
+/// Every aggregate a sample from `client` is folded into, as stored
+/// (family, net, plen): each prefix level of the client (/24, /16, /8; /48,
+/// /32), and (0, id, 0) for each named network with a prefix that holds it.
+fn aggregates_of<'a>(
+    client: &'a Prefix,
+    networks: &'a [(i64, Vec<Prefix>)],
+) -> impl Iterator<Item = (i64, i64, u8)> + 'a {
+    client
+        .levels()
+        .map(|p| (p.family().code(), p.net_key(), p.len))
+        .chain(
+            networks
+                .iter()
+                .filter(|(_, prefixes)| prefixes.iter().any(|np| np.contains(client)))
+                .map(|(id, _)| (0, *id, 0)),
+        )
+}
+
+/// A table of moving averages keyed by (family, net, plen, node_id): one
+/// main value with its mean absolute deviation and a count, and optional
+/// values (NULL while unknown, kept when a sample lacks them). A sample
+/// into an entry last updated before the freshness limit restarts it.
+struct MovingAverage {
+    table: &'static str,
+    value: &'static str,
+    dev: &'static str,
+    count: &'static str,
+    optional: &'static [&'static str],
+}
+
+impl MovingAverage {
+    const LATENCY: MovingAverage = MovingAverage {
+        table: "latency",
+        value: "avg_ms",
+        dev: "dev_ms",
+        count: "samples",
+        optional: &[],
+    };
+    const QUALITY: MovingAverage = MovingAverage {
+        table: "quality",
+        value: "mos",
+        dev: "mos_dev",
+        count: "calls",
+        optional: &["loss_pct", "jitter_ms"],
+    };
+
+    /// The upsert. Parameters: ?1 family, ?2 net, ?3 plen, ?4 node id,
+    /// ?5 updated, ?6 freshness limit, ?7 weight of the sample, ?8 the
+    /// value, then the optional values.
+    fn upsert(&self) -> String {
+        let MovingAverage {
+            table,
+            value: v,
+            dev,
+            count,
+            optional,
+        } = self;
+        let mut cols = format!("family, net, plen, node_id, updated, {v}, {dev}, {count}");
+        let mut vals = "?1, ?2, ?3, ?4, ?5, ?8, 0, 1".to_string();
+        let mut set = format!(
+            "{v} = CASE WHEN updated < ?6 THEN excluded.{v} ELSE {v} + ?7 * (excluded.{v} - {v}) END,
+             {dev} = CASE WHEN updated < ?6 THEN 0 ELSE {dev} + ?7 * (abs(excluded.{v} - {v}) - {dev}) END,
+             {count} = CASE WHEN updated < ?6 THEN 1 ELSE {count} + 1 END,
+             updated = max(updated, excluded.updated)"
+        );
+        for (i, o) in optional.iter().enumerate() {
+            cols.push_str(&format!(", {o}"));
+            vals.push_str(&format!(", ?{}", 9 + i));
+            set.push_str(&format!(
+                ",
+             {o} = CASE WHEN updated < ?6 OR {o} IS NULL THEN excluded.{o}
+                        WHEN excluded.{o} IS NULL THEN {o}
+                        ELSE {o} + ?7 * (excluded.{o} - {o}) END"
+            ));
+        }
+        format!(
+            "INSERT INTO {table}({cols}) VALUES ({vals})
+             ON CONFLICT(family, net, plen, node_id) DO UPDATE SET {set}"
+        )
+    }
+}
 
 impl Store {
     /// Stores a batch of samples in one transaction. `source` names the
@@ -121,20 +239,16 @@ impl Store {
         };
         let mut out = WriteOutcome::default();
         let mut latency_written = false;
-        let stale_before = now - policy.latency_max_age_s;
-        let alpha = policy.latency_alpha;
+        let lat_fresh = now - policy.latency_max_age_s;
+        let q_fresh = now - policy.quality_max_age_s;
+        if batch.iter().any(|m| matches!(m, Metric::Quality { .. })) {
+            tx.execute_batch(QUALITY_TABLE)?;
+        }
         {
-            let mut lat = tx.prepare_cached(
-                "INSERT INTO latency(family, net, plen, node_id, avg_ms, dev_ms, samples, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6)
-                 ON CONFLICT(family, net, plen, node_id) DO UPDATE SET
-                   avg_ms = CASE WHEN updated < ?7 THEN excluded.avg_ms
-                                 ELSE avg_ms + ?8 * (excluded.avg_ms - avg_ms) END,
-                   dev_ms = CASE WHEN updated < ?7 THEN 0
-                                 ELSE dev_ms + ?8 * (abs(excluded.avg_ms - avg_ms) - dev_ms) END,
-                   samples = CASE WHEN updated < ?7 THEN 1 ELSE samples + 1 END,
-                   updated = max(updated, excluded.updated)",
-            )?;
+            let lat_sql = MovingAverage::LATENCY.upsert();
+            let mut lat = tx.prepare_cached(&lat_sql)?;
+            let q_sql = MovingAverage::QUALITY.upsert();
+            let mut quality = None;
             let mut load = tx.prepare_cached(
                 "INSERT INTO load(node_id, sessions, max_sessions, idle_cpu, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(node_id) DO UPDATE SET sessions = excluded.sessions,
@@ -168,31 +282,44 @@ impl Store {
                         client, rtt_ms, ts, ..
                     } => {
                         latency_written = true;
-                        for p in client.levels() {
+                        for (family, net, plen) in aggregates_of(client, &networks) {
                             lat.execute(params![
-                                p.family().code(),
-                                p.net_key(),
-                                p.len,
+                                family,
+                                net,
+                                plen,
                                 node_id,
-                                rtt_ms,
                                 ts,
-                                stale_before,
-                                alpha
+                                lat_fresh,
+                                policy.latency_alpha,
+                                rtt_ms
                             ])?;
                         }
-                        for (net_id, prefixes) in &networks {
-                            if prefixes.iter().any(|np| np.contains(client)) {
-                                lat.execute(params![
-                                    0,
-                                    net_id,
-                                    0,
-                                    node_id,
-                                    rtt_ms,
-                                    ts,
-                                    stale_before,
-                                    alpha
-                                ])?;
-                            }
+                    }
+                    Metric::Quality {
+                        client,
+                        mos,
+                        loss_pct,
+                        jitter_ms,
+                        ts,
+                        ..
+                    } => {
+                        let q = match &mut quality {
+                            Some(q) => q,
+                            None => quality.insert(tx.prepare_cached(&q_sql)?),
+                        };
+                        for (family, net, plen) in aggregates_of(client, &networks) {
+                            q.execute(params![
+                                family,
+                                net,
+                                plen,
+                                node_id,
+                                ts,
+                                q_fresh,
+                                policy.quality_alpha,
+                                mos,
+                                loss_pct,
+                                jitter_ms
+                            ])?;
                         }
                     }
                     Metric::Load {
@@ -372,6 +499,41 @@ impl Store {
         Ok(())
     }
 
+    /// The fresh call quality entries of one aggregate (as in
+    /// [`Store::latency_at`]) with at least `min_calls` calls, calling `f`
+    /// for each. A database without the quality table has none.
+    pub fn quality_at(
+        &self,
+        family: i64,
+        net: i64,
+        plen: u8,
+        fresh_after: i64,
+        min_calls: u32,
+        mut f: impl FnMut(QualityRow),
+    ) -> Result<()> {
+        let mut stmt = match self.conn.prepare_cached(
+            "SELECT node_id, mos, mos_dev, loss_pct, jitter_ms, calls, updated FROM quality
+             WHERE family = ?1 AND net = ?2 AND plen = ?3 AND updated >= ?4 AND calls >= ?5",
+        ) {
+            Ok(s) => s,
+            Err(e) if e.to_string().contains("no such table") => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut rows = stmt.query(params![family, net, plen, fresh_after, min_calls])?;
+        while let Some(r) = rows.next()? {
+            f(QualityRow {
+                node_id: r.get(0)?,
+                mos: r.get(1)?,
+                mos_dev: r.get(2)?,
+                loss_pct: r.get(3)?,
+                jitter_ms: r.get(4)?,
+                calls: r.get(5)?,
+                updated: r.get(6)?,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds query counts for client networks, in one transaction.
     pub fn record_seen(
         &mut self,
@@ -447,16 +609,32 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Latency coverage per node, and the number of seen networks.
-    pub fn status_counts(&self, fresh_after: i64) -> Result<StatusCounts> {
+    /// Latency and call quality coverage per node (entries updated at or
+    /// after `latency_fresh` and `quality_fresh`), and the number of seen
+    /// networks.
+    pub fn status_counts(&self, latency_fresh: i64, quality_fresh: i64) -> Result<StatusCounts> {
         let mut out = StatusCounts::default();
-        let mut stmt = self.conn.prepare(
-            "SELECT node_id, sum(updated >= ?1 AND plen IN (24, 48)), count(*) FROM latency WHERE family != 0 GROUP BY node_id",
-        )?;
-        let rows = stmt.query_map([fresh_after], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
-        for r in rows {
-            let (id, c) = r?;
-            out.latency_entries.insert(id, c);
+        let has_quality = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quality'",
+            )?
+            .exists([])?;
+        for (table, fresh, into) in [
+            ("latency", latency_fresh, &mut out.latency_entries),
+            ("quality", quality_fresh, &mut out.quality_entries),
+        ] {
+            if table == "quality" && !has_quality {
+                continue;
+            }
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT node_id, sum(updated >= ?1 AND plen IN (24, 48)), count(*) FROM {table} WHERE family != 0 GROUP BY node_id"
+            ))?;
+            let rows = stmt.query_map([fresh], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+            for r in rows {
+                let (id, c) = r?;
+                into.insert(id, c);
+            }
         }
         out.seen_networks = self
             .conn
@@ -518,5 +696,82 @@ mod tests {
             .unwrap();
         assert_eq!(old, 0);
         assert!(s.node_states().unwrap().health.is_empty());
+    }
+
+    #[test]
+    fn call_quality_is_averaged_per_aggregate_with_its_calls_counted() {
+        let db = TempDb::new("quality");
+        let mut s = db
+            .apply(&(ONE_NODE.to_string() + "[network.city]\nprefixes = [\"198.51.100.0/25\"]\n"));
+        let now = 1_800_000_000;
+        let q = |ip: &str, mos, loss, ts| Metric::Quality {
+            node: "a".into(),
+            client: ip.parse().unwrap(),
+            mos,
+            loss_pct: loss,
+            jitter_ms: None,
+            ts,
+        };
+        let batch = [
+            // Too old to count: starts nothing.
+            q("198.51.100.7", 1.0, None, now - 4000),
+            q("198.51.100.7", 4.0, None, now - 10),
+            q("198.51.100.9", 3.0, Some(10.0), now - 5),
+            q("198.51.200.1", 2.0, Some(20.0), now - 5),
+        ];
+        let o = s.write_metrics(&batch, "test", None, now).unwrap();
+        assert_eq!((o.stored, o.too_old), (3, 1));
+        let rows = |family, net, plen, min_calls| {
+            let mut v = Vec::new();
+            s.quality_at(family, net, plen, now - 3600, min_calls, |r| v.push(r))
+                .unwrap();
+            v
+        };
+        let p24: Prefix = "198.51.100.0/24".parse().unwrap();
+        let r = rows(4, p24.net_key(), 24, 1);
+        assert_eq!(r.len(), 1);
+        // 4.0, then 3.0 with a weight of 0.1 (quality_alpha).
+        assert!((r[0].mos - 3.9).abs() < 1e-9, "{r:?}");
+        assert!((r[0].mos_dev - 0.1).abs() < 1e-9, "{r:?}");
+        assert_eq!(r[0].calls, 2);
+        // Loss: unknown for the first call, so the second one's.
+        assert_eq!(r[0].loss_pct, Some(10.0));
+        assert_eq!(r[0].jitter_ms, None);
+        assert_eq!(r[0].updated, now - 5);
+        // The /16 holds all three calls; the named network the first two.
+        let p16: Prefix = "198.51.0.0/16".parse().unwrap();
+        assert_eq!(rows(4, p16.net_key(), 16, 1)[0].calls, 3);
+        let (site, ids) = s.load_site().unwrap();
+        assert_eq!(site.networks.len(), 1);
+        assert_eq!(rows(0, ids.networks[0], 0, 1)[0].calls, 2);
+        // Fewer calls than asked for: no entry.
+        assert!(rows(4, p24.net_key(), 24, 3).is_empty());
+        assert_eq!(rows(4, p16.net_key(), 16, 3).len(), 1);
+        // A stale entry restarts from the next call.
+        let o = s
+            .write_metrics(
+                &[q("198.51.100.7", 1.5, None, now + 4000)],
+                "test",
+                None,
+                now + 4000,
+            )
+            .unwrap();
+        assert_eq!(o.stored, 1);
+        let mut v = Vec::new();
+        s.quality_at(4, p24.net_key(), 24, now, 1, |r| v.push(r))
+            .unwrap();
+        assert_eq!((v[0].mos, v[0].calls, v[0].loss_pct), (1.5, 1, None));
+        // Counted for status, and removed with its node.
+        let c = s.status_counts(now, now).unwrap();
+        assert_eq!(c.quality_entries.values().next(), Some(&(1, 4)));
+        let mut s = db.apply(
+            "[zone.\"voip.test\"]\nns = [\"ns1.voip.test\"]\nhostmaster = \"h.voip.test\"\n",
+        );
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM quality", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(s.write_metrics(&[], "test", None, now).is_ok());
     }
 }

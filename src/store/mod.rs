@@ -1,5 +1,6 @@
 //! The SQLite store: schema and migrations, the topology (`apply`), and the
-//! metrics (latency, load, health, drains, seen client networks).
+//! metrics (latency, call quality, load, health, drains, seen client
+//! networks).
 //!
 //! Every process opens its own connection; the database is in WAL mode so
 //! the coprocesses read while the collector or `ingest` writes. The schema
@@ -26,7 +27,7 @@ pub use apply::{Change, apply_site, diff_site};
 pub use cache_stats::CacheStats;
 pub use events::{Event, EventKind};
 pub use metrics::{
-    HealthRow, LatencyRow, LoadRow, NodeStateRows, SeenRow, StatusCounts, WriteOutcome,
+    HealthRow, LatencyRow, LoadRow, NodeStateRows, QualityRow, SeenRow, StatusCounts, WriteOutcome,
 };
 pub use probes::ProbeRow;
 pub use snapshot::{Counters, Publisher};
@@ -286,6 +287,7 @@ impl Store {
         self.conn.execute_batch(cache_stats::CACHE_STATS_TABLE)?;
         self.conn.execute_batch(metrics::ANSWER_COUNT_TABLE)?;
         self.conn.execute_batch(probes::PROBES_TABLE)?;
+        self.conn.execute_batch(metrics::QUALITY_TABLE)?;
         Ok(())
     }
 

@@ -94,8 +94,30 @@ pub fn collector(s: &Snapshot, out: &mut String) {
     }
     family(
         out,
+        "esl_hangups_total",
+        "CHANNEL_HANGUP_COMPLETE events by outcome: sampled (a call quality sample), not_inbound, no_media, bad (a field missing or not believable: ignored).",
+        "counter",
+    );
+    for (l, e) in &esls {
+        let h = &e.hangups;
+        for (outcome, n) in [
+            ("sampled", h.sampled),
+            ("not_inbound", h.not_inbound),
+            ("no_media", h.no_media),
+            ("bad", h.bad),
+        ] {
+            sample(
+                out,
+                "esl_hangups_total",
+                &format!("{l},outcome=\"{outcome}\""),
+                n,
+            );
+        }
+    }
+    family(
+        out,
         "collector_samples_written_total",
-        "Samples (load, latency, health) the collector wrote to the database.",
+        "Samples (load, latency, call quality, health) the collector wrote to the database.",
         "counter",
     );
     sample(

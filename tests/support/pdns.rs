@@ -512,6 +512,25 @@ impl Dig {
         self.srvs().into_iter().map(|s| s.target).collect()
     }
 
+    /// The SRV targets' node names (first label) grouped by priority, best
+    /// first; names sorted within a group.
+    pub fn srv_tiers(&self) -> Vec<Vec<String>> {
+        let mut out: Vec<(u16, Vec<String>)> = Vec::new();
+        for s in self.srvs() {
+            let node = s.target.split('.').next().unwrap_or("").to_string();
+            match out.last_mut() {
+                Some((p, v)) if *p == s.priority => v.push(node),
+                _ => out.push((s.priority, vec![node])),
+            }
+        }
+        out.into_iter()
+            .map(|(_, mut v)| {
+                v.sort();
+                v
+            })
+            .collect()
+    }
+
     /// The ECS scope of the response, if it carried the option.
     pub fn scope(&self) -> Option<u8> {
         self.ecs.as_ref().map(|e| e.scope)
