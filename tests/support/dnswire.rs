@@ -40,13 +40,7 @@ pub fn build_query(id: u16, qname: &str, qtype: u16, net: Ipv4Addr) -> Vec<u8> {
 
 /// [`build_query`], with the DNSSEC OK bit of the OPT record set if
 /// `dnssec_ok` (RFC 3225: the server then adds RRSIGs and NSEC3 records).
-pub fn build_query_do(
-    id: u16,
-    qname: &str,
-    qtype: u16,
-    net: Ipv4Addr,
-    dnssec_ok: bool,
-) -> Vec<u8> {
+pub fn build_query_do(id: u16, qname: &str, qtype: u16, net: Ipv4Addr, dnssec_ok: bool) -> Vec<u8> {
     let mut q = Vec::with_capacity(64 + qname.len());
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0, 0]); // QR=0 opcode QUERY, RD=0: to an authoritative server
