@@ -346,7 +346,7 @@ impl Engine {
         // Data at or below a delegation is not authoritative (glue, or
         // hidden by the cut): PowerDNS must not sign it. No lookup for a
         // site without delegations.
-        let auth = topo.cuts.is_empty() || topo.cuts.get(name).is_none();
+        let auth = topo.cuts.is_empty() || !topo.cuts.contains_key(name);
         let data = |qtype: &'static str, ttl: u32, id: i64, scope: u8, prio: Option<u16>| Data {
             scope,
             auth,
