@@ -126,7 +126,7 @@ fn cuts_of<'a>(
     zone_defs: &[crate::site::Zone],
     names: impl Iterator<Item = &'a String>,
 ) -> FxHashMap<String, Cut> {
-    let delegations: Vec<(&str, usize)> = records
+    let delegations: FxHashMap<&str, usize> = records
         .iter()
         .filter(|r| r.def.rtype == "NS" && r.def.name != zones[r.zone].def.name)
         .map(|r| (r.def.name.as_str(), r.zone))
@@ -135,21 +135,26 @@ fn cuts_of<'a>(
     if delegations.is_empty() {
         return cuts;
     }
+    // Each name and its ancestors up to its apex: one lookup per label.
     for name in names {
         let Some(zone) = crate::site::site_zone_of(zone_defs, name) else {
             continue;
         };
+        let apex_len = zone_defs[zone].name.len();
         let mut at = None;
-        for &(cut, z) in &delegations {
-            if z != zone || !dnsname::is_within(name, cut) {
-                continue;
-            }
-            if name == cut {
-                at.get_or_insert(Cut::At);
-            } else {
-                at = Some(Cut::Below);
+        let mut cur = Some(name.as_str());
+        while let Some(n) = cur {
+            if n.len() <= apex_len {
                 break;
             }
+            if delegations.get(n) == Some(&zone) {
+                if n.len() < name.len() {
+                    at = Some(Cut::Below);
+                    break;
+                }
+                at = Some(Cut::At);
+            }
+            cur = dnsname::parent(n);
         }
         if let Some(c) = at {
             cuts.insert(name.clone(), c);
