@@ -728,6 +728,22 @@ fn dnssec_questions_delegations_and_ttls_in_a_signed_zone() {
     let d = pdns.dig(&["+dnssec", "insecure.voip.example.com", "DS"]);
     assert_eq!((d.status.as_str(), d.answer.len()), ("NOERROR", 0), "{d}");
 
+    // An empty non-terminal: NODATA whose NSEC3 record lists pdns-ha's
+    // placeholder (README: why); asked for by type (or ANY), the
+    // placeholder itself, signed.
+    let d = pdns.dig(&["+dnssec", "_udp.voip.example.com", "A"]);
+    assert_eq!((d.status.as_str(), d.answer.len()), ("NOERROR", 0), "{d}");
+    let nsec3: Vec<&str> = d
+        .authority
+        .iter()
+        .filter(|r| r.rtype == "NSEC3")
+        .map(|r| r.data.as_str())
+        .collect();
+    assert_eq!(nsec3.len(), 1, "{d}");
+    assert!(nsec3[0].ends_with(" RRSIG TYPE65534"), "{d}");
+    let d = pdns.dig(&["+dnssec", "_udp.voip.example.com", "TYPE65534"]);
+    assert_eq!(d.data("TYPE65534"), ["\\# 0"], "{d}");
+    assert_eq!(rrsigs(&d, "TYPE65534").len(), 1, "{d}");
     // A name below an empty non-terminal does not exist: a validated
     // NXDOMAIN (the ENT is the closest encloser).
     let nx = delv(
