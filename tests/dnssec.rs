@@ -106,8 +106,13 @@ fn with_keystore(keys: &Path) -> PdnsOpts {
 /// Runs `pdnsutil --config-dir=DIR ARGS` (the server's own pdns.conf);
 /// panics unless it succeeds. Returns its stdout.
 fn pdnsutil(pdns: &Pdns, args: &[&str]) -> String {
+    pdnsutil_in(pdns.dir(), args)
+}
+
+/// [`pdnsutil`] with the pdns.conf of `dir`.
+fn pdnsutil_in(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(find_program("pdnsutil").expect("pdnsutil is installed"))
-        .arg(format!("--config-dir={}", pdns.dir().display()))
+        .arg(format!("--config-dir={}", dir.display()))
         .args(args)
         .env_remove("PDNS_HA_DB")
         .stdin(Stdio::null())
@@ -125,8 +130,13 @@ fn pdnsutil(pdns: &Pdns, args: &[&str]) -> String {
 
 /// Writes a delv trust anchor file with the zone's key-signing key.
 fn anchor(pdns: &Pdns, dir: &Path) -> PathBuf {
+    anchor_in(pdns.dir(), dir)
+}
+
+/// [`anchor`] with the pdns.conf of `conf`.
+fn anchor_in(conf: &Path, dir: &Path) -> PathBuf {
     // "voip.example.com IN DNSKEY 257 3 13 KEY..." for key 1 (the CSK).
-    let out = pdnsutil(pdns, &["export-zone-dnskey", ZONE, "1"]);
+    let out = pdnsutil_in(conf, &["export-zone-dnskey", ZONE, "1"]);
     let f: Vec<&str> = out
         .lines()
         .find(|l| l.contains(" DNSKEY "))
@@ -345,6 +355,28 @@ fn without_its_keystore_powerdns_does_not_start() {
     let db = Db::new("dnssec-nokeys");
     db.apply_ok(&support::fixture("three_nodes_dynamic"));
     let dir = TempDir::new("dnssec-nokeys-pdns");
+    let log = pdns_exits(
+        &db,
+        dir.path(),
+        &[
+            "launch=pipe,pipe:standby,gsqlite3".to_string(),
+            format!(
+                "gsqlite3-database={}",
+                dir.path().join("missing.sqlite3").display()
+            ),
+            "gsqlite3-dnssec=yes".to_string(),
+        ],
+    );
+    assert!(
+        log.contains("Unable to launch gsqlite3 connection"),
+        "{log}"
+    );
+}
+
+/// Starts pdns_server with the settings of pdns.conf.example and `extra`
+/// (config and control socket in `dir`) and waits for it to exit, which it
+/// must, unsuccessfully; returns its log.
+fn pdns_exits(db: &Db, dir: &Path, extra: &[String]) -> String {
     let bin = support::BIN;
     let pipe = format!("{bin} pipe --db {}", db.path.display());
     let mut conf = support::pdns::conf_from_example(&[
@@ -352,17 +384,12 @@ fn without_its_keystore_powerdns_does_not_start() {
         ("pipe-standby-command", pipe),
         ("local-address", "127.0.0.1".to_string()),
         ("local-port", support::free_port().to_string()),
-        ("socket-dir", dir.path().display().to_string()),
+        ("socket-dir", dir.display().to_string()),
     ]);
-    conf.push("launch=pipe,pipe:standby,gsqlite3".to_string());
-    conf.push(format!(
-        "gsqlite3-database={}",
-        dir.path().join("missing.sqlite3").display()
-    ));
-    conf.push("gsqlite3-dnssec=yes".to_string());
-    std::fs::write(dir.path().join("pdns.conf"), conf.join("\n") + "\n").expect("pdns.conf");
+    conf.extend(extra.iter().cloned());
+    std::fs::write(dir.join("pdns.conf"), conf.join("\n") + "\n").expect("pdns.conf");
     let mut child = Command::new(find_program("pdns_server").expect("pdns_server"))
-        .arg(format!("--config-dir={}", dir.path().display()))
+        .arg(format!("--config-dir={}", dir.display()))
         .args(["--daemon=no", "--guardian=no", "--disable-syslog"])
         .env_remove("PDNS_HA_DB")
         .stdin(Stdio::null())
@@ -387,10 +414,7 @@ fn without_its_keystore_powerdns_does_not_start() {
         .stderr(Stdio::null())
         .status();
     assert!(!status.success(), "{status}\n{log}");
-    assert!(
-        log.contains("Unable to launch gsqlite3 connection"),
-        "{log}"
-    );
+    log
 }
 
 /// Why the README says NSEC3 narrow, before `secure-zone`: a zone secured
@@ -1097,4 +1121,86 @@ fn a_broken_keystore_never_turns_a_running_zone_unsigned() {
         pdns.log()
     );
     eprintln!("answers while the keystore broke: {answers:?}");
+}
+
+/// The keystore made unreadable to PowerDNS, run as an unprivileged user
+/// (`setuid`/`setgid`, as packaged PowerDNS runs): while it runs nothing
+/// changes (its connections are open, permissions are checked at open);
+/// the next start fails. Needs root (to start PowerDNS and hand the files
+/// to `nobody`).
+#[test]
+fn an_unreadable_keystore_stops_powerdns_at_its_next_start() {
+    let Some(schema) = tools() else { return };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("\n!!!!!!!! SKIPPED: needs root to run PowerDNS as nobody !!!!!!!!\n");
+        return;
+    }
+    let db = Db::new("dnssec-perm");
+    db.apply_ok(&support::fixture("three_nodes_dynamic"));
+    db.ingest_ok(LATENCIES);
+    // Secured before PowerDNS starts, with a pdns.conf of the keystore alone.
+    let dir = TempDir::new("dnssec-perm-keys");
+    let keys = keystore(dir.path(), &schema);
+    std::fs::write(
+        dir.path().join("pdns.conf"),
+        format!(
+            "launch=gsqlite3\ngsqlite3-database={}\ngsqlite3-dnssec=yes\n",
+            keys.display()
+        ),
+    )
+    .expect("pdns.conf of the keystore");
+    pdnsutil_in(dir.path(), &["set-nsec3", ZONE, "1 0 0 -", "narrow"]);
+    pdnsutil_in(dir.path(), &["secure-zone", ZONE]);
+    let anchor = anchor_in(dir.path(), dir.path());
+    for d in [db.dir.path(), dir.path()] {
+        let st = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(d)
+            .status()
+            .expect("run chown");
+        assert!(st.success(), "chown {}", d.display());
+    }
+    let as_nobody = |o: PdnsOpts| {
+        opts_with_keystore(o, &keys)
+            .with("setuid=nobody")
+            .with("setgid=nogroup")
+            .with("dnssec-key-cache-ttl=1")
+            .with("zone-metadata-cache-ttl=1")
+    };
+    let pdns = Pdns::start(&db.path, as_nobody(PdnsOpts::default()));
+    let users: Vec<u32> = std::iter::once(pdns.pid())
+        .chain(pdns.coprocesses())
+        .map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(
+        users.iter().all(|&u| u != 0),
+        "running as nobody: {users:?}"
+    );
+    let validated_srv = |pdns: &Pdns| {
+        let out = delv(pdns, &anchor, "127.0.0.1", LATENCY, "SRV");
+        validated(&out, "SRV") && delv_targets(&out) == [VAN1, TOR1, MTL1]
+    };
+    assert!(validated_srv(&pdns));
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+        .expect("chmod 000");
+    // Past the key and metadata caches: still signed, still valid.
+    std::thread::sleep(Duration::from_millis(2500));
+    for _ in 0..3 {
+        assert!(validated_srv(&pdns));
+    }
+    drop(pdns);
+    let run = TempDir::new("dnssec-perm-pdns");
+    let log = pdns_exits(&db, run.path(), &as_nobody(PdnsOpts::default()).extra);
+    assert!(
+        log.contains("Could not connect to the SQLite database"),
+        "{log}"
+    );
 }
