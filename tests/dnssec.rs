@@ -9,6 +9,12 @@
 //! (127.0.0.0/24 and 127.0.1.0/24, `delv -b`) give two different orders,
 //! each validated. The ECS path (`dig +dnssec +subnet`) is checked for its
 //! per-network order and its signature.
+//!
+//! Also: what the coprocess answers for the DNSSEC types (never one of
+//! them) and what PowerDNS asks it; delegations (NS and glue unsigned, DS
+//! signed); TTLs of signed answers; the empty non-terminal's placeholder;
+//! a key rollover while PowerDNS runs; the keystore missing, unreadable,
+//! replaced, emptied or cut short, at start and at run time.
 
 mod support;
 
