@@ -4,11 +4,13 @@
 //! in flight over one UDP socket for a fixed time, matches the responses by
 //! id, and checks each one: NOERROR with at least one SRV answer, and an ECS
 //! option echoing the network with a non-zero scope (an answer for that
-//! network only, so nothing was served from a shared cache).
+//! network only, so nothing was served from a shared cache). With
+//! `--dnssec` each query also sets the DNSSEC OK bit, and each answer must
+//! carry an RRSIG (a signed zone).
 //!
 //! ```text
 //! dnsload --port PORT [--server 127.0.0.1] [--networks N] [--seconds S]
-//!         [--inflight N] [--qname NAME] [--timeout-ms N]
+//!         [--inflight N] [--qname NAME] [--timeout-ms N] [--dnssec]
 //! ```
 //! `--networks N` (default 1) asks for N distinct client networks, the k-th
 //! being `10+k/65536 . k/256%256 . k%256 .0/24` (10.0.0.0/24, 10.0.1.0/24,
@@ -16,18 +18,22 @@
 //!
 //! Prints one line of `key=value` fields: `qps` counts the good answers
 //! (`ok`) per second of the run; `p50_us`/`p99_us` are over every matched
-//! response; `cpu_user_s`/`cpu_sys_s` are the generator's own CPU. Exits 1
-//! when any query went wrong (`servfail`, `other_rcode`, `no_srv`,
-//! `no_scope`, `truncated`, `timeouts`, `errors`).
+//! response; `distinct_answers` counts the different SRV record sets seen
+//! (the RRsets a signing server signs: their order in the message does not
+//! count, their priorities and targets do); `cpu_user_s`/`cpu_sys_s` are the
+//! generator's own CPU. Exits 1 when any query went wrong (`servfail`,
+//! `other_rcode`, `no_srv`, `no_scope`, `no_rrsig`, `truncated`,
+//! `timeouts`, `errors`).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/support/dnswire.rs"]
 mod dnswire;
 
-use dnswire::{Response, TYPE_SRV, build_query, parse_response};
+use dnswire::{Rdata, Response, TYPE_SRV, build_query_do, parse_response};
 
 /// The k-th client network of the benchmark (its /24 address).
 fn network(k: u32) -> Ipv4Addr {
@@ -48,6 +54,7 @@ struct Counts {
     other_rcode: u64,
     no_srv: u64,
     no_scope: u64,
+    no_rrsig: u64,
     truncated: u64,
     timeouts: u64,
     unmatched: u64,
@@ -55,8 +62,9 @@ struct Counts {
 }
 
 impl Counts {
-    /// Files a matched response; true if it is a good answer.
-    fn file(&mut self, resp: &Response, net: Ipv4Addr) -> bool {
+    /// Files a matched response; true if it is a good answer (with an
+    /// RRSIG too if `signed`).
+    fn file(&mut self, resp: &Response, net: Ipv4Addr, signed: bool) -> bool {
         if resp.truncated {
             self.truncated += 1;
         } else if resp.rcode == 2 {
@@ -69,6 +77,8 @@ impl Counts {
             && e.scope > 0 && e.address == net.octets()[..3])
         {
             self.no_scope += 1;
+        } else if signed && resp.rrsig_count() == 0 {
+            self.no_rrsig += 1;
         } else {
             self.ok += 1;
             return true;
@@ -80,6 +90,7 @@ impl Counts {
             + self.other_rcode
             + self.no_srv
             + self.no_scope
+            + self.no_rrsig
             + self.truncated
             + self.timeouts
             + self.errors
@@ -90,6 +101,28 @@ struct InFlight {
     seq: u64,
     sent: Instant,
     net: Ipv4Addr,
+}
+
+/// A digest of the SRV records of an answer as a set (sorted): equal for
+/// answers that carry the same RRset in any order.
+fn srv_set_digest(resp: &Response) -> u64 {
+    let mut srv: Vec<(u16, u16, u16, &str)> = resp
+        .answers
+        .iter()
+        .filter_map(|a| match a {
+            Rdata::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => Some((*priority, *weight, *port, target.as_str())),
+            _ => None,
+        })
+        .collect();
+    srv.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    srv.hash(&mut h);
+    h.finish()
 }
 
 /// The process's own user and system CPU seconds (/proc/self/stat).
@@ -118,9 +151,15 @@ fn main() {
     let mut inflight = 32usize;
     let mut qname = "_sip._udp.voip.example.com".to_string();
     let mut timeout_ms = 1000u64;
-    for pair in args.chunks(2) {
-        let v = pair.get(1).map(String::as_str).unwrap_or("");
-        match pair[0].as_str() {
+    let mut dnssec = false;
+    let mut it = args.iter();
+    while let Some(opt) = it.next() {
+        if opt == "--dnssec" {
+            dnssec = true;
+            continue;
+        }
+        let v = it.next().map(String::as_str).unwrap_or("");
+        match opt.as_str() {
             "--port" => port = v.parse().expect("--port PORT"),
             "--server" => server = v.parse().expect("--server IPV4"),
             "--networks" => networks = v.parse().expect("--networks N"),
@@ -151,12 +190,13 @@ fn main() {
         .expect("timeout");
 
     // One template per query; only the id and the ECS address change.
-    let mut query = build_query(0, &qname, TYPE_SRV, network(0));
+    let mut query = build_query_do(0, &qname, TYPE_SRV, network(0), dnssec);
     let ecs_at = query.len() - 3;
     let mut slots: Vec<Option<InFlight>> = (0..65536).map(|_| None).collect();
     let mut order: VecDeque<(u16, u64)> = VecDeque::with_capacity(inflight * 2);
     let mut counts = Counts::default();
     let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
+    let mut distinct: HashSet<u64> = HashSet::new();
     let mut outstanding = 0usize;
     let mut seq = 0u64;
     let mut next_id = 0u16;
@@ -222,8 +262,11 @@ fn main() {
                 };
                 outstanding -= 1;
                 latencies.push(now.duration_since(f.sent).as_micros().min(u32::MAX as u128) as u32);
-                if counts.file(&resp, f.net) && now <= end {
-                    ok_in_window += 1;
+                if counts.file(&resp, f.net, dnssec) {
+                    distinct.insert(srv_set_digest(&resp));
+                    if now <= end {
+                        ok_in_window += 1;
+                    }
                 }
             }
             Err(e)
@@ -268,7 +311,7 @@ fn main() {
         }
     };
     println!(
-        "dnsload networks={networks} inflight={inflight} seconds={seconds} sent={} answered={} qps={:.0} p50_us={} p99_us={} max_us={} ok={} servfail={} other_rcode={} no_srv={} no_scope={} truncated={} timeouts={} unmatched={} errors={} cpu_user_s={:.2} cpu_sys_s={:.2}",
+        "dnsload networks={networks} inflight={inflight} seconds={seconds} sent={} answered={} qps={:.0} p50_us={} p99_us={} max_us={} ok={} distinct_answers={} servfail={} other_rcode={} no_srv={} no_scope={} no_rrsig={} truncated={} timeouts={} unmatched={} errors={} cpu_user_s={:.2} cpu_sys_s={:.2}",
         counts.sent,
         latencies.len(),
         ok_in_window as f64 / seconds,
@@ -276,10 +319,12 @@ fn main() {
         pct(0.99),
         pct(1.0),
         counts.ok,
+        distinct.len(),
         counts.servfail,
         counts.other_rcode,
         counts.no_srv,
         counts.no_scope,
+        counts.no_rrsig,
         counts.truncated,
         counts.timeouts,
         counts.unmatched,
@@ -295,7 +340,7 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnswire::{Ecs, Rdata, push_name};
+    use dnswire::{Ecs, TYPE_RRSIG, build_query, push_name};
 
     /// A response to `query` as a server would write it: QR and AA set,
     /// `srv` SRV answers (the owner compressed to the question), and the
@@ -388,10 +433,10 @@ mod tests {
             }
         );
         let mut c = Counts::default();
-        assert!(c.file(&r, net));
+        assert!(c.file(&r, net, false));
         assert_eq!(c.ok, 1);
         // The same answer for another network is not good.
-        assert!(!c.file(&r, network(6)));
+        assert!(!c.file(&r, network(6), false));
         assert_eq!(c.no_scope, 1);
     }
 
@@ -409,16 +454,88 @@ mod tests {
         ];
         for (resp, what) in &cases {
             let r = parse_response(resp).unwrap_or_else(|| panic!("{what}"));
-            assert!(!c.file(&r, net), "{what}");
+            assert!(!c.file(&r, net, false), "{what}");
         }
         let mut tc = answer(&q, 0, 1, Some(24));
         tc[2] |= 0x02;
-        assert!(!c.file(&parse_response(&tc).unwrap(), net));
+        assert!(!c.file(&parse_response(&tc).unwrap(), net, false));
         assert_eq!(
             (c.servfail, c.other_rcode, c.no_srv, c.no_scope, c.truncated),
             (1, 1, 1, 2, 1)
         );
         assert_eq!(c.failures(), 6);
+    }
+
+    /// `resp` with one more answer record: an RRSIG (its data is not read).
+    fn with_rrsig(mut resp: Vec<u8>) -> Vec<u8> {
+        let an = u16::from_be_bytes([resp[6], resp[7]]) + 1;
+        resp[6..8].copy_from_slice(&an.to_be_bytes());
+        // After the question and the SRV answers, before the OPT record:
+        // rebuild by appending to a copy without the additional section.
+        let ar = u16::from_be_bytes([resp[10], resp[11]]);
+        let opt = if ar > 0 {
+            resp.split_off(resp.len() - 22)
+        } else {
+            Vec::new()
+        };
+        resp.extend_from_slice(&[0xc0, 12]);
+        resp.extend_from_slice(&TYPE_RRSIG.to_be_bytes());
+        resp.extend_from_slice(&[0, 1, 0, 0, 0, 30, 0, 3, 0, 33, 13]);
+        resp.extend_from_slice(&opt);
+        resp
+    }
+
+    #[test]
+    fn with_dnssec_the_query_sets_do_and_an_answer_needs_its_rrsig() {
+        let net = network(9);
+        let plain = build_query(3, "_sip._udp.voip.example.com", TYPE_SRV, net);
+        let q = build_query_do(3, "_sip._udp.voip.example.com", TYPE_SRV, net, true);
+        assert_eq!(q.len(), plain.len());
+        // Only the DO bit differs: the first flags byte of the OPT record.
+        let at = plain.len() - 22 + 7;
+        let diff: Vec<usize> = (0..q.len()).filter(|&i| q[i] != plain[i]).collect();
+        assert_eq!(diff, [at]);
+        assert_eq!((plain[at], q[at]), (0, 0x80));
+        assert_eq!(
+            build_query_do(3, "_sip._udp.voip.example.com", TYPE_SRV, net, false),
+            plain
+        );
+
+        let unsigned = parse_response(&answer(&q, 0, 3, Some(24))).unwrap();
+        let signed = parse_response(&with_rrsig(answer(&q, 0, 3, Some(24)))).unwrap();
+        assert_eq!(signed.rrsig_count(), 1);
+        assert_eq!(signed.srv_count(), 3);
+        assert_eq!(signed.ecs, unsigned.ecs);
+        let mut c = Counts::default();
+        assert!(!c.file(&unsigned, net, true));
+        assert_eq!(c.no_rrsig, 1);
+        assert!(c.file(&signed, net, true));
+        assert!(c.file(&unsigned, net, false), "unsigned is fine without DO");
+        assert_eq!((c.ok, c.failures()), (2, 1));
+    }
+
+    #[test]
+    fn answers_are_told_apart_by_their_srv_set_not_its_order() {
+        let srv = |p: u16, t: &str| Rdata::Srv {
+            priority: p,
+            weight: 100,
+            port: 5060,
+            target: t.to_string(),
+        };
+        let resp = |answers: Vec<Rdata>| Response {
+            id: 1,
+            rcode: 0,
+            truncated: false,
+            answers,
+            ecs: None,
+        };
+        let a = resp(vec![srv(0, "a"), srv(1, "b"), Rdata::Other(TYPE_RRSIG)]);
+        let shuffled = resp(vec![Rdata::Other(TYPE_RRSIG), srv(1, "b"), srv(0, "a")]);
+        let other_tiers = resp(vec![srv(0, "a"), srv(0, "b")]);
+        let other_order = resp(vec![srv(1, "a"), srv(0, "b")]);
+        assert_eq!(srv_set_digest(&a), srv_set_digest(&shuffled));
+        assert_ne!(srv_set_digest(&a), srv_set_digest(&other_tiers));
+        assert_ne!(srv_set_digest(&a), srv_set_digest(&other_order));
     }
 
     #[test]

@@ -22,15 +22,32 @@
 # share the machine's cores, as in production. With ROUNDS > 1 the servers
 # alternate, and the run with the median q/s of each is shown.
 #
+# With DNSSEC=1 each server also runs with its zone signed by PowerDNS
+# (online signing, NSEC3 narrow, one ECDSA P-256 key made by `pdnsutil
+# secure-zone` before the server starts): pdns-ha with a gsqlite3 keystore
+# (as the README sets it up), LUA records with the bind backend's
+# `bind-dnssec-db`. Every query then sets the DNSSEC OK bit and every answer
+# must carry its RRSIG. The script prints, per server, the q/s without and
+# with signing, PowerDNS's `signatures` counter (signatures computed during
+# the measured run, not taken from its signature cache) and the size of its
+# signature cache, and the number of distinct SRV RRsets the clients got
+# (what the cache has to hold).
+#
 # Environment: DURATION (10 s per measurement), ROUNDS (3), NETWORKS
 # ("1 10000 100000": client /24s asked in turn), DATA_NETWORKS (100000:
 # /24s with latency data, the same for both servers), INFLIGHT (32 queries
-# in flight), WARMUP (2 s before each measurement), LUA_EXEC_LIMIT (see
-# below).
+# in flight), WARMUP (2 s before each measurement), DNSSEC (0; 1: also
+# measure signed zones), LUA_EXEC_LIMIT (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_packages pdns-server pdns-backend-pipe bind9-dnsutils procps python3
+DNSSEC=${DNSSEC:-0}
+SERVERS="ha lua"
+if [ "$DNSSEC" = 1 ]; then
+    need_packages pdns-backend-sqlite3 pdns-backend-bind sqlite3
+    SERVERS="ha lua ha_dnssec lua_dnssec"
+fi
 
 export RUST_LOG=${RUST_LOG:-warn}
 DURATION=${DURATION:-10}
@@ -163,6 +180,30 @@ conf_lua() {
         -e "s|^launch=.*|launch=bind\nbind-config=$DIR/named.conf\nenable-lua-records=shared|"
     [ -z "$LUA_EXEC_LIMIT" ] || echo "lua-records-exec-limit=$LUA_EXEC_LIMIT"
 }
+# Signed: pdns-ha with the keystore of the README's DNSSEC section (the
+# commented lines of pdns.conf.example), LUA with the bind backend's DNSSEC
+# database.
+conf_ha_dnssec() {
+    conf_ha "$1" | sed -e 's/^launch=.*/launch=pipe,pipe:standby,gsqlite3/'
+    echo "gsqlite3-database=$DIR/keys.sqlite3"
+    echo "gsqlite3-dnssec=yes"
+}
+conf_lua_dnssec() {
+    conf_lua "$1"
+    echo "bind-dnssec-db=$DIR/bind-dnssec.sqlite3"
+}
+# Secures the zone of SERVER (ha_dnssec|lua_dnssec) with pdnsutil, as the
+# README says: NSEC3 narrow first, then the key; the server is not running.
+secure() { # SERVER
+    rm -rf "$DIR/secure" && mkdir -p "$DIR/secure"
+    "conf_$1" 0 > "$DIR/secure/pdns.conf"
+    pdnsutil --config-dir="$DIR/secure" set-nsec3 voip.example.com '1 0 0 -' narrow >/dev/null 2>&1
+    pdnsutil --config-dir="$DIR/secure" secure-zone voip.example.com >/dev/null 2>&1
+    pdnsutil --config-dir="$DIR/secure" show-zone voip.example.com 2>/dev/null | grep -q 'NARROW hashed NSEC3' ||
+        { echo "could not secure the zone for $1" >&2; exit 1; }
+}
+# A PowerDNS statistic of the running server (pdns_control show NAME).
+pdns_stat() { pdns_control --socket-dir="$DIR/run" show "$1" 2>/dev/null || echo 0; }
 start_server() { # ha|lua
     PORT=$(free_port)
     rm -rf "$DIR/run" && mkdir -p "$DIR/run"
@@ -219,17 +260,21 @@ memory() { # NETWORKS
 }
 
 # One measurement: appends to results "NETS SERVER ROUND fields...".
-measure() { # ha|lua NETWORKS ROUND
-    local out before after
+measure() { # SERVER NETWORKS ROUND
+    local out before after sigs0 sigs1 sigcache signed=()
+    case $1 in *_dnssec) signed=(--dnssec) ;; esac
     start_server "$1"
-    "$LOAD" --port "$PORT" --networks "$2" --seconds "$WARMUP" --inflight "$INFLIGHT" >/dev/null || true
+    "$LOAD" --port "$PORT" --networks "$2" --seconds "$WARMUP" --inflight "$INFLIGHT" "${signed[@]}" >/dev/null || true
     before=$(snapshot)
-    out=$("$LOAD" --port "$PORT" --networks "$2" --seconds "$DURATION" --inflight "$INFLIGHT") || {
+    sigs0=$(pdns_stat signatures)
+    out=$("$LOAD" --port "$PORT" --networks "$2" --seconds "$DURATION" --inflight "$INFLIGHT" "${signed[@]}") || {
         echo "wrong or missing answers from $1 with $2 networks: $out" >&2
         tail -5 "$DIR/pdns-$1.log" >&2
         exit 1
     }
     after=$(snapshot)
+    sigs1=$(pdns_stat signatures)
+    sigcache=$(pdns_stat signature-cache-size)
     [ "$1" = ha ] && memory "$2" >> "$DIR/memory"
     stop_server
     # CPU seconds and context switches used during the run, by role:
@@ -241,9 +286,11 @@ measure() { # ha|lua NETWORKS ROUND
         { U[$1] += ($3 - u[$2]) / tick; S[$1] += ($4 - s[$2]) / tick; C[$1] += $5 - c[$2]; if ($1 == "coproc") n++ }
         END { printf "%.2f %.2f %d %.2f %.2f %d %d %.2f", U["pdns"], S["pdns"], C["pdns"], U["coproc"], S["coproc"], C["coproc"], n, U["machine"] }')
     # NETWORKS SERVER ROUND QPS P50_US P99_US ANSWERED (cpu fields) LOAD_USER LOAD_SYS
+    # SIGNATURES_MADE SIGNATURE_CACHE_SIZE DISTINCT_ANSWERS
     echo "$2 $1 $3 $(echo "$out" | field qps) $(echo "$out" | field p50_us) $(echo "$out" | field p99_us)" \
-        "$(echo "$out" | field answered) $cpu $(echo "$out" | field cpu_user_s) $(echo "$out" | field cpu_sys_s)" >> "$DIR/results"
-    printf '  round %s %-3s %6s networks: %6s q/s, p50 %5s us, p99 %6s us\n' "$3" "$1" "$2" \
+        "$(echo "$out" | field answered) $cpu $(echo "$out" | field cpu_user_s) $(echo "$out" | field cpu_sys_s)" \
+        "$((sigs1 - sigs0)) $sigcache $(echo "$out" | field distinct_answers)" >> "$DIR/results"
+    printf '  round %s %-10s %6s networks: %6s q/s, p50 %5s us, p99 %6s us\n' "$3" "$1" "$2" \
         "$(echo "$out" | field qps)" "$(echo "$out" | field p50_us)" "$(echo "$out" | field p99_us)"
 }
 
@@ -270,18 +317,38 @@ fi
     { echo "every network got the same records: the data does not vary" >&2; exit 1; }
 echo "  $(wc -l < "$DIR/answers-ha") networks: the same records; LUA's ECS scope: $scope"
 
+if [ "$DNSSEC" = 1 ]; then
+    echo "== securing both zones (NSEC3 narrow, secure-zone)"
+    sqlite3 "$DIR/keys.sqlite3" < /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql
+    sqlite3 "$DIR/keys.sqlite3" "INSERT INTO domains (name, type) VALUES ('voip.example.com', 'NATIVE')"
+    secure ha_dnssec
+    rm -rf "$DIR/secure" && mkdir -p "$DIR/secure"
+    conf_lua_dnssec 0 > "$DIR/secure/pdns.conf"
+    pdnsutil --config-dir="$DIR/secure" create-bind-db "$DIR/bind-dnssec.sqlite3" >/dev/null 2>&1
+    secure lua_dnssec
+    for s in ha_dnssec lua_dnssec; do
+        start_server "$s"
+        for k in $SAMPLE; do answers "$k"; done > "$DIR/answers-$s"
+        sig=$(dig @127.0.0.1 -p "$PORT" +dnssec +subnet=10.0.1.0/24 _sip._udp.voip.example.com SRV | awk '$4 == "RRSIG" && $5 == "SRV"' | wc -l)
+        stop_server
+        diff "$DIR/answers-ha" "$DIR/answers-$s" >/dev/null ||
+            { echo "$s answers differently from the unsigned servers:" >&2; diff "$DIR/answers-ha" "$DIR/answers-$s" >&2; exit 1; }
+        [ "$sig" = 1 ] || { echo "$s: no RRSIG over the SRV records" >&2; exit 1; }
+    done
+    echo "  both signed servers: the same records, with an RRSIG SRV"
+fi
+
 echo "== measuring"
 for round in $(seq "$ROUNDS"); do
     for nets in $NETWORKS; do
-        measure ha "$nets" "$round"
-        measure lua "$nets" "$round"
+        for s in $SERVERS; do measure "$s" "$nets" "$round"; done
     done
 done
 
 # The run with the median q/s of each (networks, server), then the tables.
 echo
 echo "== results: median of $ROUNDS round(s) by q/s; $INFLIGHT queries in flight; p50/p99 in ms"
-awk -v cores="$(nproc)" -v dur="$DURATION" '
+awk -v cores="$(nproc)" -v dur="$DURATION" -v servers="$SERVERS" '
     # 12345 -> "12 345" (mawk has no {n} in regular expressions)
     function grp(x) {
         x = sprintf("%d", x)
@@ -303,12 +370,28 @@ awk -v cores="$(nproc)" -v dur="$DURATION" '
     }
     END {
         name["ha"] = "pdns-ha"; name["lua"] = "LUA shared"
+        name["ha_dnssec"] = "pdns-ha, signed"; name["lua_dnssec"] = "LUA shared, signed"
+        ns = split(servers, srv, " ")
         print "| client /24s | server | q/s | p50 | p99 | pdns-ha ÷ LUA |"
         print "| ---: | --- | ---: | ---: | ---: | ---: |"
-        for (i = 1; i <= nn; i++) {
-            median(nets[i] SUBSEP "ha", h); median(nets[i] SUBSEP "lua", l)
-            printf "| %s | pdns-ha | %s | %.2f | %.2f | **%.2f** |\n", grp(nets[i]), grp(h[1]), h[6] / 1000, h[7] / 1000, (l[1] > 0 ? h[1] / l[1] : 0)
-            printf "| %s | LUA shared | %s | %.2f | %.2f | |\n", grp(nets[i]), grp(l[1]), l[6] / 1000, l[7] / 1000
+        for (i = 1; i <= nn; i++) for (w = 1; w <= ns; w += 2) {
+            median(nets[i] SUBSEP srv[w], h); median(nets[i] SUBSEP srv[w + 1], l)
+            printf "| %s | %s | %s | %.2f | %.2f | **%.2f** |\n", grp(nets[i]), name[srv[w]], grp(h[1]), h[6] / 1000, h[7] / 1000, (l[1] > 0 ? h[1] / l[1] : 0)
+            printf "| %s | %s | %s | %.2f | %.2f | |\n", grp(nets[i]), name[srv[w + 1]], grp(l[1]), l[6] / 1000, l[7] / 1000
+        }
+        if (ns > 2) {
+            print ""
+            print "The cost of signing: q/s signed ÷ unsigned; signatures PowerDNS computed"
+            print "during the measured run (its `signatures` counter) and its signature cache"
+            print "at the end; distinct SRV RRsets the clients got (what needs a signature)."
+            print ""
+            print "| client /24s | server | q/s unsigned | q/s signed | signed ÷ unsigned | signatures computed | signature cache entries | distinct SRV RRsets |"
+            print "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+            for (i = 1; i <= nn; i++) for (w = 1; w <= 2; w++) {
+                median(nets[i] SUBSEP srv[w], u); median(nets[i] SUBSEP srv[w + 2], g)
+                printf "| %s | %s | %s | %s | **%.2f** | %s | %s | %s |\n", grp(nets[i]), name[srv[w]], grp(u[1]), grp(g[1]),
+                    (u[1] > 0 ? g[1] / u[1] : 0), grp(g[19]), grp(g[20]), grp(g[21])
+            }
         }
         print ""
         print "Where the CPU goes, per answered query: µs of user + system time, and context"
@@ -318,9 +401,10 @@ awk -v cores="$(nproc)" -v dur="$DURATION" '
         print "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         # r: 1 qps, 2 networks, 3 server, 4 round, 5 qps, 6 p50, 7 p99, 8 answered,
         # 9-11 pdns_server user sys csw, 12-14 coprocesses user sys csw,
-        # 15 coprocesses, 16 machine busy, 17-18 load generator user sys
-        for (i = 1; i <= nn; i++) for (w = 1; w <= 2; w++) {
-            median(nets[i] SUBSEP (w == 1 ? "ha" : "lua"), r)
+        # 15 coprocesses, 16 machine busy, 17-18 load generator user sys,
+        # 19 signatures computed, 20 signature cache size, 21 distinct answers
+        for (i = 1; i <= nn; i++) for (w = 1; w <= ns; w++) {
+            median(nets[i] SUBSEP srv[w], r)
             q = r[8] > 0 ? r[8] : 1
             ours = (r[9] + r[10] + r[12] + r[13] + r[17] + r[18]) / dur
             others = r[16] / dur - ours

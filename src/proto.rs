@@ -271,6 +271,11 @@ pub fn printable(b: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug)]
 pub struct Data<'a> {
     pub scope: u8,
+    /// The `auth` field (ABI 3 and later; earlier ABIs have none, and
+    /// PowerDNS takes every record as authoritative): false for a
+    /// delegation's NS records and glue, which PowerDNS then neither answers
+    /// as authoritative nor signs.
+    pub auth: bool,
     pub qname: &'a str,
     pub qtype: &'a str,
     pub ttl: u32,
@@ -336,7 +341,7 @@ fn write_head(out: &mut Vec<u8>, abi: u8, d: &Data) -> bool {
     out.extend_from_slice(b"DATA\t");
     if abi >= 3 {
         push_uint(out, u64::from(d.scope));
-        out.extend_from_slice(b"\t1\t");
+        out.extend_from_slice(if d.auth { b"\t1\t" } else { b"\t0\t" });
     }
     out.extend_from_slice(d.qname.as_bytes());
     out.extend_from_slice(b"\tIN\t");
@@ -535,6 +540,7 @@ mod tests {
         let mut out = Vec::new();
         let d = Data {
             scope: 24,
+            auth: true,
             qname: "_sip._UDP.example.com",
             qtype: "SRV",
             ttl: 30,
@@ -556,6 +562,32 @@ mod tests {
         assert_eq!(
             data(3, Some(0), "60 5060 sip1.example.com"),
             "DATA\t24\t1\t_sip._UDP.example.com\tIN\tSRV\t30\t1\t0\t60 5060 sip1.example.com\n"
+        );
+        // Not authoritative (a delegation's NS): 0 where the ABI has the
+        // field, nothing before ABI 3.
+        let unauth = |abi| {
+            let mut out = Vec::new();
+            let d = Data {
+                scope: 0,
+                auth: false,
+                qname: "child.example.com",
+                qtype: "NS",
+                ttl: 60,
+                id: 1,
+                prio: None,
+            };
+            write_data(&mut out, abi, &d, |o| {
+                o.extend_from_slice(b"ns.example.net.")
+            });
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            unauth(5),
+            "DATA\t0\t0\tchild.example.com\tIN\tNS\t60\t1\tns.example.net.\n"
+        );
+        assert_eq!(
+            unauth(2),
+            "DATA\tchild.example.com\tIN\tNS\t60\t1\tns.example.net.\n"
         );
     }
 
@@ -580,6 +612,7 @@ mod tests {
         let mut out = Vec::new();
         let d = Data {
             scope: 0,
+            auth: true,
             qname: "a\u{1}b",
             qtype: "A",
             ttl: 1,
@@ -664,6 +697,7 @@ mod tests {
     fn lines_of_several_records_are_the_lines_of_each() {
         let d = Data {
             scope: 24,
+            auth: true,
             qname: "_sip._udp.voip.test",
             qtype: "SRV",
             ttl: 60,

@@ -20,6 +20,19 @@ pub enum Target {
     Pool(usize),
 }
 
+/// Where a name stands against a delegation of its zone (a static NS
+/// record below the apex: a zone cut). PowerDNS treats data at and below a
+/// cut as not authoritative (the backend's `auth` field): it refers there,
+/// and in a signed zone it signs only the DS at the cut, never the
+/// delegation's NS records or glue (RFC 4035, section 2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// The name of the cut itself: only its DS is authoritative.
+    At,
+    /// Below a cut (glue, or data hidden by the delegation).
+    Below,
+}
+
 /// What exists at a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -94,10 +107,60 @@ pub struct Topology {
     pub policy: PolicyConfig,
     /// Lower-case name -> what is there.
     pub names: FxHashMap<String, Vec<Entry>>,
+    /// The names of `names` at or below a zone cut; empty (and never
+    /// looked up) when no zone delegates.
+    pub cuts: FxHashMap<String, Cut>,
     /// node id -> node index.
     pub node_index: FxHashMap<i64, usize>,
     /// The `generation` this was built from (also the SOA serial).
     pub generation: i64,
+}
+
+/// The names among `names` at or below a zone cut: a static NS record whose
+/// name is not its zone's apex delegates that name and everything below it,
+/// within the same zone (a zone of the site at or below the cut is answered
+/// as its own zone, not as data of the parent).
+fn cuts_of<'a>(
+    zones: &[Zone],
+    records: &[Record],
+    zone_defs: &[crate::site::Zone],
+    names: impl Iterator<Item = &'a String>,
+) -> FxHashMap<String, Cut> {
+    let delegations: FxHashMap<&str, usize> = records
+        .iter()
+        .filter(|r| r.def.rtype == "NS" && r.def.name != zones[r.zone].def.name)
+        .map(|r| (r.def.name.as_str(), r.zone))
+        .collect();
+    let mut cuts = FxHashMap::default();
+    if delegations.is_empty() {
+        return cuts;
+    }
+    // Each name and its ancestors up to its apex: one lookup per label.
+    for name in names {
+        let Some(zone) = crate::site::site_zone_of(zone_defs, name) else {
+            continue;
+        };
+        let apex_len = zone_defs[zone].name.len();
+        let mut at = None;
+        let mut cur = Some(name.as_str());
+        while let Some(n) = cur {
+            if n.len() <= apex_len {
+                break;
+            }
+            if delegations.get(n) == Some(&zone) {
+                if n.len() < name.len() {
+                    at = Some(Cut::Below);
+                    break;
+                }
+                at = Some(Cut::At);
+            }
+            cur = dnsname::parent(n);
+        }
+        if let Some(c) = at {
+            cuts.insert(name.clone(), c);
+        }
+    }
+    cuts
 }
 
 impl Topology {
@@ -253,7 +316,21 @@ impl Topology {
                 cur = dnsname::parent(p);
             }
         }
+        self.cuts = cuts_of(&self.zones, &self.records, &zone_defs, names.keys());
         self.names = names;
+    }
+
+    /// Whether the records of `name` (lower case) are authoritative: false
+    /// at or below a zone cut, except for a DS at the cut.
+    pub fn auth(&self, name: &str, rtype: &str) -> bool {
+        if self.cuts.is_empty() {
+            return true;
+        }
+        match self.cuts.get(name) {
+            None => true,
+            Some(Cut::At) => rtype == "DS",
+            Some(Cut::Below) => false,
+        }
     }
 
     /// The zone whose apex is `name` or contains it (`name` lower case).
@@ -283,5 +360,110 @@ impl Topology {
                 .max()
                 .map(|l| (i, l))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(site: &str) -> Topology {
+        let site = crate::site::parse("site.toml", site).expect("a valid site");
+        let ids = Ids {
+            zones: (1..=site.zones.len() as i64).collect(),
+            nodes: (1..=site.nodes.len() as i64).collect(),
+            networks: (1..=site.networks.len() as i64).collect(),
+        };
+        Topology::build(site, &ids, 1)
+    }
+
+    const ZONES: &str = r#"
+[zone."voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+[zone."own.voip.example.com"]
+ns = ["ns1.voip.example.com"]
+hostmaster = "hostmaster.example.com"
+[node.a]
+host = "a.voip.example.com"
+ipv4 = ["192.0.2.1"]
+[node.glue]
+host = "ns.sub.voip.example.com"
+ipv4 = ["192.0.2.2"]
+[[record]]
+name = "voip.example.com"
+type = "NS"
+content = "ns2.example.net."
+"#;
+
+    fn rec(name: &str, rtype: &str, content: &str) -> String {
+        format!("[[record]]\nname = \"{name}\"\ntype = \"{rtype}\"\ncontent = \"{content}\"\n")
+    }
+
+    #[test]
+    fn a_site_without_delegations_is_authoritative_everywhere() {
+        let t = topology(ZONES);
+        assert!(t.cuts.is_empty());
+        for (name, rtype) in [
+            ("voip.example.com", "NS"),
+            ("a.voip.example.com", "A"),
+            ("ns.sub.voip.example.com", "A"),
+            ("sub.voip.example.com", "TYPE65534"),
+        ] {
+            assert!(t.auth(name, rtype), "{name} {rtype}");
+        }
+    }
+
+    #[test]
+    fn data_at_and_below_a_delegation_is_not_authoritative_but_its_ds_is() {
+        let site = [
+            ZONES,
+            &rec("sub.voip.example.com", "NS", "ns.sub.voip.example.com."),
+            &rec(
+                "sub.voip.example.com",
+                "DS",
+                "60485 13 1 2BB183AF5F22588179A53B0A98631FAD1A292118",
+            ),
+            &rec("deep.ns.sub.voip.example.com", "TXT", "\\\"x\\\""),
+            // A delegation to a zone of the site stays that zone's.
+            &rec("own.voip.example.com", "NS", "ns1.voip.example.com."),
+            &rec("x.own.voip.example.com", "A", "192.0.2.9"),
+        ]
+        .concat();
+        let t = topology(&site);
+        assert_eq!(t.cuts.get("sub.voip.example.com"), Some(&Cut::At));
+        assert_eq!(t.cuts.get("ns.sub.voip.example.com"), Some(&Cut::Below));
+        assert_eq!(
+            t.cuts.get("deep.ns.sub.voip.example.com"),
+            Some(&Cut::Below)
+        );
+        assert_eq!(t.cuts.len(), 3, "{:?}", t.cuts);
+        assert!(!t.auth("sub.voip.example.com", "NS"));
+        assert!(t.auth("sub.voip.example.com", "DS"));
+        assert!(!t.auth("ns.sub.voip.example.com", "A"), "glue");
+        assert!(!t.auth("deep.ns.sub.voip.example.com", "TXT"));
+        assert!(
+            !t.auth("ns.sub.voip.example.com", "DS"),
+            "a DS below the cut"
+        );
+        assert!(t.auth("voip.example.com", "NS"), "the apex NS");
+        assert!(t.auth("a.voip.example.com", "A"));
+        assert!(t.auth("own.voip.example.com", "NS"));
+        assert!(t.auth("x.own.voip.example.com", "A"));
+        assert!(t.auth("other.voip.example.com", "A"));
+    }
+
+    #[test]
+    fn a_cut_below_a_cut_is_below() {
+        let site = [
+            ZONES,
+            &rec("sub.voip.example.com", "NS", "ns.example.net."),
+            &rec("in.sub.voip.example.com", "NS", "ns.example.net."),
+        ]
+        .concat();
+        let t = topology(&site);
+        assert_eq!(t.cuts.get("sub.voip.example.com"), Some(&Cut::At));
+        assert_eq!(t.cuts.get("in.sub.voip.example.com"), Some(&Cut::Below));
+        assert!(!t.auth("in.sub.voip.example.com", "DS"));
     }
 }

@@ -330,15 +330,17 @@ impl Engine {
         name.make_ascii_lowercase();
         if let Some(entries) = topo.names.get(&name) {
             for &e in entries {
-                self.answer_entry(&topo, e, q, now, w);
+                self.answer_entry(&topo, &name, e, q, now, w);
             }
         }
         self.name_buf = name;
     }
 
+    /// The records of entry `e` of `name` (the question's name, lower case).
     fn answer_entry(
         &mut self,
         topo: &Topology,
+        name: &str,
         e: Entry,
         q: &proto::Query,
         now: Instant,
@@ -348,8 +350,13 @@ impl Engine {
         let any = qtype.eq_ignore_ascii_case("ANY");
         let want = |t: &str| any || qtype.eq_ignore_ascii_case(t);
         let soa_question = qtype.eq_ignore_ascii_case("SOA");
+        // Data at or below a delegation is not authoritative (glue, or
+        // hidden by the cut): PowerDNS must not sign it. No lookup for a
+        // site without delegations.
+        let auth = topo.cuts.is_empty() || !topo.cuts.contains_key(name);
         let data = |qtype: &'static str, ttl: u32, id: i64, scope: u8, prio: Option<u16>| Data {
             scope,
+            auth,
             qname: q.qname,
             qtype,
             ttl,
@@ -391,6 +398,7 @@ impl Engine {
                 let zone = &topo.zones[rec.zone];
                 let d = Data {
                     scope: 0,
+                    auth: auth || topo.auth(name, &rec.def.rtype),
                     qname: q.qname,
                     qtype: &rec.def.rtype,
                     ttl: rec.def.ttl,
@@ -711,7 +719,7 @@ impl Engine {
                 if matches!(e, Entry::Ent(_)) {
                     continue;
                 }
-                self.answer_entry(&topo, e, &q, now, &mut Lines { out, abi });
+                self.answer_entry(&topo, name, e, &q, now, &mut Lines { out, abi });
             }
         }
         self.record_seen = record_seen;

@@ -1,7 +1,8 @@
 //! DNS messages on the wire, as far as the load tools need them: a query
-//! with an EDNS Client Subnet option (RFC 7871) for an IPv4 /24, and a
-//! response's header, answer records (SRV, A, TXT decoded; names followed
-//! through compression pointers) and ECS option. Used by the soak
+//! with an EDNS Client Subnet option (RFC 7871) for an IPv4 /24 (and, if
+//! asked, the DNSSEC OK bit), and a response's header, answer records (SRV,
+//! A, TXT decoded; names followed through compression pointers) and ECS
+//! option. Used by the soak
 //! (`tests/soak.rs`) and the benchmark load generator (`examples/dnsload.rs`).
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ pub const TYPE_A: u16 = 1;
 pub const TYPE_TXT: u16 = 16;
 pub const TYPE_SRV: u16 = 33;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_RRSIG: u16 = 46;
 pub const ECS_OPTION: u16 = 8;
 
 pub const RCODE_NOERROR: u8 = 0;
@@ -31,8 +33,14 @@ pub fn push_name(out: &mut Vec<u8>, name: &str) {
 }
 
 /// A query for `qname`/`qtype` with an OPT record (UDP size 1232) holding an
-/// ECS option for `net`/24, source prefix 24, scope 0.
+/// ECS option for `net`/24, source prefix 24, scope 0; DNSSEC OK not set.
 pub fn build_query(id: u16, qname: &str, qtype: u16, net: Ipv4Addr) -> Vec<u8> {
+    build_query_do(id, qname, qtype, net, false)
+}
+
+/// [`build_query`], with the DNSSEC OK bit of the OPT record set if
+/// `dnssec_ok` (RFC 3225: the server then adds RRSIGs and NSEC3 records).
+pub fn build_query_do(id: u16, qname: &str, qtype: u16, net: Ipv4Addr, dnssec_ok: bool) -> Vec<u8> {
     let mut q = Vec::with_capacity(64 + qname.len());
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0, 0]); // QR=0 opcode QUERY, RD=0: to an authoritative server
@@ -44,7 +52,8 @@ pub fn build_query(id: u16, qname: &str, qtype: u16, net: Ipv4Addr) -> Vec<u8> {
     q.push(0);
     q.extend_from_slice(&TYPE_OPT.to_be_bytes());
     q.extend_from_slice(&1232u16.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 0]);
+    // Extended rcode, version, flags (DO is the top bit).
+    q.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
     q.extend_from_slice(&11u16.to_be_bytes()); // rdlen: 4 + 7
     q.extend_from_slice(&ECS_OPTION.to_be_bytes());
     q.extend_from_slice(&7u16.to_be_bytes()); // family(2) source(1) scope(1) address(3)
@@ -95,6 +104,14 @@ impl Response {
         self.answers
             .iter()
             .filter(|a| matches!(a, Rdata::Srv { .. }))
+            .count()
+    }
+
+    /// The RRSIG records of the answer section.
+    pub fn rrsig_count(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| **a == Rdata::Other(TYPE_RRSIG))
             .count()
     }
 }
