@@ -155,25 +155,6 @@ impl DnsServer {
     }
 }
 
-/// The SRV targets' node names (first label) grouped by priority, best
-/// first.
-fn tiers(d: &Dig) -> Vec<Vec<String>> {
-    let mut out: Vec<(u16, Vec<String>)> = Vec::new();
-    for s in d.srvs() {
-        let node = s.target.split('.').next().unwrap_or("").to_string();
-        match out.last_mut() {
-            Some((p, v)) if *p == s.priority => v.push(node),
-            _ => out.push((s.priority, vec![node])),
-        }
-    }
-    out.into_iter()
-        .map(|(_, mut v)| {
-            v.sort();
-            v
-        })
-        .collect()
-}
-
 fn expect(t: &[&[&str]]) -> Vec<Vec<String>> {
     t.iter()
         .map(|g| g.iter().map(|s| s.to_string()).collect())
@@ -196,10 +177,10 @@ fn wait_tiers(
         within,
         || {
             let d = server.ask(subnet);
-            if d.status == "NOERROR" && tiers(&d) == want && d.scope() == Some(24) {
+            if d.status == "NOERROR" && d.srv_tiers() == want && d.scope() == Some(24) {
                 Ok(d)
             } else {
-                Err(format!("{} {:?}\n{d}", d.status, tiers(&d)))
+                Err(format!("{} {:?}\n{d}", d.status, d.srv_tiers()))
             }
         },
     );
@@ -291,12 +272,12 @@ fn two_dns_servers_each_with_its_database_and_collector() {
         fail_open_within + SCHEDULING_SLACK,
         || {
             let db = b.ask(NEAR_FS1);
-            if tiers(&db) != expect(&[&["fs1"]]) {
-                panic!("B, which measures, answered {:?}:\n{db}", tiers(&db));
+            if db.srv_tiers() != expect(&[&["fs1"]]) {
+                panic!("B, which measures, answered {:?}:\n{db}", db.srv_tiers());
             }
             seen_b += 1;
             let da = a.ask(NEAR_FS1);
-            match tiers(&da) {
+            match da.srv_tiers() {
                 t if t == expect(&[&["fs1"], &["fs2"], &["fs3"]]) => Ok(killed.elapsed()),
                 t if t == expect(&[&["fs1"], &["fs3"]]) => Err(format!("{t:?}")),
                 t => panic!("A answered {t:?} after its collector died:\n{da}"),
