@@ -586,7 +586,7 @@ impl<R: ReadAt, F: AsRef<[u8]>> View<R, F> {
 
     /// Calls `f` with the bytes of each entry of the aggregate in the
     /// section of `kind`.
-    fn each(&self, kind: Kind, family: u8, net: i64, plen: u8, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn each(&self, kind: Kind, family: u8, net: i64, plen: u8, f: &mut impl FnMut(&[u8])) -> usize {
         let Some(s) = self
             .sections
             .iter()
@@ -641,7 +641,7 @@ impl<R: ReadAt, F: AsRef<[u8]>> View<R, F> {
 }
 
 /// Finds `key` in a block of `n` aggregates with entries of `size` bytes.
-fn search(b: &[u8], n: usize, key: u64, size: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+fn search(b: &[u8], n: usize, key: u64, size: usize, f: &mut impl FnMut(&[u8])) -> usize {
     if block_bytes(n, 0) > b.len() {
         return 0;
     }
