@@ -69,7 +69,7 @@ const _: () = assert!(BLOCK >= HEADER + MAX_SECTIONS * SECTION);
 
 /// What a section holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     Latency = 0,
     Quality = 1,
 }
