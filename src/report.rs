@@ -86,16 +86,21 @@ pub struct EventCount {
 /// How many state changes `status` shows.
 pub const RECENT_EVENTS: usize = 5;
 
-/// The published latency snapshot, as the coprocesses find it.
+/// The published snapshot (latency and call quality), as the coprocesses
+/// find it.
 #[derive(Serialize)]
 pub struct SnapshotReport {
-    /// False: none, or unreadable; coprocesses read latency through SQLite.
+    /// False: none, or unreadable; coprocesses read latency and call
+    /// quality through SQLite.
     pub usable: bool,
     pub age_s: Option<i64>,
-    /// Latency writes not in it yet (published at most every few seconds).
+    /// Latency and call quality writes not in it yet (published at most
+    /// every few seconds).
     pub writes_behind: i64,
     pub build_ms: i64,
+    /// Latency entries.
     pub entries: u64,
+    pub quality_entries: u64,
     pub aggregates: u64,
     pub bytes: u64,
     /// Why it is not usable.
@@ -219,6 +224,7 @@ fn snapshot_report(store: &Store, now: i64) -> Result<SnapshotReport> {
         writes_behind: (c.latency_version - c.snapshot_version).max(0),
         build_ms: c.snapshot_ms,
         entries: 0,
+        quality_entries: 0,
         aggregates: 0,
         bytes: 0,
         problem: None,
@@ -235,6 +241,7 @@ fn snapshot_report(store: &Store, now: i64) -> Result<SnapshotReport> {
             let h = m.header();
             r.usable = true;
             r.entries = h.entries;
+            r.quality_entries = h.quality_entries;
             r.aggregates = h.keys;
             r.bytes = h.file_len;
         }
@@ -313,10 +320,13 @@ impl Status {
         }
         let l = &self.latency_snapshot;
         out.push(match (&l.problem, l.usable) {
-            (Some(p), _) => format!("latency snapshot: not used ({p}); latency read through SQLite"),
+            (Some(p), _) => format!(
+                "latency snapshot: not used ({p}); latency and call quality read through SQLite"
+            ),
             (None, true) => format!(
-                "latency snapshot: {} entries for {} aggregates, {} KiB, built in {} ms, {} s ago, {} write(s) behind",
+                "latency snapshot: {} entries, {} call quality entries, for {} aggregates, {} KiB, built in {} ms, {} s ago, {} write(s) behind",
                 l.entries,
+                l.quality_entries,
                 l.aggregates,
                 l.bytes / 1024,
                 l.build_ms,
@@ -372,7 +382,7 @@ impl Status {
         let l = &self.latency_snapshot;
         metric(
             "latency_snapshot_usable",
-            "1 if coprocesses read latency from the published snapshot, 0 if through SQLite.",
+            "1 if coprocesses read latency and call quality from the published snapshot, 0 if through SQLite.",
             "gauge",
             vec![(String::new(), f64::from(u8::from(l.usable)))],
         );
@@ -386,7 +396,7 @@ impl Status {
         }
         metric(
             "latency_snapshot_writes_behind",
-            "Latency writes not yet in the published snapshot.",
+            "Latency and call quality writes not yet in the published snapshot.",
             "gauge",
             vec![(String::new(), l.writes_behind as f64)],
         );
@@ -800,9 +810,13 @@ impl Explain {
                 d.scope,
                 if d.failed_open { " FAIL-OPEN" } else { "" },
                 match (d.policy, self.latency_from) {
-                    ("latency" | "quality", "snapshot") => " (latency from the latency snapshot)",
-                    ("latency" | "quality", _) =>
+                    ("latency", "snapshot") => " (latency from the latency snapshot)",
+                    ("quality", "snapshot") =>
+                        " (latency and call quality from the latency snapshot)",
+                    ("latency", _) =>
                         " (latency through SQLite: no usable latency snapshot, see status)",
+                    ("quality", _) =>
+                        " (latency and call quality through SQLite: no usable latency snapshot, see status)",
                     _ => "",
                 }
             ));

@@ -1,9 +1,11 @@
-//! The latency snapshot: a read-only file beside the database
-//! (`DB-latency`) holding every latency entry (aggregate, node, average,
-//! last update) laid out so that a coprocess finds one aggregate's entries
-//! with one 4 KiB read and no SQLite. This module owns the file format:
-//! [`Builder`] writes it from rows in the store's order, [`View`] checks it
-//! and finds an aggregate's entries ([`Mapped`]: a view of the file).
+//! The snapshot: a read-only file beside the database (`DB-latency`)
+//! holding every latency entry (aggregate, node, average, last update) and
+//! every call quality entry (aggregate, node, MOS with its deviation, loss,
+//! jitter, calls, last update), laid out so that a coprocess finds one
+//! aggregate's entries with one 4 KiB read and no SQLite. This module owns
+//! the file format: [`Builder`] writes it from rows in the store's order,
+//! [`View`] checks it and finds an aggregate's entries of either kind
+//! ([`Mapped`]: a view of the file).
 //!
 //! The store publishes a snapshot (`store::snapshot`); a file is never
 //! written in place: a new one is written beside it and renamed over it, so
@@ -13,25 +15,32 @@
 //!
 //! ```text
 //! 0      header (128 bytes): magic, format, section count, token, built at,
-//!        latency version, file length, entry count, key count, fence
-//!        region offset, check (FNV-1a of the header and the section table)
-//! 128    section table: MAX_SECTIONS x 32 bytes, one per (family, plen):
-//!        family, plen, key count, fences offset, block count
+//!        data version, file length, latency entry count, key count, fence
+//!        region offset, quality entry count, check (FNV-1a of the header
+//!        and the section table)
+//! 128    section table: MAX_SECTIONS x 32 bytes, one per (kind, family,
+//!        plen): family, plen, kind, key count, fences offset, block count
 //! 4096   blocks, each 4096 bytes (more for an aggregate with hundreds of
 //!        nodes) and 4096-aligned, each holding whole aggregates of one
 //!        section: n u32, length u32, keys [u64; n] sorted, ends [u32; n]
-//!        (cumulative entry counts), entries (16 bytes: node id u32,
-//!        updated u32, avg_ms f64) in node id order
+//!        (cumulative entry counts), entries in node id order: latency 16
+//!        bytes (node id u32, updated u32, avg_ms f64), quality 48 bytes
+//!        (node id u32, updated u32, calls u64, mos, mos_dev, loss_pct,
+//!        jitter_ms f64; NaN for an unknown loss or jitter)
 //! F      fences (page aligned): per section, (first key u64, offset u64)
 //!        of each block; then the magic again (a cut file fails the check)
 //! ```
 //!
 //! A reader maps only the fences (16 bytes per block of ~60 aggregates:
 //! ~250 KiB for a million client networks, shared by every process) and
-//! reads one block with `pread` into a buffer on its stack: its resident
+//! reads one block with `pread` into a buffer it keeps: its resident
 //! memory does not grow with the data or the questions, and the blocks stay
 //! in the OS page cache, shared. Keys are the store's `net` (an i64) with
 //! the sign bit flipped, so unsigned order is the store's order.
+//!
+//! Format 1 (latency only) is refused by this build and format 2 by older
+//! ones: a reader then falls back to SQLite until a writer of its own
+//! build publishes again.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -41,28 +50,66 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 
 const MAGIC: &[u8; 8] = b"PDNSHAls";
-/// The format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The format this build writes and reads (2: call quality sections).
+pub const FORMAT: u32 = 2;
 const HEADER: usize = 128;
 const SECTION: usize = 32;
-/// Sections one file can hold: a build has six (IPv4 /24 /16 /8, IPv6 /48
-/// /32, named networks); the rest is room for new levels.
-const MAX_SECTIONS: usize = 16;
+/// Sections one file can hold: a build has up to six per kind (IPv4 /24
+/// /16 /8, IPv6 /48 /32, named networks); the rest is room for new levels.
+const MAX_SECTIONS: usize = 32;
 /// The unit of blocks and of reads.
 pub const BLOCK: usize = 4096;
-/// The largest block: one aggregate with ~65,000 nodes.
+/// The largest block: one aggregate with ~65,000 nodes (~21,000 for call
+/// quality).
 const MAX_BLOCK: usize = 1 << 20;
 const BLOCK_HEAD: usize = 8;
-const ENTRY: usize = 16;
 const FENCE: usize = 16;
 
 const _: () = assert!(BLOCK >= HEADER + MAX_SECTIONS * SECTION);
+
+/// What a section holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Latency = 0,
+    Quality = 1,
+}
+
+impl Kind {
+    fn of(code: u8) -> Option<Kind> {
+        match code {
+            0 => Some(Kind::Latency),
+            1 => Some(Kind::Quality),
+            _ => None,
+        }
+    }
+
+    /// The bytes of one entry.
+    const fn entry_len(self) -> usize {
+        match self {
+            Kind::Latency => 16,
+            Kind::Quality => 48,
+        }
+    }
+}
 
 /// One latency entry as stored in the snapshot.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Entry {
     pub node_id: i64,
     pub avg_ms: f64,
+    pub updated: i64,
+}
+
+/// One call quality entry as stored in the snapshot (the store's
+/// `quality` row).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QualityEntry {
+    pub node_id: i64,
+    pub mos: f64,
+    pub mos_dev: f64,
+    pub loss_pct: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub calls: i64,
     pub updated: i64,
 }
 
@@ -73,10 +120,15 @@ pub struct Header {
     /// that published the file: a reader uses the file only if they match.
     pub token: u64,
     pub built_at: i64,
-    /// The database's `latency_version` the snapshot reflects.
+    /// The database's `latency_version` the snapshot reflects (bumped by
+    /// latency and call quality writes).
     pub latency_version: i64,
+    /// Latency entries.
     pub entries: u64,
-    /// Aggregates (client networks at every level, named networks).
+    /// Call quality entries.
+    pub quality_entries: u64,
+    /// Aggregates of both kinds (client networks at every level, named
+    /// networks).
     pub keys: u64,
     pub file_len: u64,
     /// Where the fences start (the part a reader maps).
@@ -100,35 +152,45 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
+fn f64_at(b: &[u8], at: usize) -> f64 {
+    f64::from_bits(u64_at(b, at).unwrap_or(0))
+}
 
-/// The bytes a block of `keys` aggregates with `entries` entries takes.
-fn block_bytes(keys: usize, entries: usize) -> usize {
-    (BLOCK_HEAD + keys * 12).next_multiple_of(8) + entries * ENTRY
+/// The bytes a block of `keys` aggregates with `entry_bytes` of entries
+/// takes.
+fn block_bytes(keys: usize, entry_bytes: usize) -> usize {
+    (BLOCK_HEAD + keys * 12).next_multiple_of(8) + entry_bytes
 }
 
 struct SectionBuild {
+    kind: Kind,
     family: u8,
     plen: u8,
     keys: u64,
     /// The open block: its keys and entry ends, and entries.
     block_keys: Vec<u64>,
     block_ends: Vec<u32>,
-    block_entries: Vec<[u8; ENTRY]>,
+    block_entries: Vec<u8>,
     fences: Vec<(u64, u64)>,
 }
 
-/// Writes a snapshot from rows given in the store's primary-key order:
-/// grouped by (family, net, plen), nets ascending within a family, nodes
-/// ascending within an aggregate.
+/// Writes a snapshot from rows given in the store's primary-key order,
+/// kind by kind: grouped by (family, net, plen), nets ascending within a
+/// family, nodes ascending within an aggregate.
 pub struct Builder<W: Write + Seek> {
     out: W,
     pos: u64,
     sections: Vec<SectionBuild>,
     entries: u64,
-    /// The aggregate being read: (family, net, plen), its entries.
-    current: Option<(u8, i64, u8)>,
-    current_entries: Vec<[u8; ENTRY]>,
+    quality_entries: u64,
+    /// The aggregate being read: (kind, family, net, plen), its entries.
+    current: Option<(Kind, u8, i64, u8)>,
+    current_entries: Vec<u8>,
     last_node: i64,
+}
+
+fn clamp_u32(t: i64) -> u32 {
+    t.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 impl<W: Write + Seek> Builder<W> {
@@ -140,14 +202,16 @@ impl<W: Write + Seek> Builder<W> {
             pos: BLOCK as u64,
             sections: Vec::new(),
             entries: 0,
+            quality_entries: 0,
             current: None,
             current_entries: Vec::new(),
             last_node: i64::MIN,
         })
     }
 
-    /// Adds one row. An error if the rows are out of order or do not fit
-    /// the format (a node id beyond u32): the caller keeps the old file.
+    /// Adds one latency row. An error if the rows are out of order or do
+    /// not fit the format (a node id beyond u32): the caller keeps the old
+    /// file.
     pub fn push(
         &mut self,
         family: u8,
@@ -157,9 +221,46 @@ impl<W: Write + Seek> Builder<W> {
         avg_ms: f64,
         updated: i64,
     ) -> Result<()> {
+        let node = self.start_entry(Kind::Latency, family, net, plen, node_id)?;
+        let e = &mut self.current_entries;
+        e.extend_from_slice(&node.to_le_bytes());
+        e.extend_from_slice(&clamp_u32(updated).to_le_bytes());
+        e.extend_from_slice(&avg_ms.to_le_bytes());
+        Ok(())
+    }
+
+    /// Adds one call quality row (after every latency row), as
+    /// [`Builder::push`] does.
+    pub fn push_quality(&mut self, family: u8, net: i64, plen: u8, q: &QualityEntry) -> Result<()> {
+        let node = self.start_entry(Kind::Quality, family, net, plen, q.node_id)?;
+        let e = &mut self.current_entries;
+        e.extend_from_slice(&node.to_le_bytes());
+        e.extend_from_slice(&clamp_u32(q.updated).to_le_bytes());
+        e.extend_from_slice(&(q.calls.max(0) as u64).to_le_bytes());
+        for v in [
+            q.mos,
+            q.mos_dev,
+            q.loss_pct.unwrap_or(f64::NAN),
+            q.jitter_ms.unwrap_or(f64::NAN),
+        ] {
+            e.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// Checks the row's order, closes the previous aggregate if this row
+    /// starts another; returns the node id as stored.
+    fn start_entry(
+        &mut self,
+        kind: Kind,
+        family: u8,
+        net: i64,
+        plen: u8,
+        node_id: i64,
+    ) -> Result<u32> {
         let node = u32::try_from(node_id)
             .with_context(|| format!("node id {node_id} does not fit the snapshot"))?;
-        let agg = (family, net, plen);
+        let agg = (kind, family, net, plen);
         if self.current == Some(agg) {
             ensure!(node_id > self.last_node, "snapshot rows out of order");
         } else {
@@ -167,23 +268,18 @@ impl<W: Write + Seek> Builder<W> {
             self.current = Some(agg);
         }
         self.last_node = node_id;
-        let mut e = [0u8; ENTRY];
-        e[0..4].copy_from_slice(&node.to_le_bytes());
-        e[4..8].copy_from_slice(&(updated.clamp(0, i64::from(u32::MAX)) as u32).to_le_bytes());
-        e[8..16].copy_from_slice(&avg_ms.to_le_bytes());
-        self.current_entries.push(e);
-        Ok(())
+        Ok(node)
     }
 
     /// Puts the aggregate read so far into its section's open block.
     fn close_aggregate(&mut self) -> Result<()> {
-        let Some((family, net, plen)) = self.current.take() else {
+        let Some((kind, family, net, plen)) = self.current.take() else {
             return Ok(());
         };
         let si = match self
             .sections
             .iter()
-            .position(|s| s.family == family && s.plen == plen)
+            .position(|s| s.kind == kind && s.family == family && s.plen == plen)
         {
             Some(si) => si,
             None => {
@@ -192,6 +288,7 @@ impl<W: Write + Seek> Builder<W> {
                     "more than {MAX_SECTIONS} aggregate levels"
                 );
                 self.sections.push(SectionBuild {
+                    kind,
                     family,
                     plen,
                     keys: 0,
@@ -218,13 +315,17 @@ impl<W: Write + Seek> Builder<W> {
         if !fits && !s.block_keys.is_empty() {
             self.flush_block(si)?;
         }
-        let n = self.current_entries.len() as u64;
+        let n = (self.current_entries.len() / kind.entry_len()) as u64;
         let s = &mut self.sections[si];
         s.block_keys.push(key);
         s.block_entries.append(&mut self.current_entries);
-        s.block_ends.push(s.block_entries.len() as u32);
+        s.block_ends
+            .push((s.block_entries.len() / kind.entry_len()) as u32);
         s.keys += 1;
-        self.entries += n;
+        match kind {
+            Kind::Latency => self.entries += n,
+            Kind::Quality => self.quality_entries += n,
+        }
         Ok(())
     }
 
@@ -254,9 +355,7 @@ impl<W: Write + Seek> Builder<W> {
             b.extend_from_slice(&e.to_le_bytes());
         }
         b.resize(b.len().next_multiple_of(8), 0);
-        for e in &s.block_entries {
-            b.extend_from_slice(e);
-        }
+        b.extend_from_slice(&s.block_entries);
         b.resize(len, 0);
         self.out.write_all(&b)?;
         s.fences.push((s.block_keys[0], self.pos));
@@ -287,6 +386,7 @@ impl<W: Write + Seek> Builder<W> {
             let mut t = [0u8; SECTION];
             t[0] = s.family;
             t[1] = s.plen;
+            t[2] = s.kind as u8;
             t[8..16].copy_from_slice(&s.keys.to_le_bytes());
             t[16..24].copy_from_slice(&(fences_off + fences.len() as u64).to_le_bytes());
             t[24..32].copy_from_slice(&(s.fences.len() as u64).to_le_bytes());
@@ -311,6 +411,7 @@ impl<W: Write + Seek> Builder<W> {
         h[48..56].copy_from_slice(&self.entries.to_le_bytes());
         h[56..64].copy_from_slice(&keys.to_le_bytes());
         h[64..72].copy_from_slice(&fences_off.to_le_bytes());
+        h[72..80].copy_from_slice(&self.quality_entries.to_le_bytes());
         let check = fnv(fnv(FNV_START, &h[0..HEADER - 8]), &table);
         h[HEADER - 8..].copy_from_slice(&check.to_le_bytes());
         self.out.seek(SeekFrom::Start(0))?;
@@ -324,6 +425,7 @@ impl<W: Write + Seek> Builder<W> {
                 built_at,
                 latency_version,
                 entries: self.entries,
+                quality_entries: self.quality_entries,
                 keys,
                 file_len,
                 fences_off,
@@ -357,6 +459,7 @@ impl ReadAt for Vec<u8> {
 
 #[derive(Clone, Copy, Debug)]
 struct Section {
+    kind: Kind,
     family: u8,
     plen: u8,
     /// Fences, relative to the start of the fence region.
@@ -382,7 +485,7 @@ fn parse_head(head: &[u8], file_len: u64) -> Result<(Header, Vec<Section>)> {
         head.len() >= BLOCK && file_len >= BLOCK as u64,
         "too short ({file_len} bytes)"
     );
-    ensure!(&head[0..8] == MAGIC, "not a pdns-ha latency snapshot");
+    ensure!(&head[0..8] == MAGIC, "not a pdns-ha snapshot");
     let at32 = |at| u32_at(head, at).expect("in the header");
     let at64 = |at| u64_at(head, at).expect("in the header");
     let format = at32(8);
@@ -403,6 +506,7 @@ fn parse_head(head: &[u8], file_len: u64) -> Result<(Header, Vec<Section>)> {
         entries: at64(48),
         keys: at64(56),
         fences_off: at64(64),
+        quality_entries: at64(72),
     };
     ensure!(
         header.file_len == file_len,
@@ -427,7 +531,9 @@ fn parse_head(head: &[u8], file_len: u64) -> Result<(Header, Vec<Section>)> {
             bail!("section {i} is outside the file");
         };
         ensure!(end <= region, "section {i} is outside the file");
+        let kind = Kind::of(t[2]).with_context(|| format!("section {i} is of kind {}", t[2]))?;
         sections.push(Section {
+            kind,
             family: t[0],
             plen: t[1],
             fences: rel as usize,
@@ -442,14 +548,49 @@ impl<R: ReadAt, F: AsRef<[u8]>> View<R, F> {
         self.header
     }
 
-    /// Calls `f` for every entry of the aggregate (family, net, plen), in
-    /// node id order; returns how many. A block that cannot be read or
-    /// makes no sense (a damaged file) counts as no entries.
+    /// Calls `f` for every latency entry of the aggregate (family, net,
+    /// plen), in node id order; returns how many. A block that cannot be
+    /// read or makes no sense (a damaged file) counts as no entries.
     pub fn entries(&self, family: u8, net: i64, plen: u8, mut f: impl FnMut(Entry)) -> usize {
+        self.each(Kind::Latency, family, net, plen, &mut |e: &[u8]| {
+            f(Entry {
+                node_id: i64::from(u32_at(e, 0).unwrap_or(0)),
+                updated: i64::from(u32_at(e, 4).unwrap_or(0)),
+                avg_ms: f64_at(e, 8),
+            })
+        })
+    }
+
+    /// Calls `f` for every call quality entry of the aggregate, as
+    /// [`View::entries`] does.
+    pub fn quality(
+        &self,
+        family: u8,
+        net: i64,
+        plen: u8,
+        mut f: impl FnMut(QualityEntry),
+    ) -> usize {
+        let opt = |v: f64| (!v.is_nan()).then_some(v);
+        self.each(Kind::Quality, family, net, plen, &mut |e: &[u8]| {
+            f(QualityEntry {
+                node_id: i64::from(u32_at(e, 0).unwrap_or(0)),
+                updated: i64::from(u32_at(e, 4).unwrap_or(0)),
+                calls: u64_at(e, 8).unwrap_or(0).min(i64::MAX as u64) as i64,
+                mos: f64_at(e, 16),
+                mos_dev: f64_at(e, 24),
+                loss_pct: opt(f64_at(e, 32)),
+                jitter_ms: opt(f64_at(e, 40)),
+            })
+        })
+    }
+
+    /// Calls `f` with the bytes of each entry of the aggregate in the
+    /// section of `kind`.
+    fn each(&self, kind: Kind, family: u8, net: i64, plen: u8, f: &mut impl FnMut(&[u8])) -> usize {
         let Some(s) = self
             .sections
             .iter()
-            .find(|s| s.family == family && s.plen == plen)
+            .find(|s| s.kind == kind && s.family == family && s.plen == plen)
         else {
             return 0;
         };
@@ -482,6 +623,7 @@ impl<R: ReadAt, F: AsRef<[u8]>> View<R, F> {
             return 0;
         };
         let (n, len) = (n as usize, len as usize);
+        let size = kind.entry_len();
         if len > BLOCK {
             // An aggregate with hundreds of nodes: read the whole block.
             if len > MAX_BLOCK || len as u64 > self.header.file_len.saturating_sub(off) {
@@ -489,17 +631,17 @@ impl<R: ReadAt, F: AsRef<[u8]>> View<R, F> {
             }
             let mut big = vec![0u8; len];
             match self.src.read_at(&mut big, off) {
-                Ok(r) if r == len => search(&big, n, key, &mut f),
+                Ok(r) if r == len => search(&big, n, key, size, f),
                 _ => 0,
             }
         } else {
-            search(&buf[..len.max(BLOCK_HEAD)], n, key, &mut f)
+            search(&buf[..len.max(BLOCK_HEAD)], n, key, size, f)
         }
     }
 }
 
-/// Finds `key` in a block of `n` aggregates.
-fn search(b: &[u8], n: usize, key: u64, f: &mut impl FnMut(Entry)) -> usize {
+/// Finds `key` in a block of `n` aggregates with entries of `size` bytes.
+fn search(b: &[u8], n: usize, key: u64, size: usize, f: &mut impl FnMut(&[u8])) -> usize {
     if block_bytes(n, 0) > b.len() {
         return 0;
     }
@@ -520,16 +662,12 @@ fn search(b: &[u8], n: usize, key: u64, f: &mut impl FnMut(Entry)) -> usize {
             let (Some(first), Some(last)) = (first, end_at(mid)) else {
                 return 0;
             };
-            if first > last || entries + last * ENTRY > b.len() {
+            if first > last || entries + last * size > b.len() {
                 return 0;
             }
             for e in first..last {
-                let at = entries + e * ENTRY;
-                f(Entry {
-                    node_id: i64::from(u32_at(b, at).unwrap_or(0)),
-                    updated: i64::from(u32_at(b, at + 4).unwrap_or(0)),
-                    avg_ms: f64::from_bits(u64_at(b, at + 8).unwrap_or(0)),
-                });
+                let at = entries + e * size;
+                f(&b[at..at + size]);
             }
             return last - first;
         }
@@ -744,6 +882,114 @@ mod tests {
         assert_eq!(get(&v, 4, 2, 24)[0].2, i64::from(u32::MAX));
     }
 
+    fn q(node_id: i64, mos: f64, calls: i64, updated: i64) -> QualityEntry {
+        QualityEntry {
+            node_id,
+            mos,
+            mos_dev: mos / 10.0,
+            loss_pct: (node_id % 2 == 0).then_some(mos / 4.0),
+            jitter_ms: (node_id % 3 == 0).then_some(mos * 2.0),
+            calls,
+            updated,
+        }
+    }
+
+    fn get_quality<R: ReadAt, F: AsRef<[u8]>>(
+        v: &View<R, F>,
+        f: u8,
+        net: i64,
+        p: u8,
+    ) -> Vec<QualityEntry> {
+        let mut out = Vec::new();
+        let n = v.quality(f, net, p, |e| out.push(e));
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn quality_sections_sit_beside_latency_ones_and_keep_every_field() {
+        // The same aggregates in both kinds, different nodes and values;
+        // thousands of quality aggregates (many blocks: an entry is three
+        // times a latency one), one with 200 nodes (a block larger than
+        // 4 KiB), unknown loss and jitter, calls beyond u32.
+        let mut b = Builder::new(Cursor::new(Vec::new())).unwrap();
+        b.push(4, 0x0a00_0000, 24, 1, 10.0, 100).unwrap();
+        b.push(0, 3, 0, 2, 9.5, 100).unwrap();
+        let nets: Vec<i64> = (-1500..1500i64).map(|k| k * 256).collect();
+        let mut want = Vec::new();
+        for &n in &nets {
+            let nodes = if n == 0 {
+                200
+            } else {
+                1 + n.unsigned_abs() as i64 / 256 % 4
+            };
+            let row: Vec<QualityEntry> = (1..=nodes)
+                .map(|node| {
+                    q(
+                        node,
+                        1.0 + (n + node) as f64 / 1e4,
+                        node + (1 << 33),
+                        50 + node,
+                    )
+                })
+                .collect();
+            for e in &row {
+                b.push_quality(4, n, 24, e).unwrap();
+            }
+            want.push(row);
+        }
+        b.push_quality(6, 7, 48, &q(3, 4.1, 9, 77)).unwrap();
+        let (c, h) = b.finish(5, 1000, 7).unwrap();
+        assert_eq!(
+            (h.entries, h.quality_entries),
+            (2, want.iter().map(Vec::len).sum::<usize>() as u64 + 1)
+        );
+        let v = View::from_bytes(c.into_inner()).unwrap();
+        assert_eq!(v.header(), h);
+        for (n, row) in nets.iter().zip(&want) {
+            assert_eq!(&get_quality(&v, 4, *n, 24), row, "net {n}");
+            assert!(get_quality(&v, 4, n + 1, 24).is_empty());
+        }
+        assert_eq!(get_quality(&v, 4, 0, 24).len(), 200);
+        assert_eq!(get_quality(&v, 6, 7, 48), [q(3, 4.1, 9, 77)]);
+        // Each kind finds only its own entries.
+        assert_eq!(get(&v, 4, 0x0a00_0000, 24), [(1, 10.0, 100)]);
+        assert!(get_quality(&v, 4, 0x0a00_0000, 24).is_empty());
+        assert!(get_quality(&v, 0, 3, 0).is_empty());
+        assert!(get(&v, 4, 256, 24).is_empty());
+        let mut b = Builder::new(Cursor::new(Vec::new())).unwrap();
+        b.push_quality(4, 10, 24, &q(2, 1.0, 1, 1)).unwrap();
+        assert!(b.push_quality(4, 10, 24, &q(1, 1.0, 1, 1)).is_err());
+        // Damage in the blocks of both kinds: no lookup panics or reads
+        // outside the file.
+        let mut b = Builder::new(Cursor::new(Vec::new())).unwrap();
+        for k in 0..400 {
+            b.push(4, k * 256, 24, 1, 1.0, 1).unwrap();
+        }
+        for k in 0..400 {
+            for node in 1..=3 {
+                b.push_quality(4, k * 256, 24, &q(node, 3.0, 2, 1)).unwrap();
+            }
+        }
+        let good = b.finish(1, 1, 1).unwrap().0.into_inner();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..200 {
+            let mut bad = good.clone();
+            for _ in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = BLOCK + (x as usize % (bad.len() - BLOCK));
+                bad[at] = (x >> 32) as u8;
+            }
+            let v = View::from_bytes(bad).unwrap();
+            for k in 0..450 {
+                v.quality(4, k * 256 + round % 2, 24, |_| {});
+                v.entries(4, k * 256, 24, |_| {});
+            }
+        }
+    }
+
     #[test]
     fn an_empty_snapshot_is_valid_and_finds_nothing() {
         let v = View::from_bytes(build(&[], 3)).unwrap();
@@ -768,7 +1014,22 @@ mod tests {
         bad[16] ^= 1; // the token: the check catches it
         assert!(View::from_bytes(bad).is_err());
         let mut bad = good.clone();
-        bad[8] = 2; // another format
+        bad[8] = 1; // the older format (latency only), check redone
+        let table = u32_at(&bad, 12).unwrap() as usize * SECTION;
+        let check = fnv(
+            fnv(FNV_START, &bad[0..HEADER - 8]),
+            &bad[HEADER..HEADER + table],
+        );
+        bad[HEADER - 8..HEADER].copy_from_slice(&check.to_le_bytes());
+        let e = View::from_bytes(bad).err().unwrap().to_string();
+        assert!(e.contains("format 1"), "{e}");
+        let mut bad = good.clone();
+        bad[HEADER + 2] = 9; // a section of a kind this build does not know
+        let check = fnv(
+            fnv(FNV_START, &bad[0..HEADER - 8]),
+            &bad[HEADER..HEADER + SECTION],
+        );
+        bad[HEADER - 8..HEADER].copy_from_slice(&check.to_le_bytes());
         assert!(View::from_bytes(bad).is_err());
         // Damage past the header is not detected, but no lookup panics or
         // reads outside the file: flip bytes all over and look things up.

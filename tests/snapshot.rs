@@ -1,8 +1,10 @@
 //! The latency snapshot end to end: published by `apply` and `ingest`,
 //! followed by a running coprocess, and never trusted when it is missing,
-//! damaged or not the one the database names (the coprocess then reads
-//! latency through SQLite and answers exactly the same). A database made
-//! before snapshots existed answers the same and gets one from `apply`.
+//! damaged, of an older format or not the one the database names (the
+//! coprocess then reads latency and call quality through SQLite and
+//! answers exactly the same, for latency and quality services). A database
+//! made before snapshots existed answers the same and gets one from
+//! `apply`.
 
 mod support;
 
@@ -15,6 +17,8 @@ use support::{Coproc, Db, poll};
 static SITE: LazyLock<String> = LazyLock::new(|| support::fixture("three_nodes_office"));
 
 const SRV: &str = "_sip._udp.voip.example.com";
+/// The service with the quality policy.
+const QSRV: &str = "_sips._tcp.voip.example.com";
 
 /// Latency for 300 client /24s (three nodes each, different orders), some
 /// IPv6 /48s and a few samples inside the named network.
@@ -32,6 +36,36 @@ fn samples() -> String {
         s.push_str(&format!("latency mtl1 2001:db8:{k:x}::1 {}\n", 30 - k));
     }
     s.push_str("latency tor1 172.16.5.1 3\nlatency mtl1 172.20.9.1 40\n");
+    s
+}
+
+/// Call quality for the same clients, in another order than latency: 1 to
+/// 3 calls per node and /24 (2 needed: one call falls back to the /16, or
+/// to latency), loss and jitter on some, and the named network.
+fn quality_samples() -> String {
+    let mut s = String::new();
+    for k in 0..300u32 {
+        let ip = format!("10.{}.{}.1", k / 256, k % 256);
+        for (i, node) in ["mtl1", "tor1", "van1"].iter().enumerate() {
+            let mos = 1.5 + f64::from((k * (5 + 2 * i as u32)) % 30) / 10.0;
+            for c in 0..=(k + i as u32) % 3 {
+                match c {
+                    0 => s.push_str(&format!("quality {node} {ip} {mos}\n")),
+                    1 => s.push_str(&format!("quality {node} {ip} {mos} 0.5\n")),
+                    _ => s.push_str(&format!("quality {node} {ip} {mos} 1.5 12\n")),
+                }
+            }
+        }
+    }
+    for k in 0..20u32 {
+        for _ in 0..2 {
+            s.push_str(&format!(
+                "quality tor1 2001:db8:{k:x}::1 {}\n",
+                4.4 - f64::from(k) / 10.0
+            ));
+        }
+    }
+    s.push_str("quality van1 172.16.5.1 4.3\nquality van1 172.16.5.1 4.1\n");
     s
 }
 
@@ -58,14 +92,33 @@ fn clients() -> Vec<String> {
 
 /// The SRV answer for every client, from a new coprocess.
 fn answers(db: &Db) -> Vec<Vec<String>> {
+    answers_of(db, SRV)
+}
+
+/// The SRV answer of `srv` for every client, from a new coprocess.
+fn answers_of(db: &Db, srv: &str) -> Vec<Vec<String>> {
     let mut p = Coproc::start(&db.path, 5, &[]);
     clients()
         .iter()
         .map(|net| {
             let ip = net.split('/').next().unwrap();
-            let a = p.query(SRV, "SRV", ip, net);
+            let a = p.query(srv, "SRV", ip, net);
             assert_eq!(a.last().map(String::as_str), Some("END"), "{net}: {a:?}");
             a
+        })
+        .collect()
+}
+
+/// The first node of each answer (the preferred one).
+fn firsts(answers: &[Vec<String>]) -> Vec<String> {
+    answers
+        .iter()
+        .map(|a| {
+            ["mtl1", "tor1", "van1"]
+                .into_iter()
+                .find(|n| a[0].contains(n))
+                .unwrap_or("none")
+                .to_string()
         })
         .collect()
 }
@@ -220,4 +273,115 @@ fn a_damaged_foreign_or_removed_snapshot_is_never_trusted() {
     assert_eq!(p.query(SRV, "SRV", "10.0.7.1", "10.0.7.0/24"), before);
     assert_eq!(answers(&db), good);
     assert!(p.close().success());
+}
+
+/// `explain` of the quality service for one client, as JSON.
+fn explain_quality(db: &Db, client: &str) -> serde_json::Value {
+    let o = db.run(&["explain", QSRV, "SRV", "--client", client, "--json"]);
+    support::assert_ok("explain", &o);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn call_quality_answers_the_same_from_the_snapshot_and_through_sqlite() {
+    let db = Db::new("snap-quality");
+    db.apply_ok(&SITE);
+    db.ingest_ok(&samples());
+    db.ingest_ok(&quality_samples());
+    let s = snapshot_status(&db);
+    assert_eq!(s["usable"], true, "{s}");
+    assert_eq!(s["writes_behind"], 0, "quality writes publish too: {s}");
+    assert!(s["quality_entries"].as_u64().unwrap() > 900, "{s}");
+    let latency = answers(&db);
+    let quality = answers_of(&db, QSRV);
+    // The quality order is not the latency one for many clients, and
+    // some fall back to latency (one call only, or no call quality).
+    let differ = firsts(&latency)
+        .iter()
+        .zip(firsts(&quality))
+        .filter(|(a, b)| **a != *b)
+        .count();
+    assert!(differ > 10, "{differ} clients ordered by quality");
+    let detail = explain_quality(&db, "10.0.7.0/24");
+    assert_eq!(detail["latency_from"], "snapshot", "{detail}");
+
+    let nodes = &detail["dynamic"][0]["nodes"];
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["mos"].is_number() && n["loss_pct"].is_number()),
+        "{detail}"
+    );
+
+    forget_snapshot(&db);
+    let from_sqlite = explain_quality(&db, "10.0.7.0/24");
+    assert_eq!(from_sqlite["latency_from"], "sqlite");
+    assert_eq!(from_sqlite["records"], detail["records"]);
+    // The same entries (MOS, deviation, loss, jitter, calls, aggregate),
+    // ages aside (a second may pass between the two).
+    let without_ages = |v: &serde_json::Value| {
+        let mut v = v["dynamic"].clone();
+        for d in v.as_array_mut().unwrap() {
+            for n in d["nodes"].as_array_mut().unwrap() {
+                let n = n.as_object_mut().unwrap();
+                n.retain(|k, _| !k.ends_with("_age_s"));
+            }
+        }
+        v
+    };
+    assert_eq!(without_ages(&from_sqlite), without_ages(&detail));
+    assert_eq!(answers_of(&db, QSRV), quality, "SQLite answers the same");
+    assert_eq!(answers(&db), latency);
+}
+
+/// `bytes` with the format and the header check of an older build
+/// (format 1: the same header, latency sections only).
+fn as_format_1(bytes: &[u8]) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let sections = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+    let fnv = |h: u64, bytes: &[u8]| {
+        bytes
+            .iter()
+            .fold(h, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
+    };
+    let check = fnv(
+        fnv(0xcbf2_9ce4_8422_2325, &b[0..120]),
+        &b[128..128 + sections * 32],
+    );
+    b[120..128].copy_from_slice(&check.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_snapshot_of_an_older_format_is_not_read_and_the_next_writer_replaces_it() {
+    let db = Db::new("snap-format");
+    db.apply_ok(&SITE);
+    db.ingest_ok(&samples());
+    db.ingest_ok(&quality_samples());
+    let quality = answers_of(&db, QSRV);
+    let latency = answers(&db);
+    // What an older build leaves: a format 1 file under the token `meta`
+    // names, and no format recorded.
+    let path = snapshot_path(&db);
+    std::fs::write(&path, as_format_1(&std::fs::read(&path).unwrap())).unwrap();
+    let c = rusqlite::Connection::open(&db.path).unwrap();
+    c.execute("DELETE FROM meta WHERE key = 'latency_snapshot_format'", [])
+        .unwrap();
+    let s = snapshot_status(&db);
+    assert_eq!(s["usable"], false, "{s}");
+    assert!(s["problem"].as_str().unwrap().contains("format 1"), "{s}");
+    assert_eq!(
+        explain_quality(&db, "10.0.7.0/24")["latency_from"],
+        "sqlite"
+    );
+    assert_eq!(answers_of(&db, QSRV), quality, "read through SQLite");
+    assert_eq!(answers(&db), latency);
+    // The next writer publishes again, though no entry changed since.
+    db.ingest_ok("load mtl1 1 100\n");
+    let s = snapshot_status(&db);
+    assert_eq!(s["usable"], true, "{s}");
+    assert_eq!(answers_of(&db, QSRV), quality);
 }

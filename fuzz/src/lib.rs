@@ -9,6 +9,7 @@ pub mod metric_line;
 pub mod pipe_lines;
 pub mod sip_response;
 pub mod site_text;
+pub mod snapshot_file;
 
 /// A target's check of one input: panics on a broken invariant.
 pub type Check = fn(&[u8]);
@@ -21,4 +22,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("sip_response", sip_response::check),
     ("esl_event", esl_event::check),
     ("memcached_value", memcached_value::check),
+    ("snapshot_file", snapshot_file::check),
 ];

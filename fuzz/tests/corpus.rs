@@ -88,3 +88,8 @@ fn esl_event() {
 fn memcached_value() {
     replay("memcached_value");
 }
+
+#[test]
+fn snapshot_file() {
+    replay("snapshot_file");
+}

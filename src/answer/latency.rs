@@ -3,19 +3,22 @@
 //! read from the store. The aggregates are tried most specific first (the
 //! client's /24, a named network's prefix by its length, /16, /8; IPv6 /48,
 //! /32), and reading stops once every candidate has its entry
-//! ([`first_entries`], shared by both). Call quality is read through
-//! SQLite only, and only for services and pools with the quality policy.
+//! ([`first_entries`], shared by both). Both are read from the published
+//! snapshot when there is one, else through SQLite, with the same rules
+//! (freshness, and for call quality the minimum of calls); call quality
+//! only for services and pools with the quality policy.
 
 use anyhow::Result;
 
 use crate::net::Prefix;
 use crate::policy::{Candidate, Latency, Quality};
 use crate::snapshot::Mapped;
-use crate::store::Store;
+use crate::store::{QualityRow, Store};
 use crate::topology::Topology;
 
-/// Where latency entries are read from: the published snapshot (a shared
-/// memory map, no system call), or SQLite while there is none.
+/// Where latency and call quality entries are read from: the published
+/// snapshot (mapped fences, one `pread` per aggregate), or SQLite while
+/// there is none.
 #[derive(Clone, Copy)]
 pub enum Source<'a> {
     Snapshot(&'a Mapped),
@@ -43,6 +46,36 @@ impl Source<'_> {
             Source::Store(s) => s.latency_at(a.family, a.net, a.plen, fresh_after, |r| {
                 f(r.node_id, r.avg_ms, r.updated)
             }),
+        }
+    }
+
+    /// Calls `f` for each call quality entry of the aggregate updated at or
+    /// after `fresh_after` with at least `min_calls` calls.
+    fn each_quality(
+        &self,
+        a: &Aggregate,
+        fresh_after: i64,
+        min_calls: u32,
+        mut f: impl FnMut(QualityRow),
+    ) -> Result<()> {
+        match self {
+            Source::Snapshot(m) => {
+                m.quality(a.family as u8, a.net, a.plen, |e| {
+                    if e.updated >= fresh_after && e.calls >= i64::from(min_calls) {
+                        f(QualityRow {
+                            node_id: e.node_id,
+                            mos: e.mos,
+                            mos_dev: e.mos_dev,
+                            loss_pct: e.loss_pct,
+                            jitter_ms: e.jitter_ms,
+                            calls: e.calls,
+                            updated: e.updated,
+                        })
+                    }
+                });
+                Ok(())
+            }
+            Source::Store(s) => s.quality_at(a.family, a.net, a.plen, fresh_after, min_calls, f),
         }
     }
 }
@@ -193,7 +226,7 @@ pub fn read_into(
 /// into a buffer the caller keeps.
 #[allow(clippy::too_many_arguments)]
 pub fn read_quality_into(
-    store: &Store,
+    source: Source,
     topo: &Topology,
     candidates: &[Candidate],
     aggregates: &[Aggregate],
@@ -203,7 +236,7 @@ pub fn read_quality_into(
     entries: &mut Vec<Option<QualityEntry>>,
 ) -> Result<()> {
     first_entries(topo, candidates, aggregates, entries, |a, found| {
-        store.quality_at(a.family, a.net, a.plen, fresh_after, min_calls, |r| {
+        source.each_quality(a, fresh_after, min_calls, |r| {
             found(
                 r.node_id,
                 QualityEntry {
@@ -421,7 +454,8 @@ prefer = ["c"]
     fn quality_entries_come_from_the_most_specific_aggregate_with_enough_calls() {
         // For the client 198.51.7.0/24 with 3 calls needed: a has 3 calls in
         // its /24; b 1 call in the /24 (too few) and 3 in the /16; c 3 calls
-        // in the named network (another /24); d none.
+        // in the named network (another /24); d none. The same from either
+        // source.
         let mut lines = String::new();
         for _ in 0..3 {
             lines.push_str("quality a 198.51.7.1 4.4 0.5 3\n");
@@ -429,29 +463,142 @@ prefer = ["c"]
             lines.push_str("quality c 198.51.9.1 3.5\n");
         }
         lines.push_str("quality b 198.51.7.9 1.5\n");
-        let (_db, s, topo) = setup("read-quality", &lines);
+        let (db, mut s, topo) = setup("read-quality", &lines);
+        let m = mapped(&db, &mut s);
+        assert!(m.header().quality_entries > 0, "{:?}", m.header());
         let now = crate::metrics::now();
         let (aggs, _) = aggregates(&topo, &"198.51.7.0/24".parse().unwrap());
         let cands = &topo.services[0].candidates;
-        let mut e = Vec::new();
-        read_quality_into(&s, &topo, cands, &aggs, now - 3600, 3, now, &mut e).unwrap();
-        let got: Vec<Option<(u8, f64, i64)>> = e
-            .iter()
-            .map(|x| x.map(|x| (x.quality.prefix_len, x.quality.mos, x.calls)))
+        for source in [Source::Store(&s), Source::Snapshot(&m)] {
+            let mut e = Vec::new();
+            read_quality_into(source, &topo, cands, &aggs, now - 3600, 3, now, &mut e).unwrap();
+            let got: Vec<Option<(u8, f64, i64)>> = e
+                .iter()
+                .map(|x| x.map(|x| (x.quality.prefix_len, x.quality.mos, x.calls)))
+                .collect();
+            assert_eq!(got[0], Some((24, 4.4, 3)));
+            assert_eq!(e[0].unwrap().loss_pct, Some(0.5));
+            assert_eq!(e[0].unwrap().jitter_ms, Some(3.0));
+            assert_eq!(e[1].unwrap().loss_pct, None, "b never had a loss");
+            let b = got[1].unwrap();
+            assert_eq!((b.0, b.2), (16, 4), "b: the /16 ({b:?})");
+            assert_eq!(got[2], Some((20, 3.5, 3)), "c: the named network");
+            assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
+            assert_eq!(got[3], None);
+            // One call is enough: b's own /24.
+            read_quality_into(source, &topo, cands, &aggs, now - 3600, 1, now, &mut e).unwrap();
+            assert_eq!(e[1].unwrap().quality.prefix_len, 24);
+            // Too old: none.
+            read_quality_into(source, &topo, cands, &aggs, now + 1, 1, now, &mut e).unwrap();
+            assert!(e.iter().all(Option::is_none));
+        }
+    }
+
+    #[test]
+    fn the_snapshot_and_sqlite_give_the_same_quality_entries_for_any_client() {
+        // Random call quality samples (with and without loss and jitter,
+        // some too old for the freshness limit used), averaged per
+        // aggregate; then random clients read through both sources with
+        // several minimums of calls and freshness limits.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let now = crate::metrics::now();
+        let mut lines = String::new();
+        for _ in 0..3000 {
+            let node = ["a", "b", "c", "d"][rnd(4) as usize];
+            let mos = 1.0 + rnd(350) as f64 / 100.0;
+            let age = rnd(7200);
+            let ip = match rnd(3) {
+                0 => format!("198.51.{}.{}", rnd(32), rnd(256)),
+                1 => format!("10.{}.{}.{}", rnd(4), rnd(64), rnd(256)),
+                _ => format!("2001:db8:{:x}:{:x}::1", rnd(3), rnd(64)),
+            };
+            let extra = match rnd(3) {
+                0 => String::new(),
+                1 => format!(" {}", rnd(100) as f64 / 10.0),
+                _ => format!(" {} {}", rnd(100) as f64 / 10.0, rnd(500) as f64 / 10.0),
+            };
+            let ts = if extra.matches(' ').count() == 2 {
+                format!(" {}", now - age as i64)
+            } else {
+                String::new()
+            };
+            lines.push_str(&format!("quality {node} {ip} {mos}{extra}{ts}\n"));
+        }
+        let db = TempDb::new("read-same-quality");
+        let mut s = db.apply(SITE);
+        let batch: Vec<_> = lines
+            .lines()
+            .filter_map(|l| crate::metrics::parse_line(l, now).ok().flatten())
             .collect();
-        assert_eq!(got[0], Some((24, 4.4, 3)));
-        assert_eq!(e[0].unwrap().loss_pct, Some(0.5));
-        assert_eq!(e[0].unwrap().jitter_ms, Some(3.0));
-        let b = got[1].unwrap();
-        assert_eq!((b.0, b.2), (16, 4), "b: the /16 ({b:?})");
-        assert_eq!(got[2], Some((20, 3.5, 3)), "c: the named network");
-        assert_eq!(e[2].unwrap().label, EntryLabel::Network(0));
-        assert_eq!(got[3], None);
-        // One call is enough: b's own /24.
-        read_quality_into(&s, &topo, cands, &aggs, now - 3600, 1, now, &mut e).unwrap();
-        assert_eq!(e[1].unwrap().quality.prefix_len, 24);
-        // Too old: none.
-        read_quality_into(&s, &topo, cands, &aggs, now + 1, 1, now, &mut e).unwrap();
-        assert!(e.iter().all(Option::is_none));
+        assert!(batch.len() > 2500, "{}", batch.len());
+        s.write_metrics(&batch, "test", None, now).unwrap();
+        let (site, ids) = s.load_site().unwrap();
+        let topo = Topology::build(site, &ids, 1);
+        let m = mapped(&db, &mut s);
+        assert!(m.header().quality_entries > 500, "{:?}", m.header());
+        let cands = &topo.services[0].candidates;
+        let (mut found, mut filtered) = (0, 0);
+        let (mut a, mut b, mut loose) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..3000 {
+            let client: Prefix = match i % 3 {
+                0 => format!("198.51.{}.0/24", rnd(40)),
+                1 => format!("10.{}.{}.0/24", rnd(6), rnd(70)),
+                _ => format!("2001:db8:{:x}:{:x}::/64", rnd(4), rnd(70)),
+            }
+            .parse()
+            .unwrap();
+            let client = client.truncate(client.family().fine());
+            let (aggs, _) = aggregates(&topo, &client);
+            let fresh_after = now - [600, 3600, 7200][i % 3];
+            let min_calls = [1, 2, 5][i / 3 % 3];
+            read_quality_into(
+                Source::Store(&s),
+                &topo,
+                cands,
+                &aggs,
+                fresh_after,
+                min_calls,
+                now,
+                &mut a,
+            )
+            .unwrap();
+            read_quality_into(
+                Source::Snapshot(&m),
+                &topo,
+                cands,
+                &aggs,
+                fresh_after,
+                min_calls,
+                now,
+                &mut b,
+            )
+            .unwrap();
+            assert_eq!(a, b, "client {client}, {fresh_after} {min_calls}");
+            found += a.iter().flatten().count();
+            // The rules matter: without them more entries would be used.
+            read_quality_into(
+                Source::Snapshot(&m),
+                &topo,
+                cands,
+                &aggs,
+                0,
+                0,
+                now,
+                &mut loose,
+            )
+            .unwrap();
+            filtered += usize::from(loose != a);
+        }
+        assert!(found > 3000, "the clients hit the data ({found} entries)");
+        assert!(
+            filtered > 300,
+            "freshness and calls filter ({filtered} clients)"
+        );
     }
 }

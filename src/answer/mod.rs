@@ -157,8 +157,8 @@ impl Engine {
         self.view.store()
     }
 
-    /// The latency snapshot latency entries are read from, or None while
-    /// they are read through SQLite.
+    /// The snapshot latency and call quality entries are read from, or None
+    /// while they are read through SQLite.
     pub fn snapshot_header(&self) -> Option<crate::snapshot::Header> {
         self.view.snapshot().map(|m| m.header())
     }
@@ -596,12 +596,7 @@ impl Engine {
             if let Some(ni) = named {
                 prefer = &topo.networks[ni].prefer;
             }
-            let source = match (self.view.snapshot(), self.view.store()) {
-                (Some(m), _) => Some(latency::Source::Snapshot(m)),
-                (None, Some(s)) => Some(latency::Source::Store(s)),
-                (None, None) => None,
-            };
-            if let Some(source) = source {
+            if let Some(source) = self.view.source() {
                 let read = latency::read_into(
                     source,
                     topo,
@@ -621,10 +616,10 @@ impl Engine {
             }
         }
         if policy == Policy::Quality
-            && let Some(store) = self.view.store()
+            && let Some(source) = self.view.source()
         {
             let read = latency::read_quality_into(
-                store,
+                source,
                 topo,
                 candidates,
                 &aggregates,

@@ -84,9 +84,19 @@ impl StoreView {
         self.store.as_mut()
     }
 
-    /// The mapped latency snapshot, if the database names one that is valid.
+    /// The mapped snapshot, if the database names one that is valid.
     pub fn snapshot(&self) -> Option<&Mapped> {
         self.snapshot.as_ref()
+    }
+
+    /// Where latency and call quality entries are read from: the snapshot,
+    /// else SQLite (None: no store open).
+    pub fn source(&self) -> Option<super::latency::Source<'_>> {
+        match (self.snapshot(), self.store()) {
+            (Some(m), _) => Some(super::latency::Source::Snapshot(m)),
+            (None, Some(s)) => Some(super::latency::Source::Store(s)),
+            (None, None) => None,
+        }
     }
 
     /// The topology generation and health epoch the view is at.

@@ -238,7 +238,8 @@ impl Store {
             (nodes, networks, policy)
         };
         let mut out = WriteOutcome::default();
-        let mut latency_written = false;
+        // Latency or call quality written: the snapshot is then behind.
+        let mut snapshot_data_written = false;
         let lat_fresh = now - policy.latency_max_age_s;
         let q_fresh = now - policy.quality_max_age_s;
         if batch.iter().any(|m| matches!(m, Metric::Quality { .. })) {
@@ -281,7 +282,7 @@ impl Store {
                     Metric::Latency {
                         client, rtt_ms, ts, ..
                     } => {
-                        latency_written = true;
+                        snapshot_data_written = true;
                         for (family, net, plen) in aggregates_of(client, &networks) {
                             lat.execute(params![
                                 family,
@@ -303,6 +304,7 @@ impl Store {
                         ts,
                         ..
                     } => {
+                        snapshot_data_written = true;
                         let q = match &mut quality {
                             Some(q) => q,
                             None => quality.insert(tx.prepare_cached(&q_sql)?),
@@ -377,8 +379,8 @@ impl Store {
                 out.stored += 1;
             }
         }
-        if latency_written {
-            // The published latency snapshot is now behind (store::snapshot).
+        if snapshot_data_written {
+            // The published snapshot is now behind (store::snapshot).
             super::snapshot::bump_latency_version(&tx)?;
         }
         if !out.health_changes.is_empty() {

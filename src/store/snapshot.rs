@@ -1,7 +1,7 @@
-//! Publishing the latency snapshot (`crate::snapshot`) of a database: the
-//! writers (`ingest`, `collect`, `apply`) build it from the `latency` table
-//! and publish it; the coprocesses read it through a shared memory map
-//! instead of asking SQLite on every uncached question.
+//! Publishing the snapshot (`crate::snapshot`) of a database: the writers
+//! (`ingest`, `collect`, `apply`) build it from the `latency` and `quality`
+//! tables and publish it; the coprocesses read it through a shared memory
+//! map instead of asking SQLite on every uncached question.
 //!
 //! Publishing: the file is built from one read transaction into
 //! `DB-latency.tmp.PID`, then, in a write transaction, renamed over
@@ -15,11 +15,15 @@
 //! A build that dies leaves its temporary file; the next build removes the
 //! files of processes that are gone.
 //!
-//! Every latency write bumps `latency_version`; the snapshot may lag behind
-//! it by the [`Publisher`] interval (a moving average seconds old orders
-//! nodes as well; health, load and drains are never in the snapshot). No
-//! schema change: a database without a snapshot is read through SQLite
-//! until the first writer publishes one.
+//! Every latency or call quality write bumps `latency_version`; the
+//! snapshot may lag behind it by the [`Publisher`] interval (a moving
+//! average seconds old orders nodes as well; health, load and drains are
+//! never in the snapshot). No schema change: a database without a snapshot
+//! is read through SQLite until the first writer publishes one. `meta`
+//! also records the format of the published file
+//! (`latency_snapshot_format`): a file of another format (published by an
+//! older build, which records none) counts as behind, so the next writer
+//! of this build publishes again.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,7 +32,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::Store;
-use crate::snapshot::{Builder, Header};
+use crate::snapshot::{Builder, Header, QualityEntry};
 
 /// Where the snapshot of the database at `db` lives.
 pub fn path_of(db: &Path) -> PathBuf {
@@ -42,7 +46,7 @@ pub fn path_of(db: &Path) -> PathBuf {
 pub struct Counters {
     pub generation: i64,
     pub health_epoch: i64,
-    /// Bumped by every write of latency entries.
+    /// Bumped by every write of latency or call quality entries.
     pub latency_version: i64,
     /// The token of the published snapshot (0: none).
     pub snapshot_token: u64,
@@ -51,13 +55,17 @@ pub struct Counters {
     /// When it was published (unix seconds) and how long it took to build.
     pub snapshot_at: i64,
     pub snapshot_ms: i64,
+    /// The format of the published file (0: not recorded, an older build).
+    pub snapshot_format: i64,
 }
 
 impl Counters {
-    /// True when latency entries were written since the snapshot was built
-    /// (or there is none).
+    /// True when latency or call quality entries were written since the
+    /// snapshot was built, or there is none of this build's format.
     pub fn snapshot_behind(&self) -> bool {
-        self.snapshot_token == 0 || self.snapshot_version < self.latency_version
+        self.snapshot_token == 0
+            || self.snapshot_version < self.latency_version
+            || self.snapshot_format != i64::from(crate::snapshot::FORMAT)
     }
 }
 
@@ -83,6 +91,7 @@ pub(super) fn counters_of(conn: &Connection) -> Result<Counters> {
             "latency_snapshot_version" => c.snapshot_version = v,
             "latency_snapshot_at" => c.snapshot_at = v,
             "latency_snapshot_ms" => c.snapshot_ms = v,
+            "latency_snapshot_format" => c.snapshot_format = v,
             _ => {}
         }
     }
@@ -104,7 +113,8 @@ pub(super) fn current(conn: &Connection, db: &Path) -> Result<bool> {
         && crate::snapshot::Mapped::open(&path_of(db), c.snapshot_token).is_ok())
 }
 
-/// Adds one to `latency_version` (inside the writer's transaction).
+/// Adds one to `latency_version` (inside the writer's transaction): after
+/// latency or call quality entries were written.
 pub(super) fn bump_latency_version(conn: &Connection) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO meta(key, value) VALUES ('latency_version', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
@@ -145,6 +155,42 @@ fn build(conn: &Connection, tmp: &Path, latency_version: i64, now: i64) -> Resul
         };
         b.push(family, r.get(1)?, plen, r.get(3)?, r.get(4)?, r.get(5)?)?;
     }
+    drop(rows);
+    // The quality table exists once a quality sample was written or the
+    // site applied by this build.
+    let has_quality: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quality')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if has_quality {
+        let mut stmt = conn.prepare_cached(
+            "SELECT family, net, plen, node_id, mos, mos_dev, loss_pct, jitter_ms, calls, updated
+             FROM quality ORDER BY family, net, plen, node_id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let family: i64 = r.get(0)?;
+            let plen: i64 = r.get(2)?;
+            let (Ok(family), Ok(plen)) = (u8::try_from(family), u8::try_from(plen)) else {
+                continue;
+            };
+            b.push_quality(
+                family,
+                r.get(1)?,
+                plen,
+                &QualityEntry {
+                    node_id: r.get(3)?,
+                    mos: r.get(4)?,
+                    mos_dev: r.get(5)?,
+                    loss_pct: r.get(6)?,
+                    jitter_ms: r.get(7)?,
+                    calls: r.get(8)?,
+                    updated: r.get(9)?,
+                },
+            )?;
+        }
+    }
     let (out, header) = b.finish(new_token(), now, latency_version)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     // No fsync: after a crash the token in `meta` and the file are checked
@@ -161,6 +207,11 @@ fn record(conn: &Connection, h: &Header, took: Duration) -> Result<()> {
         conn,
         "latency_snapshot_ms",
         took.as_millis().min(i64::MAX as u128) as i64,
+    )?;
+    set_meta(
+        conn,
+        "latency_snapshot_format",
+        i64::from(crate::snapshot::FORMAT),
     )?;
     Ok(())
 }
@@ -447,6 +498,38 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn quality_writes_put_the_snapshot_behind_and_an_older_format_counts_as_behind() {
+        let d = TempDb::new("snap-quality");
+        let mut s = d.apply(ONE_NODE);
+        assert!(!s.counters().unwrap().snapshot_behind());
+        write(&mut s, "quality a 10.0.1.1 4.2 1.5\n");
+        assert!(s.counters().unwrap().snapshot_behind());
+        let p = s.publish_snapshot(100).unwrap().unwrap();
+        assert_eq!(
+            (p.header.entries, p.header.quality_entries),
+            (0, 3),
+            "/24, /16, /8"
+        );
+        let m = Mapped::open(&path_of(&d.path), p.header.token).unwrap();
+        let mut got = Vec::new();
+        m.quality(4, 0x0a00_0100, 24, |e| {
+            got.push((e.mos, e.loss_pct, e.jitter_ms, e.calls))
+        });
+        assert_eq!(got, [(4.2, Some(1.5), None, 1)]);
+        let c = s.counters().unwrap();
+        assert!(!c.snapshot_behind());
+        assert_eq!(c.snapshot_format, i64::from(crate::snapshot::FORMAT));
+        // A snapshot published by an older build (no format recorded) is
+        // behind: the next writer replaces it.
+        s.conn
+            .execute("DELETE FROM meta WHERE key = 'latency_snapshot_format'", [])
+            .unwrap();
+        assert!(s.counters().unwrap().snapshot_behind());
+        assert!(Publisher::new().maybe_publish(&mut s, false).is_some());
+        assert!(!s.counters().unwrap().snapshot_behind());
     }
 
     #[test]
