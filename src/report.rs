@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::answer::{self, Engine};
 use crate::cache::CacheStats;
-use crate::collector::tls::CERT_WARN_DAYS;
+use crate::collector::tls::cert_expiring;
 use crate::metrics;
 use crate::net::Prefix;
 use crate::policy;
@@ -170,7 +170,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             probe_detail: p.map(|p| p.detail.clone()),
             probe_cert_not_after: cert,
             probe_cert_days_left: days_left,
-            probe_cert_expiring: cert.is_some_and(|at| at - now < CERT_WARN_DAYS * 86_400),
+            probe_cert_expiring: cert.is_some_and(|at| cert_expiring(at, now)),
             drained: v.drained,
             sessions: l.map(|l| l.sessions),
             max_sessions: n.def.max_sessions.or(l.map(|l| l.max_sessions)),
