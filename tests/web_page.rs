@@ -317,11 +317,11 @@ fn the_status_page_in_a_browser() {
     // Why the down nodes are down: down1's probe as the collector saw it,
     // ext1's hostile reason escaped; none for a node that answers.
     let reason = |node: &str| {
-        let cells = node_cells(&dom, node);
-        cells
-            .split("<div class=\"reason small\">")
-            .nth(1)
-            .map(|r| r[..r.find("</div>").unwrap()].to_string())
+        let at = dom.find(&format!(
+            "<tr class=\"why h-down d-no\" data-why=\"{node}\">"
+        ))?;
+        let r = dom[at..].split("<div class=\"reason small\">").nth(1)?;
+        Some(r[..r.find("</div>").unwrap()].to_string())
     };
     let down1 = reason("down1").expect("down1's reason");
     assert!(down1.starts_with("SIP probe: udp:127.0.0.1:"), "{down1}");
@@ -334,6 +334,7 @@ fn the_status_page_in_a_browser() {
     for node in ["up1", "tls1", "drained1"] {
         assert_eq!(reason(node), None, "{node}: {dom}");
     }
+    assert_eq!(dom.matches("<tr class=\"why ").count(), 2, "{dom}");
     // tls1's certificate: its end and a warning, in the row, the header
     // and the title; the others have none.
     assert!(

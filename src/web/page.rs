@@ -226,8 +226,13 @@ tr.d-yes{--st:var(--drain)} tr.d-yes td{color:var(--mute)}
 .bar i{display:block;height:100%;border-radius:4px}
 .l-ok{background:var(--up)} .l-high{background:var(--over)} .l-full{background:var(--down)}
 .stale{color:var(--down);font-weight:600}
+td.load,.since{white-space:nowrap}
 .warn{color:var(--over);font-weight:600}
-.reason{color:var(--down);margin-top:2px;max-width:42ch;overflow-wrap:anywhere}
+.reason{color:var(--down);overflow-wrap:anywhere}
+.reason::before{content:"why: ";color:var(--mute);font-weight:600}
+tr.why td{padding-top:0}
+tr.why td:first-child{border-left:4px solid var(--st)}
+tr.node:has(+ tr.why) td{border-bottom:0}
 .cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:12px}
 @media (max-width:900px){.cols{grid-template-columns:1fr}}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
@@ -415,17 +420,10 @@ fn nodes(o: &mut String, p: &Page) {
         if let Some(since) = n.health_since {
             let _ = write!(
                 o,
-                " <span class=\"mute small\">since {} ({})</span>",
+                " <span class=\"mute small since\">since {} ({})</span>",
                 when(since, p.now),
                 ago(p.now - since)
             );
-        }
-        if n.health == State::Down
-            && let Some(d) = &n.probe_detail
-        {
-            o.push_str("<div class=\"reason small\">");
-            escape_into(o, d);
-            o.push_str("</div>");
         }
         o.push_str("</td>\n<td class=\"num\">");
         match n.probe_rtt_ms {
@@ -443,7 +441,7 @@ fn nodes(o: &mut String, p: &Page) {
                 cert_text(at, p.now)
             );
         }
-        o.push_str("</td>\n<td>");
+        o.push_str("</td>\n<td class=\"load\">");
         match n.load_fraction() {
             Some(f) => {
                 let pct = f * 100.0;
@@ -497,6 +495,17 @@ fn nodes(o: &mut String, p: &Page) {
         o.push_str(" <span class=\"mute\">/</span> ");
         age_cell(o, n.load_age_s, p.load_max_age_s);
         o.push_str("</td>\n</tr>\n");
+        // Why a down node is down: the last probe's reason, on a line of
+        // its own under the node's cells.
+        if n.health == State::Down
+            && let Some(d) = &n.probe_detail
+        {
+            let _ = write!(o, "<tr class=\"why h-{h} d-{drained}\" data-why=\"");
+            escape_into(o, &n.name);
+            o.push_str("\"><td></td><td colspan=\"7\"><div class=\"reason small\">");
+            escape_into(o, d);
+            o.push_str("</div></td></tr>\n");
+        }
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
 }
@@ -896,6 +905,7 @@ mod tests {
         p.networks[0].prefix = evil.into();
         p.networks[0].routed[0].node = Some(evil.into());
         p.problems = vec![evil.into()];
+        p.nodes[1].probe_detail = Some(format!("{evil}\u{7}"));
         let html = render(&p);
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("\"x\""));
@@ -903,8 +913,8 @@ mod tests {
         assert!(!html.contains('\u{7}'));
         let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39; é ✓";
         // Name (table, chart, aria label, route), host, kind, node, detail,
-        // service, prefix, problem: each escaped, none raw.
-        assert!(html.matches(escaped).count() >= 10, "{html}");
+        // service, prefix, problem, probe reason: each escaped, none raw.
+        assert!(html.matches(escaped).count() >= 11, "{html}");
         assert!(html.contains(&format!("data-node=\"{escaped}\"")));
     }
 
@@ -937,7 +947,7 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains("<div class=\"reason small\">TLS handshake failed: &lt;b&gt;unknown CA&lt;/b&gt; &amp; &quot;x&quot;</div>"),
+            html.contains("<tr class=\"why h-down d-no\" data-why=\"b\"><td></td><td colspan=\"7\"><div class=\"reason small\">TLS handshake failed: &lt;b&gt;unknown CA&lt;/b&gt; &amp; &quot;x&quot;</div></td></tr>"),
             "{html}"
         );
         // An up node's last probe (it answered) is not a reason to show.
