@@ -19,7 +19,9 @@
 //! - `a_realistic_fleet_for_the_documentation` (ignored; run by hand with
 //!   `PDNS_HA_SCREENSHOT=docs/status-page.png`): six nodes with changing
 //!   loads, probe round trips from 1 to 70 ms, a node overloaded for a
-//!   while, one that goes down, one drained, clients asking from several
+//!   while, one that goes down, one drained, one probed over TLS whose
+//!   certificate expires in 9 days, call quality from the phones'
+//!   networks for a quality service, clients asking from several
 //!   networks, for `PDNS_HA_PAGE_MINUTES` minutes (default 5); then the
 //!   screenshot of the README.
 
@@ -539,17 +541,32 @@ fn a_realistic_fleet_for_the_documentation() {
         node("cgy1", &prairie, 34.0, 600, 0.22, 0.10),
         node("van1", &west, 58.0, 1200, 0.18, 0.06),
     ];
+    // cgy1 is probed over TLS (a Kamailio: its round trip is loopback's),
+    // with a certificate that ends in 9 days.
+    let tls = if kamailio::tls_available() {
+        let not_after = pdns_ha::metrics::now() + 9 * 86_400 + 3600;
+        Some(tls_node(db.dir.path(), "cgy1.voip.example.com", not_after))
+    } else {
+        eprintln!("no Kamailio TLS module: cgy1 is probed over UDP");
+        None
+    };
     let port = free_port();
     let mut site = String::from(
         "[zone.\"voip.example.com\"]\nns = [\"ns1.voip.example.com\"]\nhostmaster = \"hostmaster.example.com\"\n\n",
     );
     for (i, n) in fleet.iter().enumerate() {
+        let probe = match &tls {
+            Some((_, ca, target)) if n.name == "cgy1" => {
+                format!("{target}\"\nsip_probe_ca = \"{ca}")
+            }
+            _ => n.sip.probe_spec(),
+        };
         site.push_str(&format!(
             "[node.{0}]\nhost = \"{0}.voip.example.com\"\nipv4 = [\"127.0.0.{1}\"]\nesl = \"{2}\"\nsip_probe = \"{3}\"\nmax_sessions = {4}\n\n",
             n.name,
             41 + i,
             n.esl.addr_string(),
-            n.sip.probe_spec(),
+            probe,
             n.max
         ));
     }
@@ -557,6 +574,7 @@ fn a_realistic_fleet_for_the_documentation() {
     site.push_str(&format!(
         "[service.\"{LAT}\"]\npolicy = \"latency\"\nport = 5060\nnodes = [{0}]\n\n\
          [service.\"{LOAD}\"]\npolicy = \"load\"\nport = 5060\nnodes = [{0}]\n\n\
+         [service.\"{QUALITY}\"]\npolicy = \"quality\"\nport = 5061\nnodes = [{0}]\n\n\
          [collector]\nhttp = \"127.0.0.1:{port}\"\nprobe_interval_ms = 2000\nprobe_timeout_ms = 1000\n\
          down_after = 3\nup_after = 2\nregistration_poll_interval_ms = 5000\n",
         names.join(", ")
@@ -602,6 +620,27 @@ fn a_realistic_fleet_for_the_documentation() {
         if f > 0.5 && !states(&db).iter().any(|(n, _, d)| n == "van1" && *d) {
             assert_ok("node drain", &db.run(&["node", "drain", "van1"]));
         }
+        // Call quality of the calls from the phones' networks: worse the
+        // farther (FreeSWITCH's hang-up MOS, as `ingest` lines).
+        let mut lines = String::new();
+        for (i, n) in fleet.iter().enumerate() {
+            let pings = match n.name {
+                "van1" => &west,
+                "cgy1" => &prairie,
+                _ => &east,
+            };
+            for (ip, ms) in pings {
+                let wobble = 0.1 * (t / 50.0 + i as f64).sin();
+                let mos = (4.45 - ms / 30.0 + wobble).clamp(1.0, 4.5);
+                lines.push_str(&format!(
+                    "quality {} {ip} {mos:.2} {:.1} {:.0}\n",
+                    n.name,
+                    ms / 40.0,
+                    ms / 8.0
+                ));
+            }
+        }
+        assert_ok("ingest quality", &db.ingest(&lines));
         for (net, weight) in nets {
             let remote = net.split('/').next().unwrap();
             let remote = match remote.rsplit_once('.') {
@@ -611,6 +650,7 @@ fn a_realistic_fleet_for_the_documentation() {
             for _ in 0..weight {
                 coproc.query(LAT, "SRV", &remote, net);
                 coproc.query(LOAD, "SRV", &remote, net);
+                coproc.query(QUALITY, "SRV", &remote, net);
             }
         }
         std::thread::sleep(Duration::from_secs(5));
@@ -622,6 +662,6 @@ fn a_realistic_fleet_for_the_documentation() {
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(body.matches("<svg class=\"history\"").count(), fleet.len());
     let shot = db.dir.path().join("status-page.png");
-    browser.screenshot(&format!("http://{addr}/"), &shot, (1280, 1450));
+    browser.screenshot(&format!("http://{addr}/"), &shot, (1280, 1500));
     chromium::keep_screenshot(&shot);
 }
