@@ -1,7 +1,8 @@
 //! What the status page shows, gathered from the store through an answer
 //! engine of its own ([`gather`]), and the samples that feed the page's
-//! [`History`] ([`samples`]). The work per call is bounded: the site's nodes,
-//! the newest [`EVENTS`] events, the [`NETWORKS`] busiest client networks
+//! [`History`] ([`samples`]). The work per call is bounded: the site's nodes
+//! (with the collector's last probe of each and their call quality counts,
+//! one grouped count of the `quality` table), the newest [`EVENTS`] events, the [`NETWORKS`] busiest client networks
 //! times at most [`SERVICES`] services (one decision each, as `explain`
 //! computes it, no cache).
 
