@@ -2,9 +2,9 @@
 //! engine of its own ([`gather`]), and the samples that feed the page's
 //! [`History`] ([`samples`]). The work per call is bounded: the site's nodes
 //! (with the collector's last probe of each and their call quality counts,
-//! one grouped count of the `quality` table), the newest [`EVENTS`] events, the [`NETWORKS`] busiest client networks
-//! times at most [`SERVICES`] services (one decision each, as `explain`
-//! computes it, no cache).
+//! one grouped count of the `quality` table), the newest [`EVENTS`] events,
+//! the [`NETWORKS`] busiest client networks times at most [`SERVICES`]
+//! services (one decision each, as `explain` computes it, no cache).
 
 use crate::answer::{self, Engine};
 use crate::collector::tls::cert_expiring;
