@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::answer::{self, Engine};
 use crate::cache::CacheStats;
-use crate::collector::tls::CERT_WARN_DAYS;
+use crate::collector::tls::cert_expiring;
 use crate::metrics;
 use crate::net::Prefix;
 use crate::policy;
@@ -175,7 +175,7 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             probe_detail: p.map(|p| p.detail.clone()),
             probe_cert_not_after: cert,
             probe_cert_days_left: days_left,
-            probe_cert_expiring: cert.is_some_and(|at| at - now < CERT_WARN_DAYS * 86_400),
+            probe_cert_expiring: cert.is_some_and(|at| cert_expiring(at, now)),
             drained: v.drained,
             sessions: l.map(|l| l.sessions),
             max_sessions: n.def.max_sessions.or(l.map(|l| l.max_sessions)),
@@ -796,8 +796,17 @@ impl Explain {
         }
         for r in &self.records {
             out.push(format!(
-                "{}\t{}\tIN\t{}\t{}\t; scope /{}",
-                r.name, r.ttl, r.rtype, r.content, r.scope
+                "{}\t{}\tIN\t{}\t{}\t; scope /{}{}",
+                r.name,
+                r.ttl,
+                r.rtype,
+                r.content,
+                r.scope,
+                if r.auth {
+                    ""
+                } else {
+                    "; not authoritative (auth=0: at or below a delegation, not signed)"
+                }
             ));
         }
         for d in &self.dynamic {
@@ -892,6 +901,72 @@ mod tests {
 
     fn node_status(store: &Store) -> NodeStatus {
         status_now(store).nodes.remove(0)
+    }
+
+    #[test]
+    fn explain_marks_the_records_sent_non_authoritative() {
+        let db = TempDb::new("report-explain-auth");
+        let _store = db.apply(&format!(
+            "{ONE_NODE}
+[[record]]
+name = \"child.voip.test\"
+type = \"NS\"
+content = \"ns.child.voip.test.\"
+
+[[record]]
+name = \"ns.child.voip.test\"
+type = \"A\"
+content = \"192.0.2.53\"
+
+[[record]]
+name = \"child.voip.test\"
+type = \"DS\"
+content = \"60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\"
+"
+        ));
+        let mut e = Engine::new(&db.path);
+        let client: Prefix = "198.51.100.0/24".parse().unwrap();
+        let flagged = |x: &Explain| -> Vec<(String, bool)> {
+            x.records
+                .iter()
+                .map(|r| (r.rtype.clone(), r.auth))
+                .collect()
+        };
+        // The delegation's NS: auth=0; its DS: signed at the parent.
+        let x = explain(&mut e, "child.voip.test", "ANY", &client);
+        let mut got = flagged(&x);
+        got.sort();
+        assert_eq!(got, [("DS".to_string(), true), ("NS".to_string(), false)]);
+        let text = x.text();
+        let line = |t: &str| -> String {
+            text.iter()
+                .find(|l| l.contains(&format!("\tIN\t{t}\t")))
+                .unwrap_or_else(|| panic!("no {t} in {text:?}"))
+                .clone()
+        };
+        assert!(
+            line("NS").ends_with(
+                "; scope /0; not authoritative (auth=0: at or below a delegation, not signed)"
+            ),
+            "{text:?}"
+        );
+        assert!(line("DS").ends_with("; scope /0"), "{text:?}");
+        // The glue below the cut.
+        let x = explain(&mut e, "ns.child.voip.test", "A", &client);
+        assert_eq!(flagged(&x), [("A".to_string(), false)]);
+        assert!(x.text()[1].contains("not authoritative"), "{:?}", x.text());
+        // Everything else is authoritative, and says nothing.
+        for (name, t) in [("voip.test", "ANY"), ("a.voip.test", "A")] {
+            let x = explain(&mut e, name, t, &client);
+            assert!(
+                !x.records.is_empty() && x.records.iter().all(|r| r.auth),
+                "{name}"
+            );
+            assert!(x.text().iter().all(|l| !l.contains("not authoritative")));
+        }
+        // --json has the flag.
+        let json = serde_json::to_value(explain(&mut e, "child.voip.test", "NS", &client)).unwrap();
+        assert_eq!(json["records"][0]["auth"], false, "{json}");
     }
 
     #[test]

@@ -793,3 +793,77 @@ fn a_coprocess_started_while_the_database_is_read_only_answers_from_it() {
         assert_eq!(d.len(), 2, "the undrain is not seen: {d:?}");
     }
 }
+
+/// `explain` marks exactly the records the coprocess sends with `auth` 0
+/// (a delegation's NS and its glue; not the DS at the cut), in its text
+/// and in `--json`.
+#[test]
+fn explain_flags_the_records_the_pipe_sends_non_authoritative() {
+    let db = Db::new("pipe-explain-auth");
+    let site = &*SITE;
+    db.apply_ok(&format!(
+        "{site}
+[[record]]
+name = \"child.voip.example.com\"
+type = \"NS\"
+content = \"ns.child.voip.example.com.\"
+
+[[record]]
+name = \"ns.child.voip.example.com\"
+type = \"A\"
+content = \"192.0.2.53\"
+
+[[record]]
+name = \"child.voip.example.com\"
+type = \"DS\"
+content = \"60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\"
+"
+    ));
+    let mut p = pipe(&db, 5);
+    for name in [
+        "child.voip.example.com",
+        "ns.child.voip.example.com",
+        "voip.example.com",
+    ] {
+        // ABI 5: DATA, scope, auth, qname, qclass, qtype, ...
+        let mut sent: Vec<(String, bool)> = p
+            .data(name, "ANY", "192.0.2.0/24")
+            .iter()
+            .map(|l| (fields(l)[5].to_string(), fields(l)[2] == "1"))
+            .collect();
+        sent.sort();
+        assert!(!sent.is_empty(), "{name}");
+        let o = db.run(&["explain", name, "ANY", "--client", "192.0.2.0/24", "--json"]);
+        assert_ok("explain --json", &o);
+        let json: serde_json::Value = serde_json::from_str(&support::stdout(&o)).unwrap();
+        let mut explained: Vec<(String, bool)> = json["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["type"].as_str().unwrap().to_string(),
+                    r["auth"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        explained.sort();
+        assert_eq!(explained, sent, "{name}");
+        let o = db.run(&["explain", name, "ANY", "--client", "192.0.2.0/24"]);
+        assert_ok("explain", &o);
+        let text = support::stdout(&o);
+        let flagged = text
+            .lines()
+            .filter(|l| l.contains("; not authoritative"))
+            .count();
+        assert_eq!(
+            flagged,
+            sent.iter().filter(|(_, auth)| !auth).count(),
+            "{name}:\n{text}"
+        );
+        if name != "voip.example.com" {
+            assert!(flagged > 0, "{name}:\n{text}");
+        }
+    }
+    assert!(p.close().success());
+}

@@ -3,17 +3,25 @@
 //!
 //! - `the_status_page_in_a_browser`: `pdns-ha collect` with `[collector]
 //!   http` against a fake fleet (one node up, one whose probe goes to a
-//!   closed port, one drained with `pdns-ha node drain`), client networks
-//!   recorded by a coprocess, and an event whose node and detail are
-//!   hostile text. The browser's DOM has every node with its health and
-//!   drain (data attributes), the events (the hostile one escaped: no
-//!   element made of it), a chart per node, and the networks with the node
-//!   each service sends them to; a screenshot is saved (copied to
-//!   `PDNS_HA_SCREENSHOT` when set).
+//!   closed port, one drained with `pdns-ha node drain`, one probed over
+//!   TLS at a Kamailio whose certificate expires in 5 days, one whose
+//!   health and probe are written through the store as the collector
+//!   writes them, with a hostile reason), client networks recorded by a
+//!   coprocess, call quality lines ingested for a quality service, and an
+//!   event whose node and detail are hostile text. The browser's DOM has
+//!   every node with its health and drain (data attributes), the down
+//!   nodes' probe reasons (the hostile one escaped), the certificate's
+//!   expiry as a warning (row, header pill, title), the call quality
+//!   networks per node as `status` counts them, the events (the hostile one
+//!   escaped: no element made of it), a chart per node, and the networks
+//!   with the node each service sends them to (the quality service by
+//!   MOS); a screenshot is saved (copied to `PDNS_HA_SCREENSHOT` when set).
 //! - `a_realistic_fleet_for_the_documentation` (ignored; run by hand with
 //!   `PDNS_HA_SCREENSHOT=docs/status-page.png`): six nodes with changing
 //!   loads, probe round trips from 1 to 70 ms, a node overloaded for a
-//!   while, one that goes down, one drained, clients asking from several
+//!   while, one that goes down, one drained, one probed over TLS whose
+//!   certificate expires in 9 days, call quality from the phones'
+//!   networks for a quality service, clients asking from several
 //!   networks, for `PDNS_HA_PAGE_MINUTES` minutes (default 5); then the
 //!   screenshot of the README.
 
@@ -27,11 +35,76 @@ use std::time::{Duration, Instant};
 use support::chromium::{self, Chromium};
 use support::collect::Collect;
 use support::fake_esl::{FakeEsl, FakeEslConfig, registration_xml, xmlstatus_body};
+use support::kamailio::{self, Kamailio, TlsListen};
 use support::sip_responder::SipResponder;
+use support::test_ca::{Signer, TestCa, asn1_time};
 use support::{Coproc, Db, assert_ok, fixture_with, free_port, poll};
+
+use pdns_ha::collector::ProbeOutcome;
+use pdns_ha::collector::sip::{self, SipTarget};
+use pdns_ha::collector::tls::{self, TlsProbe};
 
 const LAT: &str = "_sip._udp.voip.example.com";
 const LOAD: &str = "_sip._tcp.voip.example.com";
+const QUALITY: &str = "_sips._tcp.voip.example.com";
+
+/// A Kamailio answering SIP OPTIONS over TLS on a free port with a
+/// certificate for `host` (and 127.0.0.1) from the test CA made in `dir`,
+/// valid until `not_after`: the CA's file and the probe target.
+fn tls_node(dir: &Path, host: &str, not_after: i64) -> (Kamailio, String, String) {
+    let ca = TestCa::new(dir);
+    let leaf = ca.leaf(
+        "node",
+        &format!("DNS:{host},IP:127.0.0.1"),
+        "20200101000000Z",
+        &asn1_time(not_after),
+        Signer::Test,
+    );
+    let (port, tcp) = (free_port(), free_port());
+    let target: SipTarget = format!("tls:127.0.0.1:{port}").parse().unwrap();
+    let ca_file = ca.ca_cert().to_str().unwrap().to_string();
+    let config = tls::client_config(Some(&ca_file.parse().unwrap())).expect("the test CA loads");
+    let probe = TlsProbe::new(host, None, Ok(config));
+    let listen = TlsListen {
+        port,
+        cert: leaf.cert,
+        key: leaf.key,
+    };
+    let k = Kamailio::start_tls(&[listen], tcp, || {
+        matches!(
+            sip::probe_with(&target, Some(&probe), Duration::from_millis(300)).outcome,
+            ProbeOutcome::Answered { .. }
+        )
+    });
+    (k, ca_file, format!("tls:127.0.0.1:{port}"))
+}
+
+/// Writes a node's health and probe as the collector writes them (one
+/// batch through the store), with `reason` as the probe's detail.
+fn write_probe(db: &Path, node: &str, state: pdns_ha::metrics::Health, reason: &str) {
+    let mut store =
+        pdns_ha::store::Store::open_existing(db, Duration::from_secs(5)).expect("open the store");
+    let now = pdns_ha::metrics::now();
+    let health = pdns_ha::metrics::Metric::Health {
+        node: node.into(),
+        state,
+        ts: now,
+        probe_rtt_ms: None,
+        reason: Some(reason.into()),
+        cert_not_after: None,
+    };
+    store
+        .write_metrics(&[health], "collector", None, now)
+        .expect("write the probe");
+}
+
+/// The inside of `node`'s row (up to `</tr>`) in a page or DOM.
+fn node_cells<'a>(dom: &'a str, node: &str) -> &'a str {
+    let at = dom
+        .find(&format!("data-node=\"{node}\" data-health="))
+        .unwrap_or_else(|| panic!("no row for node {node} in:\n{dom}"));
+    &dom[at..at + dom[at..].find("</tr>").expect("the row's end")]
+}
 
 /// `GET path` over HTTP/1.0: the status line, the headers and the body.
 fn get(addr: SocketAddr, path: &str) -> Result<(String, String, String), String> {
@@ -103,6 +176,16 @@ fn the_status_page_in_a_browser() {
     let Some(browser) = Chromium::find(db.dir.path()) else {
         return;
     };
+    if !kamailio::tls_available() {
+        eprintln!(
+            "SKIPPED: Kamailio's TLS module (kamailio-tls-modules) is not installed; this test did not run"
+        );
+        return;
+    }
+    // tls1's certificate ends in 5 days (and an hour: no day boundary).
+    let not_after = pdns_ha::metrics::now() + 5 * 86_400 + 3600;
+    let (_kamailio, tls_ca, tls_probe) =
+        tls_node(db.dir.path(), "tls1.voip.example.com", not_after);
     let up_esl = FakeEsl::start(FakeEslConfig::default());
     up_esl.set_load(250, 1000, 80.0);
     let down_esl = FakeEsl::start(FakeEslConfig::default());
@@ -121,6 +204,8 @@ fn the_status_page_in_a_browser() {
                 &format!("udp:127.0.0.1:{}", closed_udp_port()),
             ),
             ("DRAINED_PROBE", &drained.probe_spec()),
+            ("TLS_PROBE", &tls_probe),
+            ("TLS_CA", &tls_ca),
             ("HTTP", &port.to_string()),
         ],
     ));
@@ -137,9 +222,20 @@ fn the_status_page_in_a_browser() {
         for _ in 0..n {
             c.query(LAT, "SRV", remote, net);
             c.query(LOAD, "SRV", remote, net);
+            c.query(QUALITY, "SRV", remote, net);
         }
     }
     assert!(c.close().success());
+    // Call quality from two networks: tls1 is better for one, up1 for the
+    // other (the quality service needs 2 calls a network).
+    let mut lines = String::new();
+    for _ in 0..3 {
+        lines.push_str("quality tls1 198.51.100.7 4.4 0 2\nquality up1 198.51.100.8 3.0 4 30\n");
+        lines.push_str("quality tls1 203.0.113.9 3.1 5 25\nquality up1 203.0.113.10 4.3 0 3\n");
+    }
+    lines.push_str("quality up1 192.0.2.77 4.0\n");
+    let o = db.ingest(&lines);
+    assert_ok("ingest quality", &o);
 
     let want =
         |name: &str, health: &str, drained: bool| (name.to_string(), health.to_string(), drained);
@@ -152,6 +248,8 @@ fn the_status_page_in_a_browser() {
             let expected = vec![
                 want("down1", "down", false),
                 want("drained1", "up", true),
+                want("ext1", "unknown", false),
+                want("tls1", "up", false),
                 want("up1", "up", false),
             ];
             if s == expected {
@@ -160,6 +258,15 @@ fn the_status_page_in_a_browser() {
                 Err(format!("{s:?}"))
             }
         },
+    );
+    // ext1 goes down, its probe's reason hostile text (it would be markup
+    // if it were not escaped). Fresh for health_max_age_s (60 s).
+    let evil_reason = "SIP probe: tls:ext1:5061: <img src=x onerror=alert(1)> & \"bad\" 'cert'";
+    write_probe(
+        &db.path,
+        "ext1",
+        pdns_ha::metrics::Health::Down,
+        evil_reason,
     );
     // The page is served (read-only, HTML) and the history has been fed:
     // up1's chart has its round trip (a step is 10 s).
@@ -204,7 +311,92 @@ fn the_status_page_in_a_browser() {
         node_row(&dom, "drained1").contains("data-health=\"up\" data-drained=\"yes\""),
         "{dom}"
     );
-    assert_eq!(dom.matches("<tr class=\"node ").count(), 3, "{dom}");
+    assert!(
+        node_row(&dom, "ext1").contains("data-health=\"down\" data-drained=\"no\""),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<tr class=\"node ").count(), 5, "{dom}");
+    // Why the down nodes are down: down1's probe as the collector saw it,
+    // ext1's hostile reason escaped; none for a node that answers.
+    let reason = |node: &str| {
+        let at = dom.find(&format!(
+            "<tr class=\"why h-down d-no\" data-why=\"{node}\">"
+        ))?;
+        let r = dom[at..].split("<div class=\"reason small\">").nth(1)?;
+        Some(r[..r.find("</div>").unwrap()].to_string())
+    };
+    let down1 = reason("down1").expect("down1's reason");
+    assert!(down1.starts_with("SIP probe: udp:127.0.0.1:"), "{down1}");
+    assert_eq!(
+        reason("ext1").as_deref(),
+        Some("SIP probe: tls:ext1:5061: &lt;img src=x onerror=alert(1)&gt; &amp; \"bad\" 'cert'"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img"), "hostile text became markup:\n{dom}");
+    for node in ["up1", "tls1", "drained1"] {
+        assert_eq!(reason(node), None, "{node}: {dom}");
+    }
+    assert_eq!(dom.matches("<tr class=\"why ").count(), 2, "{dom}");
+    // tls1's certificate: its end and a warning, in the row, the header
+    // and the title; the others have none.
+    assert!(
+        node_row(&dom, "tls1").contains("data-cert=\"expiring\""),
+        "{dom}"
+    );
+    let date = &pdns_ha::clock::utc(not_after)[..10];
+    assert!(
+        node_cells(&dom, "tls1").contains(&format!("<div class=\"cert small warn\" title=\"the TLS certificate the SIP probe was shown expires {}\">cert until {date}, 5 days</div>", pdns_ha::clock::utc(not_after))),
+        "{dom}"
+    );
+    for node in ["up1", "down1", "drained1", "ext1"] {
+        assert!(
+            node_row(&dom, node).contains("data-cert=\"none\""),
+            "{node}: {dom}"
+        );
+    }
+    assert!(
+        dom.contains("data-count=\"cert\" title=\"TLS certificates of SIP probes that expire within 14 days, or have\">1 cert expiring</span>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<title>pdns-ha: 2 down, 1 cert expiring</title>"),
+        "{dom}"
+    );
+    // Call quality networks per node, as `status` counts them.
+    let status = db.status_json();
+    for n in status["nodes"].as_array().unwrap() {
+        let name = n["name"].as_str().unwrap();
+        let (fresh, all) = (
+            n["quality_networks_fresh"].as_i64().unwrap(),
+            n["quality_entries"].as_i64().unwrap(),
+        );
+        let cell = node_cells(&dom, name)
+            .split("<td class=\"num quality\">")
+            .nth(1)
+            .map(|c| c[..c.find("</td>").unwrap()].to_string())
+            .expect("a quality cell");
+        let want = if all == 0 {
+            "<span class=\"mute\">–</span>".to_string()
+        } else {
+            format!("{fresh} <span class=\"mute\">/ {all}</span>")
+        };
+        assert_eq!(cell, want, "{name}: {n}");
+    }
+    let fresh = |name: &str| {
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()["quality_networks_fresh"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(
+        (fresh("up1"), fresh("tls1"), fresh("down1")),
+        (3, 2, 0),
+        "{status}"
+    );
     // The events: the drain, down1 going down, the hostile one escaped.
     assert!(
         dom.contains("data-kind=\"drain\" data-node=\"drained1\""),
@@ -232,10 +424,11 @@ fn the_status_page_in_a_browser() {
         "{dom}"
     );
     // A chart per node, with its time axis.
-    assert_eq!(dom.matches("<svg class=\"history\"").count(), 3, "{dom}");
+    assert_eq!(dom.matches("<svg class=\"history\"").count(), 5, "{dom}");
     assert!(dom.contains("−60 min") && dom.contains(">now<"), "{dom}");
-    // The busiest networks, most queries first; both services send them to
-    // up1 (down1 is down, drained1 drained).
+    // The busiest networks, most queries first; the latency and load
+    // services send them to up1 (down1 is down, drained1 drained), the
+    // quality service to the node with the better MOS from there.
     let a = dom
         .find("data-network=\"198.51.100.0/24\"")
         .expect("the busiest network");
@@ -243,12 +436,30 @@ fn the_status_page_in_a_browser() {
         .find("data-network=\"203.0.113.0/24\"")
         .expect("the other network");
     assert!(a < b, "most queries first");
-    let row = &dom[a..a + dom[a..].find("</tr>").unwrap()];
+    let row = |at: usize| &dom[at..at + dom[at..].find("</tr>").unwrap()];
+    let routed = |at: usize| -> Vec<String> {
+        row(at)
+            .split("<td class=\"routed\">")
+            .skip(1)
+            .map(|c| c[..c.find("</td>").unwrap()].to_string())
+            .collect()
+    };
+    assert!(
+        dom.contains("<th class=\"svc\">_sips.<wbr>_tcp.<wbr>voip.<wbr>example.<wbr>com</th>"),
+        "{dom}"
+    );
+    let pill = |node: &str| format!("<span class=\"pill s-up\" data-node=\"{node}\">{node}</span>");
     assert_eq!(
-        row.matches("<span class=\"pill s-up\" data-node=\"up1\">")
-            .count(),
-        2,
-        "{row}"
+        routed(a),
+        [pill("up1"), pill("up1"), pill("tls1")],
+        "{}",
+        row(a)
+    );
+    assert_eq!(
+        routed(b),
+        [pill("up1"), pill("up1"), pill("up1")],
+        "{}",
+        row(b)
     );
 
     let shot = db.dir.path().join("status-page.png");
@@ -330,17 +541,32 @@ fn a_realistic_fleet_for_the_documentation() {
         node("cgy1", &prairie, 34.0, 600, 0.22, 0.10),
         node("van1", &west, 58.0, 1200, 0.18, 0.06),
     ];
+    // cgy1 is probed over TLS (a Kamailio: its round trip is loopback's),
+    // with a certificate that ends in 9 days.
+    let tls = if kamailio::tls_available() {
+        let not_after = pdns_ha::metrics::now() + 9 * 86_400 + 3600;
+        Some(tls_node(db.dir.path(), "cgy1.voip.example.com", not_after))
+    } else {
+        eprintln!("no Kamailio TLS module: cgy1 is probed over UDP");
+        None
+    };
     let port = free_port();
     let mut site = String::from(
         "[zone.\"voip.example.com\"]\nns = [\"ns1.voip.example.com\"]\nhostmaster = \"hostmaster.example.com\"\n\n",
     );
     for (i, n) in fleet.iter().enumerate() {
+        let probe = match &tls {
+            Some((_, ca, target)) if n.name == "cgy1" => {
+                format!("{target}\"\nsip_probe_ca = \"{ca}")
+            }
+            _ => n.sip.probe_spec(),
+        };
         site.push_str(&format!(
             "[node.{0}]\nhost = \"{0}.voip.example.com\"\nipv4 = [\"127.0.0.{1}\"]\nesl = \"{2}\"\nsip_probe = \"{3}\"\nmax_sessions = {4}\n\n",
             n.name,
             41 + i,
             n.esl.addr_string(),
-            n.sip.probe_spec(),
+            probe,
             n.max
         ));
     }
@@ -348,6 +574,7 @@ fn a_realistic_fleet_for_the_documentation() {
     site.push_str(&format!(
         "[service.\"{LAT}\"]\npolicy = \"latency\"\nport = 5060\nnodes = [{0}]\n\n\
          [service.\"{LOAD}\"]\npolicy = \"load\"\nport = 5060\nnodes = [{0}]\n\n\
+         [service.\"{QUALITY}\"]\npolicy = \"quality\"\nport = 5061\nnodes = [{0}]\n\n\
          [collector]\nhttp = \"127.0.0.1:{port}\"\nprobe_interval_ms = 2000\nprobe_timeout_ms = 1000\n\
          down_after = 3\nup_after = 2\nregistration_poll_interval_ms = 5000\n",
         names.join(", ")
@@ -393,6 +620,27 @@ fn a_realistic_fleet_for_the_documentation() {
         if f > 0.5 && !states(&db).iter().any(|(n, _, d)| n == "van1" && *d) {
             assert_ok("node drain", &db.run(&["node", "drain", "van1"]));
         }
+        // Call quality of the calls from the phones' networks: worse the
+        // farther (FreeSWITCH's hang-up MOS, as `ingest` lines).
+        let mut lines = String::new();
+        for (i, n) in fleet.iter().enumerate() {
+            let pings = match n.name {
+                "van1" => &west,
+                "cgy1" => &prairie,
+                _ => &east,
+            };
+            for (ip, ms) in pings {
+                let wobble = 0.1 * (t / 50.0 + i as f64).sin();
+                let mos = (4.45 - ms / 30.0 + wobble).clamp(1.0, 4.5);
+                lines.push_str(&format!(
+                    "quality {} {ip} {mos:.2} {:.1} {:.0}\n",
+                    n.name,
+                    ms / 40.0,
+                    ms / 8.0
+                ));
+            }
+        }
+        assert_ok("ingest quality", &db.ingest(&lines));
         for (net, weight) in nets {
             let remote = net.split('/').next().unwrap();
             let remote = match remote.rsplit_once('.') {
@@ -402,6 +650,7 @@ fn a_realistic_fleet_for_the_documentation() {
             for _ in 0..weight {
                 coproc.query(LAT, "SRV", &remote, net);
                 coproc.query(LOAD, "SRV", &remote, net);
+                coproc.query(QUALITY, "SRV", &remote, net);
             }
         }
         std::thread::sleep(Duration::from_secs(5));
@@ -413,6 +662,6 @@ fn a_realistic_fleet_for_the_documentation() {
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(body.matches("<svg class=\"history\"").count(), fleet.len());
     let shot = db.dir.path().join("status-page.png");
-    browser.screenshot(&format!("http://{addr}/"), &shot, (1280, 1450));
+    browser.screenshot(&format!("http://{addr}/"), &shot, (1280, 1500));
     chromium::keep_screenshot(&shot);
 }

@@ -783,6 +783,10 @@ pub struct Record {
     /// With the MX/SRV priority first, as in a zone file.
     pub content: String,
     pub scope: u8,
+    /// The pipe's `auth` field: false for data at or below a delegation
+    /// (its NS, glue), which PowerDNS neither answers as authoritative nor
+    /// signs.
+    pub auth: bool,
 }
 
 /// Typed records.
@@ -806,6 +810,7 @@ impl Emit for Records {
             rtype: d.qtype.to_string(),
             content: String::from_utf8_lossy(&self.buf).into_owned(),
             scope: d.scope,
+            auth: d.auth,
         });
     }
 }
@@ -1232,6 +1237,7 @@ nodes = ["a", "b", "c"]
                     let f: Vec<&str> = l.split('\t').collect();
                     Record {
                         scope: f[1].parse().unwrap(),
+                        auth: f[2] == "1",
                         name: f[3].into(),
                         rtype: f[5].into(),
                         ttl: f[6].parse().unwrap(),

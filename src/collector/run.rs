@@ -502,7 +502,7 @@ fn record_probe(
         };
     }
     if let Some(at) = probed.cert_not_after
-        && at - ts < tls::CERT_WARN_DAYS * 86_400
+        && tls::cert_expiring(at, ts)
         && h.cert_warned != Some(at)
     {
         h.cert_warned = Some(at);

@@ -37,6 +37,12 @@ use crate::text::quote;
 /// collector's log, `status`).
 pub const CERT_WARN_DAYS: i64 = 14;
 
+/// Whether a certificate that ends at `not_after` (unix s) expires within
+/// [`CERT_WARN_DAYS`] days of `now`, or has expired.
+pub fn cert_expiring(not_after: i64, now: i64) -> bool {
+    not_after - now < CERT_WARN_DAYS * 86_400
+}
+
 /// The TLS side of one node's `tls:` probe: the name the certificate must
 /// carry and the client configuration (trusted CAs).
 #[derive(Clone)]
@@ -366,6 +372,15 @@ fn der_time(tag: u8, t: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_is_expiring_within_14_days_or_once_expired() {
+        let now = 1_800_000_000;
+        assert!(!cert_expiring(now + 14 * 86_400, now));
+        assert!(cert_expiring(now + 14 * 86_400 - 1, now));
+        assert!(cert_expiring(now, now));
+        assert!(cert_expiring(now - 86_400, now));
+    }
 
     /// Made by `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256
     /// -subj /CN=t -days 30`; `openssl x509 -noout -enddate` says

@@ -616,32 +616,47 @@ impl Store {
     /// networks.
     pub fn status_counts(&self, latency_fresh: i64, quality_fresh: i64) -> Result<StatusCounts> {
         let mut out = StatusCounts::default();
+        self.entry_counts("latency", latency_fresh, &mut out.latency_entries)?;
+        out.quality_entries = self.quality_counts(quality_fresh)?;
+        out.seen_networks = self
+            .conn
+            .query_row("SELECT count(*) FROM seen_network", [], |r| r.get(0))?;
+        Ok(out)
+    }
+
+    /// Per node id: the client networks with call quality updated since
+    /// `fresh` at the fine level (/24, /48), and all its quality entries
+    /// (none before the first quality sample made the table).
+    pub fn quality_counts(&self, fresh: i64) -> Result<HashMap<i64, (i64, i64)>> {
+        let mut out = HashMap::new();
         let has_quality = self
             .conn
             .prepare_cached(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quality'",
             )?
             .exists([])?;
-        for (table, fresh, into) in [
-            ("latency", latency_fresh, &mut out.latency_entries),
-            ("quality", quality_fresh, &mut out.quality_entries),
-        ] {
-            if table == "quality" && !has_quality {
-                continue;
-            }
-            let mut stmt = self.conn.prepare(&format!(
-                "SELECT node_id, sum(updated >= ?1 AND plen IN (24, 48)), count(*) FROM {table} WHERE family != 0 GROUP BY node_id"
-            ))?;
-            let rows = stmt.query_map([fresh], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
-            for r in rows {
-                let (id, c) = r?;
-                into.insert(id, c);
-            }
+        if has_quality {
+            self.entry_counts("quality", fresh, &mut out)?;
         }
-        out.seen_networks = self
-            .conn
-            .query_row("SELECT count(*) FROM seen_network", [], |r| r.get(0))?;
         Ok(out)
+    }
+
+    /// Fresh fine-level entries and all entries of `table`, per node id.
+    fn entry_counts(
+        &self,
+        table: &str,
+        fresh: i64,
+        into: &mut HashMap<i64, (i64, i64)>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT node_id, sum(updated >= ?1 AND plen IN (24, 48)), count(*) FROM {table} WHERE family != 0 GROUP BY node_id"
+        ))?;
+        let rows = stmt.query_map([fresh], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+        for r in rows {
+            let (id, c) = r?;
+            into.insert(id, c);
+        }
+        Ok(())
     }
 }
 

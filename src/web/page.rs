@@ -41,6 +41,17 @@ pub struct NodeRow {
     pub health_age_s: Option<i64>,
     /// The last probe round trip, ms.
     pub probe_rtt_ms: Option<f64>,
+    /// What the last SIP probe found, in words (shown for a down node:
+    /// why it fails). From the collector's last probe while it is fresh.
+    pub probe_detail: Option<String>,
+    /// A `tls:` probe: when the server's certificate expires (unix s).
+    pub cert_not_after: Option<i64>,
+    /// It expires within `CERT_WARN_DAYS` days, or has.
+    pub cert_expiring: bool,
+    /// Client networks with fresh call quality at the fine level, and all
+    /// the node's call quality entries.
+    pub quality_networks: i64,
+    pub quality_entries: i64,
     pub sessions: Option<u32>,
     /// The session limit (the site's, else FreeSWITCH's).
     pub max_sessions: Option<u32>,
@@ -61,6 +72,25 @@ impl NodeRow {
             (Some(s), Some(m)) if m > 0 => Some(f64::from(s) / f64::from(m)),
             _ => None,
         }
+    }
+}
+
+/// How many nodes' TLS certificates expire soon (or have).
+fn certs_expiring(p: &Page) -> usize {
+    p.nodes.iter().filter(|n| n.cert_expiring).count()
+}
+
+/// `cert until 2027-01-02, 36 days`, or `cert expired 2026-11-20, 7 days
+/// ago`: a certificate's end seen at `now`.
+pub fn cert_text(not_after: i64, now: i64) -> String {
+    let date = &crate::clock::utc(not_after)[..10];
+    let days = (not_after - now).div_euclid(86_400);
+    let unit = |d: i64| if d == 1 { "day" } else { "days" };
+    if not_after <= now {
+        let d = (now - not_after) / 86_400;
+        format!("cert expired {date}, {d} {} ago", unit(d))
+    } else {
+        format!("cert until {date}, {days} {}", unit(days))
     }
 }
 
@@ -196,6 +226,13 @@ tr.d-yes{--st:var(--drain)} tr.d-yes td{color:var(--mute)}
 .bar i{display:block;height:100%;border-radius:4px}
 .l-ok{background:var(--up)} .l-high{background:var(--over)} .l-full{background:var(--down)}
 .stale{color:var(--down);font-weight:600}
+td.load,.since{white-space:nowrap}
+.warn{color:var(--over);font-weight:600}
+.reason{color:var(--down);overflow-wrap:anywhere}
+.reason::before{content:"why: ";color:var(--mute);font-weight:600}
+tr.why td{padding-top:0}
+tr.why td:first-child{border-left:4px solid var(--st)}
+tr.node:has(+ tr.why) td{border-bottom:0}
 .cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:12px}
 @media (max-width:900px){.cols{grid-template-columns:1fr}}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
@@ -266,7 +303,13 @@ fn title(p: &Page) -> String {
             n => parts.push(format!("{n} {}", st.as_str())),
         }
     }
-    if parts.is_empty() {
+    let healthy = parts.is_empty();
+    match certs_expiring(p) {
+        0 => {}
+        1 => parts.push("1 cert expiring".into()),
+        n => parts.push(format!("{n} certs expiring")),
+    }
+    if healthy {
         parts.push(format!("{} up", count(State::Up)));
     }
     if p.collector_age_s.is_none_or(|a| a > 15) {
@@ -314,6 +357,17 @@ fn header(o: &mut String, p: &Page) {
             "<span class=\"pill s-drained\" data-count=\"drained\">{drained} drained</span>"
         );
     }
+    match certs_expiring(p) {
+        0 => {}
+        n => {
+            let _ = write!(
+                o,
+                "<span class=\"pill s-overloaded\" data-count=\"cert\" title=\"TLS certificates of SIP probes that expire within {} days, or have\">{n} cert{} expiring</span>",
+                crate::collector::tls::CERT_WARN_DAYS,
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
     o.push_str("</span>\n</header>\n");
 }
 
@@ -331,10 +385,11 @@ fn nodes(o: &mut String, p: &Page) {
     o.push_str(
         "<section id=\"nodes\">\n<h2>Nodes</h2>\n<table>\n<thead><tr><th>node</th><th>health</th>\
          <th class=\"num\">probe RTT</th><th>load</th><th class=\"num\">sessions</th>\
+         <th class=\"num\" title=\"client networks with fresh call quality (/24, /48) / all call quality entries\">call quality nets</th>\
          <th>drained</th><th class=\"num\">data age (health / load)</th></tr></thead>\n<tbody>\n",
     );
     if p.nodes.is_empty() {
-        o.push_str("<tr><td colspan=\"7\" class=\"empty\">no nodes: run <code>pdns-ha apply</code></td></tr>\n");
+        o.push_str("<tr><td colspan=\"8\" class=\"empty\">no nodes: run <code>pdns-ha apply</code></td></tr>\n");
     }
     for n in &p.nodes {
         let h = n.health.as_str();
@@ -349,9 +404,14 @@ fn nodes(o: &mut String, p: &Page) {
         o.push_str(drained);
         o.push_str("\" data-node=\"");
         escape_into(o, &n.name);
+        let cert = match n.cert_not_after {
+            None => "none",
+            Some(_) if n.cert_expiring => "expiring",
+            Some(_) => "ok",
+        };
         let _ = write!(
             o,
-            "\" data-health=\"{h}\" data-drained=\"{drained}\">\n<td><div class=\"name\">"
+            "\" data-health=\"{h}\" data-drained=\"{drained}\" data-cert=\"{cert}\">\n<td><div class=\"name\">"
         );
         escape_into(o, &n.name);
         o.push_str("</div><div class=\"mute small\">");
@@ -360,7 +420,7 @@ fn nodes(o: &mut String, p: &Page) {
         if let Some(since) = n.health_since {
             let _ = write!(
                 o,
-                " <span class=\"mute small\">since {} ({})</span>",
+                " <span class=\"mute small since\">since {} ({})</span>",
                 when(since, p.now),
                 ago(p.now - since)
             );
@@ -372,7 +432,16 @@ fn nodes(o: &mut String, p: &Page) {
             }
             None => o.push_str("<span class=\"mute\">–</span>"),
         }
-        o.push_str("</td>\n<td>");
+        if let Some(at) = n.cert_not_after {
+            let _ = write!(
+                o,
+                "<div class=\"cert small {}\" title=\"the TLS certificate the SIP probe was shown expires {}\">{}</div>",
+                if n.cert_expiring { "warn" } else { "mute" },
+                crate::clock::utc(at),
+                cert_text(at, p.now)
+            );
+        }
+        o.push_str("</td>\n<td class=\"load\">");
         match n.load_fraction() {
             Some(f) => {
                 let pct = f * 100.0;
@@ -399,6 +468,16 @@ fn nodes(o: &mut String, p: &Page) {
                 let _ = write!(o, "{} <span class=\"mute\">/ {}</span>", f(s), f(m));
             }
         }
+        o.push_str("</td>\n<td class=\"num quality\">");
+        if n.quality_entries == 0 {
+            o.push_str("<span class=\"mute\">–</span>");
+        } else {
+            let _ = write!(
+                o,
+                "{} <span class=\"mute\">/ {}</span>",
+                n.quality_networks, n.quality_entries
+            );
+        }
         o.push_str("</td>\n<td>");
         match n.drained_since {
             Some(since) => {
@@ -416,6 +495,17 @@ fn nodes(o: &mut String, p: &Page) {
         o.push_str(" <span class=\"mute\">/</span> ");
         age_cell(o, n.load_age_s, p.load_max_age_s);
         o.push_str("</td>\n</tr>\n");
+        // Why a down node is down: the last probe's reason, on a line of
+        // its own under the node's cells.
+        if n.health == State::Down
+            && let Some(d) = &n.probe_detail
+        {
+            let _ = write!(o, "<tr class=\"why h-{h} d-{drained}\" data-why=\"");
+            escape_into(o, &n.name);
+            o.push_str("\"><td></td><td colspan=\"7\"><div class=\"reason small\">");
+            escape_into(o, d);
+            o.push_str("</div></td></tr>\n");
+        }
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
 }
@@ -728,6 +818,11 @@ mod tests {
             sessions: Some(410),
             max_sessions: Some(1000),
             load_age_s: Some(4),
+            probe_detail: Some("SIP probe: udp:192.0.2.1:5060 answered 200".into()),
+            cert_not_after: None,
+            cert_expiring: false,
+            quality_networks: 0,
+            quality_entries: 0,
             drained_since: None,
             load_series: vec![Some(0.2), Some(0.3), None, Some(0.5)],
             rtt_series: vec![None, Some(1.0), Some(2.0), Some(1.5)],
@@ -783,9 +878,11 @@ mod tests {
         p.nodes[1].drained_since = Some(1_500);
         let html = render(&p);
         assert!(html.contains(
-            "<tr class=\"node h-up d-no\" data-node=\"a\" data-health=\"up\" data-drained=\"no\">"
+            "<tr class=\"node h-up d-no\" data-node=\"a\" data-health=\"up\" data-drained=\"no\" data-cert=\"none\">"
         ));
-        assert!(html.contains("data-node=\"b\" data-health=\"down\" data-drained=\"yes\">"));
+        assert!(html.contains(
+            "data-node=\"b\" data-health=\"down\" data-drained=\"yes\" data-cert=\"none\">"
+        ));
         assert!(html.contains("since 00:16:40 (13 min)"), "{html}");
         assert!(html.contains("1.2 ms") || html.contains("1.3 ms"));
         assert!(html.contains("41 %"));
@@ -808,6 +905,7 @@ mod tests {
         p.networks[0].prefix = evil.into();
         p.networks[0].routed[0].node = Some(evil.into());
         p.problems = vec![evil.into()];
+        p.nodes[1].probe_detail = Some(format!("{evil}\u{7}"));
         let html = render(&p);
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("\"x\""));
@@ -815,9 +913,81 @@ mod tests {
         assert!(!html.contains('\u{7}'));
         let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39; é ✓";
         // Name (table, chart, aria label, route), host, kind, node, detail,
-        // service, prefix, problem: each escaped, none raw.
-        assert!(html.matches(escaped).count() >= 10, "{html}");
+        // service, prefix, problem, probe reason: each escaped, none raw.
+        assert!(html.matches(escaped).count() >= 11, "{html}");
         assert!(html.contains(&format!("data-node=\"{escaped}\"")));
+    }
+
+    #[test]
+    fn a_down_node_says_why_and_certificates_about_to_expire_are_flagged() {
+        let mut p = page();
+        let day = 86_400;
+        // a: a TLS probe whose certificate ends in 5 days; b: down, its
+        // probe's reason hostile text.
+        p.nodes[0].cert_not_after = Some(p.now + 5 * day + 60);
+        p.nodes[0].cert_expiring = true;
+        p.nodes[0].quality_networks = 3;
+        p.nodes[0].quality_entries = 11;
+        p.nodes[1].probe_detail = Some("TLS handshake failed: <b>unknown CA</b> & \"x\"".into());
+        let html = render(&p);
+        assert!(
+            html.contains("<title>pdns-ha: 1 down, 1 cert expiring</title>"),
+            "{html}"
+        );
+        assert!(html.contains("data-count=\"cert\""));
+        assert!(html.contains(">1 cert expiring</span>"));
+        assert!(
+            html.contains("data-drained=\"no\" data-cert=\"expiring\">"),
+            "{html}"
+        );
+        assert!(html.contains("data-cert=\"none\">"));
+        assert!(html.contains("<div class=\"cert small warn\""), "{html}");
+        assert!(
+            html.contains(">cert until 1970-01-06, 5 days</div>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr class=\"why h-down d-no\" data-why=\"b\"><td></td><td colspan=\"7\"><div class=\"reason small\">TLS handshake failed: &lt;b&gt;unknown CA&lt;/b&gt; &amp; &quot;x&quot;</div></td></tr>"),
+            "{html}"
+        );
+        // An up node's last probe (it answered) is not a reason to show.
+        assert_eq!(html.matches("class=\"reason").count(), 1);
+        assert!(html.contains("<td class=\"num quality\">3 <span class=\"mute\">/ 11</span>"));
+        assert!(html.contains("<td class=\"num quality\"><span class=\"mute\">–</span>"));
+        // Far from its end: no warning anywhere.
+        p.nodes[0].cert_not_after = Some(p.now + 36 * day + 5);
+        p.nodes[0].cert_expiring = false;
+        p.nodes[1].health = State::Up;
+        let html = render(&p);
+        assert!(html.contains("<title>pdns-ha: 2 up</title>"), "{html}");
+        assert!(!html.contains("data-count=\"cert\""));
+        assert!(html.contains("<div class=\"cert small mute\""));
+        assert!(
+            html.contains(">cert until 1970-02-06, 36 days</div>"),
+            "{html}"
+        );
+        // Two, one of them expired.
+        p.nodes[0].cert_expiring = true;
+        p.nodes[1].cert_not_after = Some(p.now - 2 * day);
+        p.nodes[1].cert_expiring = true;
+        let html = render(&p);
+        assert!(
+            html.contains("<title>pdns-ha: 2 certs expiring, 2 up</title>"),
+            "{html}"
+        );
+        assert!(html.contains(">2 certs expiring</span>"));
+        assert!(
+            html.contains(">cert expired 1969-12-30, 2 days ago</div>"),
+            "{html}"
+        );
+        assert_eq!(
+            cert_text(p.now + day, p.now),
+            "cert until 1970-01-02, 1 day"
+        );
+        assert_eq!(
+            cert_text(p.now + day - 1, p.now),
+            "cert until 1970-01-02, 0 days"
+        );
     }
 
     #[test]

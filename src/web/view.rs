@@ -1,11 +1,13 @@
 //! What the status page shows, gathered from the store through an answer
 //! engine of its own ([`gather`]), and the samples that feed the page's
-//! [`History`] ([`samples`]). The work per call is bounded: the site's nodes,
-//! the newest [`EVENTS`] events, the [`NETWORKS`] busiest client networks
-//! times at most [`SERVICES`] services (one decision each, as `explain`
-//! computes it, no cache).
+//! [`History`] ([`samples`]). The work per call is bounded: the site's nodes
+//! (with the collector's last probe of each and their call quality counts,
+//! one grouped count of the `quality` table), the newest [`EVENTS`] events,
+//! the [`NETWORKS`] busiest client networks times at most [`SERVICES`]
+//! services (one decision each, as `explain` computes it, no cache).
 
 use crate::answer::{self, Engine};
+use crate::collector::tls::cert_expiring;
 use crate::metrics::Health;
 use crate::net::Prefix;
 use crate::store::NodeStateRows;
@@ -97,6 +99,24 @@ pub fn gather(engine: &mut Engine, history: &History, now: i64) -> Page {
                 .into(),
         );
     }
+    // The collector's last probe of each node (as old as a health that
+    // still counts, as `status` shows it) and the call quality counts.
+    let (probes, quality) = match engine.store() {
+        Some(store) => {
+            let probes = store.probes().unwrap_or_else(|e| {
+                page.problems.push(format!("probes: {e:#}"));
+                Default::default()
+            });
+            let quality = store
+                .quality_counts(now - topo.policy.quality_max_age_s)
+                .unwrap_or_else(|e| {
+                    page.problems.push(format!("call quality: {e:#}"));
+                    Default::default()
+                });
+            (probes, quality)
+        }
+        None => Default::default(),
+    };
     let states = &engine.view.states;
     let views = answer::node_views(&topo, states, now);
     for (n, v) in topo.nodes.iter().zip(&views) {
@@ -111,6 +131,11 @@ pub fn gather(engine: &mut Engine, history: &History, now: i64) -> Page {
                 s
             }
         };
+        let probe = probes
+            .get(&n.id)
+            .filter(|p| now - p.updated <= topo.policy.health_max_age_s);
+        let cert = probe.and_then(|p| p.cert_not_after);
+        let (q_fresh, q_all) = quality.get(&n.id).copied().unwrap_or((0, 0));
         page.nodes.push(NodeRow {
             name: n.def.name.clone(),
             host: n.def.host.clone(),
@@ -118,6 +143,11 @@ pub fn gather(engine: &mut Engine, history: &History, now: i64) -> Page {
             health_since: h.filter(|_| fresh).map(|h| h.since),
             health_age_s: h.map(|h| now - h.updated),
             probe_rtt_ms: live_rtt(&topo, states, n.id, now),
+            probe_detail: probe.map(|p| p.detail.clone()),
+            cert_not_after: cert,
+            cert_expiring: cert.is_some_and(|at| cert_expiring(at, now)),
+            quality_networks: q_fresh,
+            quality_entries: q_all,
             sessions: l.map(|l| l.sessions),
             max_sessions: n
                 .def
@@ -291,6 +321,53 @@ nodes = ["a", "b"]
         assert_eq!(p.events[0].kind, "drain");
         assert_eq!(p.events[1].kind, "health");
         assert!(super::super::page::render(&p).contains("data-drained=\"yes\""));
+        // The collector's last probe: b's reason, a's certificate (in 3
+        // days: expiring), and the call quality networks per node.
+        assert_eq!(p.nodes[1].probe_detail.as_deref(), Some("test <&>"));
+        assert_eq!(p.nodes[0].cert_not_after, None);
+        let at = now + 3 * 86_400;
+        let mut tls = health("a", Health::Up, Some(1.0));
+        if let Metric::Health { cert_not_after, .. } = &mut tls {
+            *cert_not_after = Some(at);
+        }
+        let quality = |node: &str, client: &str| Metric::Quality {
+            node: node.into(),
+            client: client.parse().unwrap(),
+            mos: 4.1,
+            loss_pct: None,
+            jitter_ms: None,
+            ts: now,
+        };
+        s.write_metrics(
+            &[
+                tls,
+                quality("a", "198.51.100.7"),
+                quality("a", "203.0.113.9"),
+                quality("b", "198.51.100.8"),
+            ],
+            "collector",
+            None,
+            now + 2,
+        )
+        .unwrap();
+        std::thread::sleep(answer::CHECK_EVERY + std::time::Duration::from_millis(50));
+        let p = gather(&mut e, &h, now + 2);
+        assert_eq!(p.nodes[0].cert_not_after, Some(at));
+        assert!(p.nodes[0].cert_expiring);
+        assert!(!p.nodes[1].cert_expiring);
+        // Each sample makes entries at every level; 2 and 1 at /24.
+        assert_eq!(p.nodes[0].quality_networks, 2);
+        assert_eq!(p.nodes[1].quality_networks, 1);
+        assert!(p.nodes[0].quality_entries > 2);
+        // An hour later the probe is too old to show (as in `status`).
+        let p = gather(&mut e, &h, now + 3600);
+        assert_eq!(
+            (
+                p.nodes[0].cert_not_after,
+                p.nodes[1].probe_detail.as_deref()
+            ),
+            (None, None)
+        );
     }
 
     #[test]
