@@ -172,7 +172,11 @@ pub fn status(store: &Store, topo: &Topology, shared: Option<CacheStats>) -> Res
             health_since: h.map(|h| h.since),
             health_age_s: h.map(|h| now - h.updated),
             probe_rtt_ms: h.and_then(|h| h.probe_rtt_ms),
-            probe_detail: p.map(|p| p.detail.clone()),
+            // The probe's reason explains the health only when the collector
+            // set it (a state reported by `ingest` has its own source).
+            probe_detail: p
+                .filter(|_| h.is_some_and(|h| h.source == "collector"))
+                .map(|p| p.detail.clone()),
             probe_cert_not_after: cert,
             probe_cert_days_left: days_left,
             probe_cert_expiring: cert.is_some_and(|at| cert_expiring(at, now)),
@@ -1021,5 +1025,39 @@ content = \"60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\"
             (None, None)
         );
         assert!(!n.probe_cert_expiring);
+    }
+
+    #[test]
+    fn a_probe_reason_is_shown_only_for_a_health_the_collector_set() {
+        let db = TempDb::new("report-reason");
+        let mut store = db.apply(ONE_NODE);
+        let now = metrics::now();
+        let health = |state, reason: Option<&str>| metrics::Metric::Health {
+            node: "a".into(),
+            state,
+            ts: now,
+            probe_rtt_ms: None,
+            reason: reason.map(String::from),
+            cert_not_after: None,
+        };
+        let probe = "SIP probe: udp:192.0.2.1:5060 answered 200";
+        store
+            .write_metrics(
+                &[health(metrics::Health::Up, Some(probe))],
+                "collector",
+                None,
+                now,
+            )
+            .unwrap();
+        assert_eq!(node_status(&store).probe_detail.as_deref(), Some(probe));
+        // An agent reports the node down: the collector's last probe, which
+        // it answered, does not explain that.
+        store
+            .write_metrics(&[health(metrics::Health::Down, None)], "ingest", None, now)
+            .unwrap();
+        let n = node_status(&store);
+        assert_eq!((n.health.as_str(), n.probe_detail), ("down", None));
+        let why = format!("  a: {probe}");
+        assert!(!status_now(&store).text().contains(&why));
     }
 }

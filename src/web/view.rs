@@ -143,7 +143,11 @@ pub fn gather(engine: &mut Engine, history: &History, now: i64) -> Page {
             health_since: h.filter(|_| fresh).map(|h| h.since),
             health_age_s: h.map(|h| now - h.updated),
             probe_rtt_ms: live_rtt(&topo, states, n.id, now),
-            probe_detail: probe.map(|p| p.detail.clone()),
+            // The probe's reason explains the health only when the collector
+            // set it (a state reported by `ingest` has its own source).
+            probe_detail: probe
+                .filter(|_| h.is_some_and(|h| h.source == "collector"))
+                .map(|p| p.detail.clone()),
             cert_not_after: cert,
             cert_expiring: cert.is_some_and(|at| cert_expiring(at, now)),
             quality_networks: q_fresh,
