@@ -42,7 +42,12 @@ case $seconds in
 esac
 [ $# -gt 0 ] && shift
 
-all=(metric_line pipe_lines site_text sip_response esl_event memcached_value)
+# Every target in fuzz/fuzz_targets, so a new one is never left out.
+all=()
+for f in fuzz/fuzz_targets/*.rs; do
+    t=${f##*/}
+    all+=("${t%.rs}")
+done
 targets=("${all[@]}")
 [ $# -gt 0 ] && targets=("$@")
 for t in "${targets[@]}"; do

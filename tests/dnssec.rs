@@ -1159,6 +1159,13 @@ fn an_unreadable_keystore_stops_powerdns_at_its_next_start() {
     pdnsutil_in(dir.path(), &["set-nsec3", ZONE, "1 0 0 -", "narrow"]);
     pdnsutil_in(dir.path(), &["secure-zone", ZONE]);
     let anchor = anchor_in(dir.path(), dir.path());
+    // The coprocesses run as nobody too: a copy of pdns-ha where nobody can
+    // run it (the build directory may be below one only root can enter).
+    let bin = dir.path().join("pdns-ha");
+    std::fs::copy(support::BIN, &bin).expect("copy pdns-ha");
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod 755");
+    let pipe_command = format!("{} pipe --db {}", bin.display(), db.path.display());
     for d in [db.dir.path(), dir.path()] {
         let st = Command::new("chown")
             .args(["-R", "nobody:nogroup"])
@@ -1171,6 +1178,8 @@ fn an_unreadable_keystore_stops_powerdns_at_its_next_start() {
         opts_with_keystore(o, &keys)
             .with("setuid=nobody")
             .with("setgid=nogroup")
+            .with(&format!("pipe-command={pipe_command}"))
+            .with(&format!("pipe-standby-command={pipe_command}"))
             .with("dnssec-key-cache-ttl=1")
             .with("zone-metadata-cache-ttl=1")
     };

@@ -279,7 +279,8 @@ nodes = ["a", "b"]
                 load("a", 900, 1000),
                 load("b", 20, 1000),
             ],
-            "test",
+            // As the collector writes them: its probe reasons explain health.
+            "collector",
             Some(now),
             now,
         )
@@ -313,8 +314,13 @@ nodes = ["a", "b"]
 
         // b goes down and is drained: a gets the network, b's round trip
         // is no longer shown, and the events say so, newest first.
-        s.write_metrics(&[health("b", Health::Down, None)], "test", None, now + 1)
-            .unwrap();
+        s.write_metrics(
+            &[health("b", Health::Down, None)],
+            "collector",
+            None,
+            now + 1,
+        )
+        .unwrap();
         s.set_drain("b", true, now + 1).unwrap();
         std::thread::sleep(answer::CHECK_EVERY + std::time::Duration::from_millis(50));
         let p = gather(&mut e, &h, now + 1);
