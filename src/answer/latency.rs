@@ -62,15 +62,7 @@ impl Source<'_> {
             Source::Snapshot(m) => {
                 m.quality(a.family as u8, a.net, a.plen, |e| {
                     if e.updated >= fresh_after && e.calls >= i64::from(min_calls) {
-                        f(QualityRow {
-                            node_id: e.node_id,
-                            mos: e.mos,
-                            mos_dev: e.mos_dev,
-                            loss_pct: e.loss_pct,
-                            jitter_ms: e.jitter_ms,
-                            calls: e.calls,
-                            updated: e.updated,
-                        })
+                        f(e)
                     }
                 });
                 Ok(())

@@ -27,17 +27,9 @@ pub struct WriteOutcome {
 
 /// A call quality entry as stored: moving averages of the calls' receive
 /// MOS (with its deviation), loss and jitter (NULL until a call reported
-/// them), and the calls counted since the entry was last fresh.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QualityRow {
-    pub node_id: i64,
-    pub mos: f64,
-    pub mos_dev: f64,
-    pub loss_pct: Option<f64>,
-    pub jitter_ms: Option<f64>,
-    pub calls: i64,
-    pub updated: i64,
-}
+/// them), and the calls counted since the entry was last fresh. The
+/// snapshot keeps the same fields, so a row is its entry.
+pub type QualityRow = crate::snapshot::QualityEntry;
 
 /// A latency entry as stored.
 #[derive(Clone, Debug, PartialEq)]
