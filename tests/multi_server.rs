@@ -426,25 +426,42 @@ fn a_decision_shared_by_another_database_is_answered_only_if_it_agrees_on_health
         coproc(&c, &memcached),
     );
 
+    // Decisions are written with `noreply`: before another coprocess reads
+    // one, the test waits until memcached has stored it (`sets`, the
+    // number of writes so far, is checked as it goes).
+    let sets = |n: u64| memcached.wait_stat("cmd_set", n);
+
     // A decides for 10.1.2.0/24 and shares it; B reads it, but van1 is
-    // down here: B answers without van1.
+    // down here: B answers without van1, and writes its own decision.
     assert_eq!(ask(&mut ca, "10.1.2.7"), ["van1", "mtl1", "tor1"]);
+    sets(1);
     assert_eq!(memcached.keys().len(), 1, "{:?}", memcached.keys());
     assert_eq!(ask(&mut cb, "10.1.2.7"), ["mtl1", "tor1"]);
+    sets(2);
     assert_eq!(memcached.keys().len(), 1, "B asked under A's key");
     assert_eq!(memcached.stat("get_hits"), 1, "B found A's decision");
     // The other way: B decides for 10.3.4.0/24; A, where van1 is up, does
     // not leave it out.
     assert_eq!(ask(&mut cb, "10.3.4.7"), ["mtl1", "tor1"]);
+    sets(3);
     assert_eq!(ask(&mut ca, "10.3.4.7"), ["van1", "mtl1", "tor1"]);
+    sets(4);
     assert_eq!(memcached.stat("get_hits"), 2, "A found B's decision");
     // C agrees with A on every node: it answers A's decision as shared. For
     // 10.1.2.0/24 the value is B's now (written after it refused A's), so
     // C refuses it too and answers as A does.
     assert_eq!(ask(&mut cc, "10.3.4.7"), ["van1", "mtl1", "tor1"]);
     assert_eq!(ask(&mut cc, "10.1.2.7"), ["van1", "mtl1", "tor1"]);
+    sets(5);
     assert_eq!(ask(&mut ca, "10.5.6.7"), ["van1", "mtl1", "tor1"]);
+    sets(6);
     assert_eq!(ask(&mut cc, "10.5.6.7"), ["van1", "mtl1", "tor1"]);
+    assert_eq!(memcached.stat("get_hits"), 5, "C found three decisions");
+    assert_eq!(
+        memcached.stat("cmd_set"),
+        6,
+        "a decision served is not written again"
+    );
 
     // The counters (written when a coprocess exits): every disagreement
     // was refused, every agreement served.

@@ -71,6 +71,26 @@ impl Memcached {
             .unwrap_or_else(|| panic!("no stat {name}"))
     }
 
+    /// Waits (up to 5 s) until stat `name` reaches `at_least`. Decisions
+    /// are written with `noreply`: a coprocess answers before memcached has
+    /// stored its value, and another connection (another memcached thread)
+    /// may be served first. A test that reads another coprocess's write
+    /// waits for it here.
+    pub fn wait_stat(&self, name: &str, at_least: u64) {
+        let start = Instant::now();
+        loop {
+            let v = self.stat(name);
+            if v >= at_least {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "memcached stat {name} is {v}, waited for {at_least}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Every key memcached holds.
     pub fn keys(&self) -> Vec<String> {
         self.raw(b"lru_crawler metadump all\r\n", "END")
