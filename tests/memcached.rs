@@ -178,6 +178,48 @@ fn two_coprocesses_share_one_decision_through_memcached() {
 }
 
 #[test]
+fn a_decision_is_shared_while_fresh_and_refused_once_older() {
+    // decision_cache_ms = 0: a shared decision is fresh for 2000 ms.
+    let db = Db::new("mc-fresh");
+    db.apply_ok(&format!("{}\n[policy]\ndecision_cache_ms = 0\n", *SITE));
+    db.ingest_ok(
+        "latency van1 10.0.0.0/8 5\nlatency mtl1 10.0.0.0/8 20\nlatency tor1 10.0.0.0/8 40\n",
+    );
+    let mc = Memcached::start(support::free_port());
+    let servers = format!("127.0.0.1:{}", mc.port);
+    let mut a = with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let mut b = with_memcached(&db, &servers, RELAXED_MS, 5000);
+    let mut c = with_memcached(&db, &servers, RELAXED_MS, 5000);
+
+    let asked = Instant::now();
+    let (srv_a, _) = a.ask(SRV, "10.20.30.40");
+    mc.wait_stat("curr_items", 1);
+    // 1.6 s later B is served A's decision: it is fresh for 2 s, and
+    // memcached keeps it at least that long (written to expire in 3 s, on a
+    // clock that ticks in whole seconds).
+    std::thread::sleep(Duration::from_millis(1600).saturating_sub(asked.elapsed()));
+    let (srv_b, _) = b.ask(SRV, "10.20.30.40");
+    assert_eq!(srv_b, srv_a);
+    assert_eq!(mc.stat("get_hits"), 1, "B was served A's decision");
+    // More than 2 s after it was made, the decision is not answered, whether
+    // memcached still has it or not: C decides again.
+    std::thread::sleep(Duration::from_millis(2300).saturating_sub(asked.elapsed()));
+    let (srv_c, _) = c.ask(SRV, "10.20.30.40");
+    assert_eq!(srv_c, srv_a);
+    for p in [a, b, c] {
+        assert!(p.close().success());
+    }
+    let s = db.status_json();
+    assert_eq!(
+        (counter(&s, "hits"), counter(&s, "misses")),
+        (1, 2),
+        "A missed, B hit, C found nothing fresh: {s}"
+    );
+    assert_eq!(counter(&s, "rejected"), 0, "{s}");
+    assert_eq!(counter(&s, "errors"), 0, "{s}");
+}
+
+#[test]
 fn memcached_killed_and_restarted_in_a_stream_of_questions() {
     let db = site_db("restart");
     let port = support::free_port();

@@ -36,9 +36,12 @@
 //! counts its own generation and health epoch, which may equal this one's
 //! while a node is down in one and up in the other.
 //!
-//! Lifetime: memcached expires items after [`EXPTIME_S`] seconds, and a value
-//! older than `2000 - decision_cache_ms` ms is refused on read, so that with
-//! the in-process cache in front a metric change shows in at most 2 s.
+//! Lifetime: a value older than `2000 - decision_cache_ms` ms is refused on
+//! read, so that with the in-process cache in front a metric change shows in
+//! at most 2 s. memcached's own expiry, [`EXPTIME_S`], only frees the memory:
+//! its clock ticks in whole seconds, so an item set with an expiry of N s
+//! lives between N - 1 and N s (1.2 to 1.8 s seen with N = 2); N is chosen
+//! so that the age check, not that tick, ends a value's life.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -59,10 +62,12 @@ use crate::topology::Topology;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(3);
 /// Default time a server is not asked after an error.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(5);
-/// memcached item lifetime, seconds.
-pub const EXPTIME_S: u32 = 2;
+/// memcached item lifetime, seconds (see the module doc).
+pub const EXPTIME_S: u32 = 3;
 /// A metric change shows in at most this long (memcached age + in-process).
 const STALENESS_MS: i64 = 2000;
+// The shortest life memcached gives an item covers the longest age read.
+const _: () = assert!((EXPTIME_S as i64 - 1) * 1000 >= STALENESS_MS);
 /// A value stamped this far in the future (another server's clock) is
 /// still accepted.
 const FUTURE_SKEW_MS: i64 = 250;
