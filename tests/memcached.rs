@@ -191,19 +191,25 @@ fn a_decision_is_shared_while_fresh_and_refused_once_older() {
     let mut b = with_memcached(&db, &servers, RELAXED_MS, 5000);
     let mut c = with_memcached(&db, &servers, RELAXED_MS, 5000);
 
+    // A's decision is stamped between `asked` and `made`.
     let asked = Instant::now();
     let (srv_a, _) = a.ask(SRV, "10.20.30.40");
+    let made = Instant::now();
     mc.wait_stat("curr_items", 1);
-    // 1.6 s later B is served A's decision: it is fresh for 2 s, and
-    // memcached keeps it at least that long (written to expire in 3 s, on a
-    // clock that ticks in whole seconds).
-    std::thread::sleep(Duration::from_millis(1600).saturating_sub(asked.elapsed()));
+    // At most 1.4 s later B is served A's decision: it is fresh for 2 s,
+    // and memcached keeps it at least that long (written to expire in 3 s,
+    // on a clock that ticks in whole seconds).
+    std::thread::sleep(
+        (asked + Duration::from_millis(1400)).saturating_duration_since(Instant::now()),
+    );
     let (srv_b, _) = b.ask(SRV, "10.20.30.40");
     assert_eq!(srv_b, srv_a);
     assert_eq!(mc.stat("get_hits"), 1, "B was served A's decision");
     // More than 2 s after it was made, the decision is not answered, whether
     // memcached still has it or not: C decides again.
-    std::thread::sleep(Duration::from_millis(2300).saturating_sub(asked.elapsed()));
+    std::thread::sleep(
+        (made + Duration::from_millis(2100)).saturating_duration_since(Instant::now()),
+    );
     let (srv_c, _) = c.ask(SRV, "10.20.30.40");
     assert_eq!(srv_c, srv_a);
     for p in [a, b, c] {
