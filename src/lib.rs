@@ -21,6 +21,8 @@ pub mod report;
 pub mod site;
 pub mod snapshot;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_rng;
 pub mod text;
 pub mod topology;
 pub mod web;

@@ -972,22 +972,26 @@ mod tests {
             }
         }
         let good = b.finish(1, 1, 1).unwrap().0.into_inner();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
         for round in 0..200 {
-            let mut bad = good.clone();
-            for _ in 0..8 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let at = BLOCK + (x as usize % (bad.len() - BLOCK));
-                bad[at] = (x >> 32) as u8;
-            }
-            let v = View::from_bytes(bad).unwrap();
+            let v = View::from_bytes(damaged_past_header(&good, &mut rng)).unwrap();
             for k in 0..450 {
                 v.quality(4, k * 256 + round % 2, 24, |_| {});
                 v.entries(4, k * 256, 24, |_| {});
             }
         }
+    }
+
+    /// `good` with 8 random bytes overwritten past the header block (damage
+    /// the header's check does not cover).
+    fn damaged_past_header(good: &[u8], rng: &mut crate::test_rng::XorShift) -> Vec<u8> {
+        let mut bad = good.to_vec();
+        for _ in 0..8 {
+            let x = rng.next_u64();
+            let at = BLOCK + (x as usize % (bad.len() - BLOCK));
+            bad[at] = (x >> 32) as u8;
+        }
+        bad
     }
 
     #[test]
@@ -1033,17 +1037,9 @@ mod tests {
         assert!(View::from_bytes(bad).is_err());
         // Damage past the header is not detected, but no lookup panics or
         // reads outside the file: flip bytes all over and look things up.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
         for round in 0..300 {
-            let mut bad = good.clone();
-            for _ in 0..8 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let at = BLOCK + (x as usize % (bad.len() - BLOCK));
-                bad[at] = (x >> 32) as u8;
-            }
-            let v = View::from_bytes(bad).unwrap();
+            let v = View::from_bytes(damaged_past_header(&good, &mut rng)).unwrap();
             for k in 0..700 {
                 v.entries(4, k * 256 + round % 2, 24, |_| {});
             }

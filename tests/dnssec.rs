@@ -50,6 +50,14 @@ latency mtl1 127.0.1.0/24 45
 latency van1 127.0.1.0/24 90
 ";
 
+/// A database with the three-node dynamic site and [`LATENCIES`].
+fn measured_db(tag: &str) -> Db {
+    let db = Db::new(tag);
+    db.apply_ok(&support::fixture("three_nodes_dynamic"));
+    db.ingest_ok(LATENCIES);
+    db
+}
+
 /// Where Debian's pdns-backend-sqlite3 puts the gsqlite3 schema (the first
 /// is outside /usr/share/doc, which minimal images may leave out).
 const SCHEMAS: [&str; 2] = [
@@ -217,9 +225,7 @@ fn rrsigs<'a>(d: &'a Dig, rtype: &str) -> Vec<&'a str> {
 #[test]
 fn a_secured_zone_serves_validated_per_client_answers() {
     let Some(schema) = tools() else { return };
-    let db = Db::new("dnssec");
-    db.apply_ok(&support::fixture("three_nodes_dynamic"));
-    db.ingest_ok(LATENCIES);
+    let db = measured_db("dnssec");
     let keys_dir = TempDir::new("dnssec-keys");
     let keys = keystore(keys_dir.path(), &schema);
     let pdns = Pdns::start(
@@ -872,9 +878,7 @@ fn key_tag(pdns: &Pdns, id: &str) -> u16 {
 #[test]
 fn a_key_rollover_keeps_every_answer_validated() {
     let Some(schema) = tools() else { return };
-    let db = Db::new("dnssec-roll");
-    db.apply_ok(&support::fixture("three_nodes_dynamic"));
-    db.ingest_ok(LATENCIES);
+    let db = measured_db("dnssec-roll");
     let s = secured(
         &db,
         &schema,
@@ -1014,9 +1018,7 @@ fn base64(s: &str) -> Vec<u8> {
 #[test]
 fn a_broken_keystore_never_turns_a_running_zone_unsigned() {
     let Some(schema) = tools() else { return };
-    let db = Db::new("dnssec-break");
-    db.apply_ok(&support::fixture("three_nodes_dynamic"));
-    db.ingest_ok(LATENCIES);
+    let db = measured_db("dnssec-break");
     let caches = || {
         PdnsOpts::default()
             .with("dnssec-key-cache-ttl=1")
@@ -1142,9 +1144,7 @@ fn an_unreadable_keystore_stops_powerdns_at_its_next_start() {
         eprintln!("\n!!!!!!!! SKIPPED: needs root to run PowerDNS as nobody !!!!!!!!\n");
         return;
     }
-    let db = Db::new("dnssec-perm");
-    db.apply_ok(&support::fixture("three_nodes_dynamic"));
-    db.ingest_ok(LATENCIES);
+    let db = measured_db("dnssec-perm");
     // Secured before PowerDNS starts, with a pdns.conf of the keystore alone.
     let dir = TempDir::new("dnssec-perm-keys");
     let keys = keystore(dir.path(), &schema);

@@ -389,13 +389,8 @@ prefer = ["c"]
         // Random samples over IPv4 and IPv6, some in the named network, some
         // too old to count, averaged by repeated samples; then random
         // clients (most near the data) read through both sources.
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
+        let mut rnd = move |n: u64| rng.below(n);
         let now = crate::metrics::now();
         let mut lines = String::new();
         for _ in 0..3000 {
@@ -492,13 +487,8 @@ prefer = ["c"]
         // some too old for the freshness limit used), averaged per
         // aggregate; then random clients read through both sources with
         // several minimums of calls and freshness limits.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move |n: u64| rng.below(n);
         let now = crate::metrics::now();
         let mut lines = String::new();
         for _ in 0..3000 {

@@ -31,6 +31,29 @@ pub struct WriteOutcome {
 /// snapshot keeps the same fields, so a row is its entry.
 pub type QualityRow = crate::snapshot::QualityEntry;
 
+/// The columns of a [`QualityRow`] in the `quality` table, in the order
+/// [`quality_row`] reads them (a macro, for `concat!`: the queries stay
+/// `&'static str`, with no formatting on the query path).
+macro_rules! quality_columns {
+    () => {
+        "node_id, mos, mos_dev, loss_pct, jitter_ms, calls, updated"
+    };
+}
+pub(super) use quality_columns;
+
+/// A [`QualityRow`] from `quality_columns!()` selected from column `at` on.
+pub(super) fn quality_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<QualityRow> {
+    Ok(QualityRow {
+        node_id: r.get(at)?,
+        mos: r.get(at + 1)?,
+        mos_dev: r.get(at + 2)?,
+        loss_pct: r.get(at + 3)?,
+        jitter_ms: r.get(at + 4)?,
+        calls: r.get(at + 5)?,
+        updated: r.get(at + 6)?,
+    })
+}
+
 /// A latency entry as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencyRow {
@@ -505,25 +528,19 @@ impl Store {
         min_calls: u32,
         mut f: impl FnMut(QualityRow),
     ) -> Result<()> {
-        let mut stmt = match self.conn.prepare_cached(
-            "SELECT node_id, mos, mos_dev, loss_pct, jitter_ms, calls, updated FROM quality
-             WHERE family = ?1 AND net = ?2 AND plen = ?3 AND updated >= ?4 AND calls >= ?5",
-        ) {
+        let mut stmt = match self.conn.prepare_cached(concat!(
+            "SELECT ",
+            quality_columns!(),
+            " FROM quality
+             WHERE family = ?1 AND net = ?2 AND plen = ?3 AND updated >= ?4 AND calls >= ?5"
+        )) {
             Ok(s) => s,
             Err(e) if e.to_string().contains("no such table") => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let mut rows = stmt.query(params![family, net, plen, fresh_after, min_calls])?;
         while let Some(r) = rows.next()? {
-            f(QualityRow {
-                node_id: r.get(0)?,
-                mos: r.get(1)?,
-                mos_dev: r.get(2)?,
-                loss_pct: r.get(3)?,
-                jitter_ms: r.get(4)?,
-                calls: r.get(5)?,
-                updated: r.get(6)?,
-            });
+            f(quality_row(r, 0)?);
         }
         Ok(())
     }

@@ -32,7 +32,8 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::Store;
-use crate::snapshot::{Builder, Header, QualityEntry};
+use super::metrics::{quality_columns, quality_row};
+use crate::snapshot::{Builder, Header};
 
 /// Where the snapshot of the database at `db` lives.
 pub fn path_of(db: &Path) -> PathBuf {
@@ -137,6 +138,13 @@ fn new_token() -> u64 {
     h.finish().max(1)
 }
 
+/// The family and prefix length of a row selected as `family, net, plen,
+/// ...`; None for values no snapshot key can hold (a damaged row: skipped).
+fn key_of(r: &rusqlite::Row) -> rusqlite::Result<Option<(u8, u8)>> {
+    let (family, plen): (i64, i64) = (r.get(0)?, r.get(2)?);
+    Ok(u8::try_from(family).ok().zip(u8::try_from(plen).ok()))
+}
+
 /// Builds the snapshot of what `conn` sees into `tmp`.
 fn build(conn: &Connection, tmp: &Path, latency_version: i64, now: i64) -> Result<Header> {
     let file =
@@ -148,9 +156,7 @@ fn build(conn: &Connection, tmp: &Path, latency_version: i64, now: i64) -> Resul
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        let family: i64 = r.get(0)?;
-        let plen: i64 = r.get(2)?;
-        let (Ok(family), Ok(plen)) = (u8::try_from(family), u8::try_from(plen)) else {
+        let Some((family, plen)) = key_of(r)? else {
             continue;
         };
         b.push(family, r.get(1)?, plen, r.get(3)?, r.get(4)?, r.get(5)?)?;
@@ -164,31 +170,17 @@ fn build(conn: &Connection, tmp: &Path, latency_version: i64, now: i64) -> Resul
         )?
         .query_row([], |r| r.get(0))?;
     if has_quality {
-        let mut stmt = conn.prepare_cached(
-            "SELECT family, net, plen, node_id, mos, mos_dev, loss_pct, jitter_ms, calls, updated
-             FROM quality ORDER BY family, net, plen, node_id",
-        )?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT family, net, plen, ",
+            quality_columns!(),
+            " FROM quality ORDER BY family, net, plen, node_id"
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let family: i64 = r.get(0)?;
-            let plen: i64 = r.get(2)?;
-            let (Ok(family), Ok(plen)) = (u8::try_from(family), u8::try_from(plen)) else {
+            let Some((family, plen)) = key_of(r)? else {
                 continue;
             };
-            b.push_quality(
-                family,
-                r.get(1)?,
-                plen,
-                &QualityEntry {
-                    node_id: r.get(3)?,
-                    mos: r.get(4)?,
-                    mos_dev: r.get(5)?,
-                    loss_pct: r.get(6)?,
-                    jitter_ms: r.get(7)?,
-                    calls: r.get(8)?,
-                    updated: r.get(9)?,
-                },
-            )?;
+            b.push_quality(family, r.get(1)?, plen, &quality_row(r, 3)?)?;
         }
     }
     let (out, header) = b.finish(new_token(), now, latency_version)?;

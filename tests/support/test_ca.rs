@@ -25,6 +25,15 @@ pub enum Signer {
     Other,
 }
 
+/// `openssl req` arguments for a new P-256 key, unencrypted.
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 fn openssl(dir: &Path, args: &[&str]) {
     let o = Command::new("openssl")
         .args(args)
@@ -46,29 +55,23 @@ impl TestCa {
     /// The two CAs, in `dir` (which must exist).
     pub fn new(dir: &Path) -> TestCa {
         for name in ["ca", "other"] {
+            let (key, crt, subj) = (
+                format!("{name}.key"),
+                format!("{name}.crt"),
+                format!("/CN=pdns-ha test {name}"),
+            );
             openssl(
                 dir,
                 &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.crt"),
-                    "-days",
-                    "3650",
-                    "-subj",
-                    &format!("/CN=pdns-ha test {name}"),
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign,cRLSign",
-                ],
+                    &["req", "-x509"][..],
+                    NEW_KEY,
+                    &[
+                        "-keyout", &key, "-out", &crt, "-days", "3650", "-subj", &subj,
+                    ],
+                    &["-addext", "basicConstraints=critical,CA:TRUE"],
+                    &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                ]
+                .concat(),
             );
         }
         std::fs::write(dir.join("index.txt"), "").expect("write index.txt");
@@ -96,23 +99,19 @@ impl TestCa {
     /// valid from `start` to `end` (`YYYYMMDDHHMMSSZ`), signed by `by`.
     pub fn leaf(&self, name: &str, san: &str, start: &str, end: &str, by: Signer) -> Leaf {
         let dir = &self.dir;
+        let (key, csr, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("/CN={name}"),
+        );
         openssl(
             dir,
             &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
+                &["req", "-new"][..],
+                NEW_KEY,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ]
+            .concat(),
         );
         std::fs::write(
             dir.join(format!("{name}.ext")),
